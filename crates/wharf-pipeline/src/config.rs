@@ -1,0 +1,444 @@
+//! `wharf.toml`: the project's configuration, parsed strictly (unknown keys are errors),
+//! with environment-variable overrides (`WHARF__SECTION__KEY=value`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wharf_core::{Environment, EnvironmentPolicy, ScanGate, Severity};
+use wharf_policy::{GovernanceConfig, ThresholdOverrides};
+
+use crate::PipelineError;
+
+/// The prefix of environment-variable overrides; `__` separates path segments:
+/// `WHARF__REGISTRY__URL=http://127.0.0.1:5000`,
+/// `WHARF__ENVIRONMENTS__PROD__REPLICAS=4`.
+pub const ENV_PREFIX: &str = "WHARF__";
+
+/// The whole `wharf.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// `[project]`
+    pub project: ProjectConfig,
+    /// `[model]`
+    pub model: ModelConfig,
+    /// `[governance]`
+    #[serde(default)]
+    pub governance: GovernanceSection,
+    /// `[registry]`
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// `[scan]`
+    #[serde(default)]
+    pub scan: ScanConfig,
+    /// `[sign]`
+    #[serde(default)]
+    pub sign: SignConfig,
+    /// `[audit]`
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// `[environments.<dev|test|prod>]`
+    #[serde(default)]
+    pub environments: BTreeMap<Environment, EnvironmentConfig>,
+    /// `[deploy]`
+    #[serde(default)]
+    pub deploy: DeployConfig,
+    /// The directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[project]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ProjectConfig {
+    /// Project name (in run records).
+    pub name: String,
+    /// Environment used when `--env` is not given.
+    #[serde(default = "default_env")]
+    pub default_environment: Environment,
+}
+
+fn default_env() -> Environment {
+    Environment::Dev
+}
+
+/// `[model]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ModelConfig {
+    /// The model directory.
+    pub dir: PathBuf,
+    /// The manifest, relative to `dir` (default `model.yaml`).
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+}
+
+fn default_manifest() -> PathBuf {
+    PathBuf::from("model.yaml")
+}
+
+/// `[governance]`: the policy gate's allow-lists, thresholds and user policies.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GovernanceSection {
+    /// Base thresholds.
+    #[serde(default)]
+    pub thresholds: Option<ThresholdOverrides>,
+    /// Approved dependencies; replaces the bundled list when set.
+    pub allowed_dependencies: Option<Vec<String>>,
+    /// Approved data sources.
+    #[serde(default)]
+    pub approved_data_sources: Vec<String>,
+    /// A directory of extra `.rego` policies.
+    pub policy_dir: Option<PathBuf>,
+}
+
+/// `[registry]`: where images go. Without `url`, the embedded OCI layout is used.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RegistryConfig {
+    /// Registry URL (`https://ghcr.io`, `http://127.0.0.1:5000`, an ECR endpoint).
+    pub url: Option<String>,
+    /// Repository inside the registry (default: the model name).
+    pub repository: Option<String>,
+    /// OCI image layout directory for the embedded default (default `.wharf/oci`).
+    pub layout: Option<PathBuf>,
+    /// Base image to append model layers to.
+    pub base_image: Option<String>,
+}
+
+/// `[scan]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ScanConfig {
+    /// Scanner: `osv` (embedded default) or `trivy`.
+    pub scanner: Option<String>,
+    /// Local OSV database directory.
+    pub osv_dir: Option<PathBuf>,
+    /// VEX documents applied to findings.
+    #[serde(default)]
+    pub vex: Vec<PathBuf>,
+}
+
+/// `[sign]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SignConfig {
+    /// Key: a `cosign.key` path, `awskms://…`, or `keyless`.
+    pub key: Option<String>,
+    /// Environment variable holding the key password (never the password itself).
+    pub password_env: Option<String>,
+    /// Signature format: `legacy` (`.sig` tags) or `bundle` (OCI 1.1 referrers).
+    pub format: Option<String>,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuditConfig {
+    /// Directory of the embedded write-once audit log (default `.wharf/audit`).
+    pub dir: Option<PathBuf>,
+    /// `s3://bucket/prefix` for S3 Object Lock.
+    pub url: Option<String>,
+}
+
+/// `[environments.<name>]`: overrides of the environment's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EnvironmentConfig {
+    /// Replicas.
+    pub replicas: Option<u32>,
+    /// Debug flag.
+    pub debug: Option<bool>,
+    /// Fail the scan gate at this severity or worse; `"none"` for warn only.
+    pub fail_on: Option<String>,
+    /// Require a verified signature.
+    pub require_signature: Option<bool>,
+    /// Governance threshold overrides.
+    pub governance: Option<ThresholdOverrides>,
+}
+
+/// `[deploy]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DeployConfig {
+    /// Target: `gitops` (embedded default), `kubernetes`, `sagemaker`.
+    pub target: Option<String>,
+    /// The GitOps repository directory.
+    pub gitops_repo: Option<PathBuf>,
+    /// Kubernetes namespace.
+    pub namespace: Option<String>,
+}
+
+impl Config {
+    /// Load `path` and apply `WHARF__…` overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Self, PipelineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PipelineError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml_str(&text, &path.display().to_string(), &base, std::env::vars())
+    }
+
+    /// Parse `text` (`origin` names it in errors), applying overrides from `vars`.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, PipelineError> {
+        // First the file alone, so errors point at its lines.
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
+        let mut applied = Vec::new();
+        for (key, value) in vars {
+            let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            if segments.iter().any(String::is_empty) {
+                return Err(PipelineError::Config {
+                    origin: key.clone(),
+                    location: None,
+                    message: "empty path segment: use WHARF__SECTION__KEY".into(),
+                });
+            }
+            set_path(&mut table, &segments, parse_value(&value));
+            applied.push(key);
+        }
+        if !applied.is_empty() {
+            applied.sort();
+            config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| PipelineError::Config {
+                origin: format!("{origin} with overrides {}", applied.join(", ")),
+                location: None,
+                message: e.message().trim().to_owned(),
+            })?;
+        }
+        config.base_dir = base_dir.to_owned();
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), PipelineError> {
+        let bad = |message: String| PipelineError::Config { origin: origin.to_owned(), location: None, message };
+        if self.project.name.trim().is_empty() {
+            return Err(bad("project.name must not be empty".into()));
+        }
+        for (env, e) in &self.environments {
+            if let Some(f) = &e.fail_on {
+                parse_fail_on(f).map_err(|m| bad(format!("environments.{env}.fail_on: {m}")))?;
+            }
+            if e.replicas == Some(0) {
+                return Err(bad(format!("environments.{env}.replicas must be at least 1")));
+            }
+        }
+        if let Some(pw) = &self.sign.password_env {
+            if pw.is_empty() || pw.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                return Err(bad(format!(
+                    "sign.password_env must name an environment variable (like WHARF_KEY_PASSWORD), not hold a password; got {} characters",
+                    pw.len()
+                )));
+            }
+        }
+        self.governance(Environment::Dev)
+            .validate()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Resolve a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+    }
+
+    /// The model manifest's path.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.resolve(&self.model.dir).join(&self.model.manifest)
+    }
+
+    /// The audit directory (default `.wharf/audit` next to the config).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.resolve(self.audit.dir.as_deref().unwrap_or(Path::new(".wharf/audit")))
+    }
+
+    /// The policy in force for `env`: DESIGN.md's defaults with this file's overrides.
+    pub fn environment_policy(&self, env: Environment) -> EnvironmentPolicy {
+        let mut p = env.policy();
+        if let Some(e) = self.environments.get(&env) {
+            if let Some(r) = e.replicas {
+                p = p.with_replicas(r);
+            }
+            if let Some(d) = e.debug {
+                p = p.with_debug(d);
+            }
+            if let Some(gate) = e.fail_on.as_deref().and_then(|f| parse_fail_on(f).ok()) {
+                p = p.with_scan_gate(gate);
+            }
+            if let Some(s) = e.require_signature {
+                p = p.with_require_signature(s);
+            }
+        }
+        p
+    }
+
+    /// The governance configuration (thresholds with every environment's overrides).
+    pub fn governance(&self, _for_env: Environment) -> GovernanceConfig {
+        let mut g = GovernanceConfig::default();
+        if let Some(t) = &self.governance.thresholds {
+            g.thresholds = t.apply(g.thresholds);
+        }
+        if let Some(deps) = &self.governance.allowed_dependencies {
+            g.allowed_dependencies = deps.clone();
+        }
+        g.approved_data_sources = self.governance.approved_data_sources.clone();
+        g.policy_dir = self.governance.policy_dir.as_deref().map(|p| self.resolve(p));
+        for (env, e) in &self.environments {
+            if let Some(o) = e.governance {
+                g = g.with_override(*env, o);
+            }
+        }
+        g
+    }
+}
+
+fn parse_fail_on(s: &str) -> Result<ScanGate, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(ScanGate::warn_only());
+    }
+    s.parse::<Severity>().map(ScanGate::fail_on).map_err(|e| format!("{e}, or none"))
+}
+
+/// An override value: TOML syntax when it parses (numbers, booleans, arrays), else a string.
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, segments: &[String], value: toml::Value) {
+    match segments {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                set_path(t, rest, value);
+            }
+        }
+    }
+}
+
+fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> PipelineError {
+    let location = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+        (line, col)
+    });
+    PipelineError::Config {
+        origin: origin.to_owned(),
+        location,
+        message: e.message().trim().replace('\n', " "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[project]\nname = \"fraud\"\n\n[model]\ndir = \"models/fraud\"\n";
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, PipelineError> {
+        Config::from_toml_str(
+            text,
+            "wharf.toml",
+            Path::new("/repo"),
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.project.default_environment, Environment::Dev);
+        assert_eq!(c.manifest_path(), Path::new("/repo/models/fraud/model.yaml"));
+        assert_eq!(c.audit_dir(), Path::new("/repo/.wharf/audit"));
+        assert_eq!(c.environment_policy(Environment::Prod), Environment::Prod.policy());
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_column() {
+        let err = parse(&format!("{MINIMAL}\n[registry]\nurll = \"x\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("wharf.toml:8:1: unknown field `urll`"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[deploi]\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown field `deploi`"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_is_one_line() {
+        let err = parse("[project\nname = 1", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("wharf.toml:1:"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn environment_sections() {
+        let text = format!(
+            "{MINIMAL}\n[environments.prod]\nreplicas = 5\nfail_on = \"critical\"\n[environments.prod.governance]\nmin_accuracy = 0.9\n[environments.dev]\nfail_on = \"none\"\n"
+        );
+        let c = parse(&text, &[]).unwrap();
+        let prod = c.environment_policy(Environment::Prod);
+        assert_eq!(prod.replicas, 5);
+        assert!(!prod.scan_gate.blocks(Severity::High));
+        assert!(prod.scan_gate.blocks(Severity::Critical));
+        let g = c.governance(Environment::Prod);
+        assert_eq!(g.thresholds_for(Environment::Prod).min_accuracy, 0.9);
+        assert_eq!(g.thresholds_for(Environment::Dev).min_accuracy, 0.85);
+        let err = parse(&format!("{MINIMAL}\n[environments.staging]\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `staging`"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[environments.prod]\nfail_on = \"severe\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("environments.prod.fail_on"), "{err}");
+    }
+
+    #[test]
+    fn env_var_overrides() {
+        let c = parse(
+            MINIMAL,
+            &[
+                ("WHARF__REGISTRY__URL", "http://127.0.0.1:5000"),
+                ("WHARF__ENVIRONMENTS__PROD__REPLICAS", "4"),
+                ("WHARF__GOVERNANCE__APPROVED_DATA_SOURCES", "[\"a\", \"b\"]"),
+                ("WHARF_TEST_REGISTRY", "ignored: single underscore is not an override"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.registry.url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(c.environment_policy(Environment::Prod).replicas, 4);
+        assert_eq!(c.governance.approved_data_sources, ["a", "b"]);
+        let err = parse(MINIMAL, &[("WHARF__REGISTRY__URLL", "x")]).unwrap_err().to_string();
+        assert!(err.contains("WHARF__REGISTRY__URLL") && err.contains("unknown field `urll`"), "{err}");
+    }
+
+    #[test]
+    fn password_env_must_be_a_name_and_is_never_echoed() {
+        let text = format!("{MINIMAL}\n[sign]\npassword_env = \"hunter2-canary!\"\n");
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("sign.password_env must name an environment variable"), "{err}");
+        assert!(!err.contains("hunter2-canary"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Stages that ship with wharf.
+
+mod governance;
+
+pub use governance::GovernanceStage;

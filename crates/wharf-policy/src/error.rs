@@ -1,0 +1,93 @@
+//! The policy crate's error type.
+
+use std::path::PathBuf;
+
+use wharf_core::ErrorKind;
+
+/// Everything that can go wrong loading a manifest or policies, or evaluating them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The manifest is malformed YAML or breaks the manifest schema.
+    #[error("{}{}: {message}", origin, location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Manifest {
+        /// The file (or `<input>`).
+        origin: String,
+        /// Line and column, 1-based, when the parser gave them.
+        location: Option<(usize, usize)>,
+        /// What is wrong, with the field path.
+        message: String,
+    },
+    /// A user policy directory does not exist or is not a directory.
+    #[error("policy directory {} does not exist: create it or fix `governance.policy_dir`", path.display())]
+    PolicyDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A Rego file does not parse or declares the wrong package.
+    #[error("{origin}: {message}")]
+    Rego {
+        /// The `.rego` file.
+        origin: String,
+        /// What is wrong, on one line.
+        message: String,
+    },
+    /// A threshold or list in the configuration is out of range.
+    #[error("governance config: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+    /// Evaluation failed (a runtime error in a rule): the gate cannot decide.
+    #[error("policy evaluation failed: {message}")]
+    Eval {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl PolicyError {
+    /// The core error kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PolicyError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            PolicyError::Read { .. } => ErrorKind::Internal,
+            PolicyError::PolicyDir { .. } => ErrorKind::NotFound,
+            PolicyError::Manifest { .. } | PolicyError::Rego { .. } | PolicyError::Config { .. } => {
+                ErrorKind::Invalid
+            }
+            PolicyError::Eval { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<PolicyError> for wharf_core::Error {
+    fn from(e: PolicyError) -> Self {
+        wharf_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}
+
+/// Squash a multi-line message (regorus prints source excerpts) to its first meaningful line.
+pub(crate) fn one_line(msg: &str) -> String {
+    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // regorus: "path:line:col: error: message" then an excerpt; keep the located line and the
+    // message if they are split.
+    let mut out = lines.first().copied().unwrap_or("unknown error").to_owned();
+    if let Some(msg_line) = lines.iter().find(|l| l.starts_with("error:") || l.contains(": error:")) {
+        if !out.contains(msg_line) {
+            out.push_str(": ");
+            out.push_str(msg_line);
+        }
+    }
+    out
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the examples: where the example model lives.

@@ -1,0 +1,227 @@
+//! Runs the built `xtask backends up|env|status` against the real backends: a CNCF
+//! distribution registry and a moto server (installed and started on first use).
+//!
+//! The backends are left running: other test binaries of the run may use them, and whoever
+//! started the run stops them (`cargo xtask backends down`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+/// Runs `xtask ARGS` and returns its output, failing the test with both streams if it fails.
+fn xtask(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("running the xtask binary");
+    assert!(
+        output.status.success(),
+        "`xtask {}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `xtask backends up`, then the variables `xtask backends env` exports.
+fn up_and_env() -> BTreeMap<String, String> {
+    xtask(&["backends", "up"]);
+    let stdout =
+        String::from_utf8(xtask(&["backends", "env"]).stdout).expect("env output is UTF-8");
+    stdout
+        .lines()
+        .map(|line| {
+            let assignment = line
+                .strip_prefix("export ")
+                .unwrap_or_else(|| panic!("not an export: {line:?}"));
+            let (name, value) = assignment
+                .split_once('=')
+                .unwrap_or_else(|| panic!("no `=` in {line:?}"));
+            (name.to_owned(), value.trim_matches('\'').to_owned())
+        })
+        .collect()
+}
+
+/// Backend name → PID, from `xtask backends status`, asserting every backend is running.
+fn running_pids() -> BTreeMap<String, u32> {
+    let stdout =
+        String::from_utf8(xtask(&["backends", "status"]).stdout).expect("status output is UTF-8");
+    stdout
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words.get(1), Some(&"running"), "status line: {line:?}");
+            let pid = words
+                .iter()
+                .position(|word| *word == "pid")
+                .and_then(|at| words.get(at + 1))
+                .and_then(|pid| pid.parse().ok())
+                .unwrap_or_else(|| panic!("no pid in {line:?}"));
+            (words[0].to_owned(), pid)
+        })
+        .collect()
+}
+
+/// An HTTP response: status, headers, raw body.
+struct Response {
+    /// The status code.
+    status: u16,
+    /// Header names and values.
+    headers: Vec<(String, String)>,
+    /// Everything after the head (no body for HEAD).
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end.
+fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Response {
+    let mut stream =
+        TcpStream::connect(addr).unwrap_or_else(|err| panic!("connecting to {addr}: {err}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("setting a read timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .expect("sending the request head");
+    stream.write_all(body).expect("sending the request body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("reading the response");
+    let end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+#[test]
+fn registry_answers_v2_and_takes_a_monolithic_blob_upload() {
+    let env = up_and_env();
+    let registry = env
+        .get("WHARF_TEST_REGISTRY")
+        .expect("WHARF_TEST_REGISTRY is exported");
+    assert!(registry.starts_with("127.0.0.1:"), "{registry}");
+
+    let v2 = request(registry, "GET", "/v2/", b"");
+    assert_eq!(v2.status, 200, "{}", String::from_utf8_lossy(&v2.body));
+    assert_eq!(
+        v2.header("Docker-Distribution-API-Version"),
+        Some("registry/2.0")
+    );
+
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let blob = format!("wharf harness blob {nanos}\n").into_bytes();
+    let digest = format!("sha256:{:x}", Sha256::digest(&blob));
+
+    let started = request(registry, "POST", "/v2/wharf-harness/blobs/uploads/", b"");
+    assert_eq!(
+        started.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&started.body)
+    );
+    let location = started
+        .header("Location")
+        .expect("a 202 upload has a Location");
+    let location = location
+        .strip_prefix(&format!("http://{registry}"))
+        .unwrap_or(location);
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = request(
+        registry,
+        "PUT",
+        &format!("{location}{separator}digest={digest}"),
+        &blob,
+    );
+    assert_eq!(put.status, 201, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.header("Docker-Content-Digest"), Some(digest.as_str()));
+
+    let head = request(
+        registry,
+        "HEAD",
+        &format!("/v2/wharf-harness/blobs/{digest}"),
+        b"",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(blob.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn moto_answers_and_resets() {
+    let env = up_and_env();
+    let moto = env
+        .get("WHARF_TEST_MOTO")
+        .expect("WHARF_TEST_MOTO is exported");
+    let addr = moto
+        .strip_prefix("http://127.0.0.1:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    let addr = addr.unwrap_or_else(|| panic!("not a loopback http URL: {moto}"));
+
+    let api = request(&addr, "GET", "/moto-api/", b"");
+    assert_eq!(api.status, 200);
+    let reset = request(&addr, "POST", "/moto-api/reset", b"");
+    assert_eq!(
+        reset.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reset.body)
+    );
+}
+
+#[test]
+fn up_again_reuses_the_running_backends_and_status_says_running() {
+    let first = up_and_env();
+    let pids = running_pids();
+    assert!(
+        pids.contains_key("registry") && pids.contains_key("moto"),
+        "{pids:?}"
+    );
+
+    let started = Instant::now();
+    xtask(&["backends", "up"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "a second `up` took {took:?}");
+    assert_eq!(up_and_env(), first, "a second `up` changed the addresses");
+    assert_eq!(running_pids(), pids, "a second `up` restarted a backend");
+}
