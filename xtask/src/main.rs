@@ -1,12 +1,19 @@
 //! `cargo xtask`: wharf's command line (`pipeline`) and the project's chores
-//! (`ci`, `test`, `backends`).
+//! (`test`, `ci`, `backends`).
 
 mod backends;
+mod ci;
+mod pipeline;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "wharf: run the model supply-chain pipeline and the project's chores")]
+#[command(
+    name = "cargo xtask",
+    about = "wharf: run the model supply-chain pipeline, and the project's chores"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,20 +21,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the pipeline on a wharf.toml (default: the example in examples/).
+    Pipeline(pipeline::PipelineCmd),
+    /// Run every test, with the real local backends started first.
+    Test(ci::TestCmd),
+    /// Everything CI checks: fmt, clippy, tests, docs, cargo-deny, publish dry run.
+    Ci(ci::CiCmd),
+    /// `cargo deny check advisories` (needs network access to the RustSec database).
+    DenyAdvisories(ci::DenyAdvisoriesCmd),
     /// Install, start, stop or inspect the real local backends the tests use.
     Backends(backends::BackendsCmd),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Pipeline(cmd) => return cmd.run(),
+        Command::Test(cmd) => cmd.run(),
+        Command::Ci(cmd) => cmd.run(),
+        Command::DenyAdvisories(cmd) => cmd.run(),
         Command::Backends(cmd) => cmd.run(),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
 }

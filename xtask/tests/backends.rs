@@ -4,6 +4,8 @@
 //! The backends are left running: other test binaries of the run may use them, and whoever
 //! started the run stops them (`cargo xtask backends down`).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -28,7 +28,11 @@ pub struct AuditReceipt {
 impl AuditReceipt {
     /// A receipt.
     pub fn new(sequence: u64, hash: Digest, location: impl Into<String>) -> Self {
-        Self { sequence, hash, location: location.into() }
+        Self {
+            sequence,
+            hash,
+            location: location.into(),
+        }
     }
 }
 
@@ -58,13 +62,24 @@ impl StoredRecord {
         event: AuditEvent,
     ) -> Result<Self> {
         let hash = record_hash(sequence, prev_hash.as_ref(), recorded_at, &event)?;
-        Ok(Self { sequence, prev_hash, recorded_at, event, hash })
+        Ok(Self {
+            sequence,
+            prev_hash,
+            recorded_at,
+            event,
+            hash,
+        })
     }
 
     /// Recompute the hash from the fields; true when it matches the stored one.
     pub fn hash_is_valid(&self) -> bool {
-        record_hash(self.sequence, self.prev_hash.as_ref(), self.recorded_at, &self.event)
-            .is_ok_and(|h| h == self.hash)
+        record_hash(
+            self.sequence,
+            self.prev_hash.as_ref(),
+            self.recorded_at,
+            &self.event,
+        )
+        .is_ok_and(|h| h == self.hash)
     }
 }
 
@@ -77,7 +92,9 @@ pub fn record_hash(
 ) -> Result<Digest> {
     let recorded_at = recorded_at
         .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| crate::Error::invalid(format!("audit record time cannot be formatted: {e}")))?;
+        .map_err(|e| {
+            crate::Error::invalid(format!("audit record time cannot be formatted: {e}"))
+        })?;
     let value = serde_json::json!({
         "event": serde_json::to_value(event)
             .map_err(|e| crate::Error::invalid(format!("audit event cannot be serialized: {e}")))?,
@@ -145,7 +162,10 @@ impl fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChainProblem::HashMismatch { sequence } => {
-                write!(f, "record {sequence} was altered: its content does not match its hash")
+                write!(
+                    f,
+                    "record {sequence} was altered: its content does not match its hash"
+                )
             }
             ChainProblem::BrokenLink { sequence } => write!(
                 f,
@@ -153,10 +173,18 @@ impl fmt::Display for ChainProblem {
                 sequence.saturating_sub(1)
             ),
             ChainProblem::Gap { after, next } => {
-                write!(f, "records {}..{} are missing", after + 1, next.saturating_sub(1))
+                write!(
+                    f,
+                    "records {}..{} are missing",
+                    after + 1,
+                    next.saturating_sub(1)
+                )
             }
             ChainProblem::OutOfOrder { position, claims } => {
-                write!(f, "record at position {position} claims sequence {claims}: reordered")
+                write!(
+                    f,
+                    "record at position {position} claims sequence {claims}: reordered"
+                )
             }
             ChainProblem::Replay { sequence, original } => {
                 write!(f, "record {sequence} replays record {original}")
@@ -192,12 +220,16 @@ pub fn verify_chain(records: &[StoredRecord], expected_prev: Option<&Digest>) ->
     let mut prev: Option<&StoredRecord> = None;
     for r in records {
         if !r.hash_is_valid() {
-            problems.push(ChainProblem::HashMismatch { sequence: r.sequence });
+            problems.push(ChainProblem::HashMismatch {
+                sequence: r.sequence,
+            });
         }
         match prev {
             None => {
                 if r.prev_hash.as_ref() != expected_prev {
-                    problems.push(ChainProblem::BrokenLink { sequence: r.sequence });
+                    problems.push(ChainProblem::BrokenLink {
+                        sequence: r.sequence,
+                    });
                 }
             }
             Some(p) => {
@@ -207,14 +239,22 @@ pub fn verify_chain(records: &[StoredRecord], expected_prev: Option<&Digest>) ->
                         claims: r.sequence,
                     });
                 } else if r.sequence > p.sequence + 1 {
-                    problems.push(ChainProblem::Gap { after: p.sequence, next: r.sequence });
+                    problems.push(ChainProblem::Gap {
+                        after: p.sequence,
+                        next: r.sequence,
+                    });
                 } else if r.prev_hash.as_ref() != Some(&p.hash) {
-                    problems.push(ChainProblem::BrokenLink { sequence: r.sequence });
+                    problems.push(ChainProblem::BrokenLink {
+                        sequence: r.sequence,
+                    });
                 }
             }
         }
         if let Some(original) = seen_runs.insert(r.event.run_id(), r.sequence) {
-            problems.push(ChainProblem::Replay { sequence: r.sequence, original });
+            problems.push(ChainProblem::Replay {
+                sequence: r.sequence,
+                original,
+            });
         }
         prev = Some(r);
     }
@@ -312,6 +352,9 @@ mod tests {
         let v = json!({"b": [1, 2.5, true, null], "a": {"z": "\u{e9}\n", "y": 1.0}, "\u{20ac}": 0, "\u{1f600}": 1});
         let s = String::from_utf8(canonical_json(&v)).unwrap();
         // By UTF-16 code units U+20AC (0x20AC) sorts before U+1F600 (0xD83D 0xDE00).
-        assert_eq!(s, "{\"a\":{\"y\":1,\"z\":\"\u{e9}\\n\"},\"b\":[1,2.5,true,null],\"\u{20ac}\":0,\"\u{1f600}\":1}");
+        assert_eq!(
+            s,
+            "{\"a\":{\"y\":1,\"z\":\"\u{e9}\\n\"},\"b\":[1,2.5,true,null],\"\u{20ac}\":0,\"\u{1f600}\":1}"
+        );
     }
 }

@@ -30,14 +30,22 @@ use crate::{
 
 fn unique(prefix: &str) -> String {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    format!("{prefix}-{}", &Digest::sha256_of(nanos.to_string().as_bytes()).hex()[..10])
+    format!(
+        "{prefix}-{}",
+        &Digest::sha256_of(nanos.to_string().as_bytes()).hex()[..10]
+    )
 }
 
 async fn push_bytes(reg: &dyn Registry, repo: &str, bytes: &'static [u8]) -> Descriptor {
     let digest = Digest::sha256_of(bytes);
-    reg.push_blob(repo, &digest, blob_stream_from(bytes), &PushBlobOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{reg}: push_blob {digest}: {e}"))
+    reg.push_blob(
+        repo,
+        &digest,
+        blob_stream_from(bytes),
+        &PushBlobOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{reg}: push_blob {digest}: {e}"))
 }
 
 /// Blobs, manifests, tags and referrers. Uses fresh repositories under `repo_prefix`, so it
@@ -49,61 +57,158 @@ pub async fn registry(reg: &dyn Registry, repo_prefix: &str) {
     // Blobs: absent, pushed, present with size, fetched byte for byte.
     let layer: &'static [u8] = b"model weights, pretend these are gigabytes";
     let layer_digest = Digest::sha256_of(layer);
-    assert_eq!(reg.blob_exists(repo, &layer_digest).await.ok().flatten(), None, "{reg}: fresh blob must not exist");
+    assert_eq!(
+        reg.blob_exists(repo, &layer_digest).await.ok().flatten(),
+        None,
+        "{reg}: fresh blob must not exist"
+    );
     let d = push_bytes(reg, repo, layer).await;
-    assert_eq!(d.digest, layer_digest, "{reg}: push_blob returns the blob's digest");
-    assert_eq!(reg.blob_exists(repo, &layer_digest).await.expect("blob_exists"), Some(layer.len() as u64));
-    let fetched = collect_blob(reg.fetch_blob(repo, &layer_digest).await.expect("fetch_blob"), 1 << 20)
-        .await
-        .expect("fetch_blob stream");
-    assert_eq!(&fetched[..], layer, "{reg}: fetched blob differs from pushed");
+    assert_eq!(
+        d.digest, layer_digest,
+        "{reg}: push_blob returns the blob's digest"
+    );
+    assert_eq!(
+        reg.blob_exists(repo, &layer_digest)
+            .await
+            .expect("blob_exists"),
+        Some(layer.len() as u64)
+    );
+    let fetched = collect_blob(
+        reg.fetch_blob(repo, &layer_digest)
+            .await
+            .expect("fetch_blob"),
+        1 << 20,
+    )
+    .await
+    .expect("fetch_blob stream");
+    assert_eq!(
+        &fetched[..],
+        layer,
+        "{reg}: fetched blob differs from pushed"
+    );
 
     // Wrong digest: Integrity, and nothing stored.
     let wrong = Digest::sha256_of(b"something else");
     let err = reg
-        .push_blob(repo, &wrong, blob_stream_from(&b"not that"[..]), &PushBlobOptions::default())
+        .push_blob(
+            repo,
+            &wrong,
+            blob_stream_from(&b"not that"[..]),
+            &PushBlobOptions::default(),
+        )
         .await
         .expect_err("push_blob must reject bytes that do not match the digest");
-    assert_eq!(err.kind(), ErrorKind::Integrity, "{reg}: wrong digest gives Integrity: {err}");
-    assert_eq!(reg.blob_exists(repo, &wrong).await.ok().flatten(), None, "{reg}: mismatched blob must not be stored");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Integrity,
+        "{reg}: wrong digest gives Integrity: {err}"
+    );
+    assert_eq!(
+        reg.blob_exists(repo, &wrong).await.ok().flatten(),
+        None,
+        "{reg}: mismatched blob must not be stored"
+    );
 
     // Missing content is NotFound.
     let missing = Digest::sha256_of(b"never pushed");
-    let err = reg.fetch_blob(repo, &missing).await.err().expect("fetch of a missing blob must fail");
+    let err = reg
+        .fetch_blob(repo, &missing)
+        .await
+        .err()
+        .expect("fetch of a missing blob must fail");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{reg}: {err}");
-    let err = reg.fetch_manifest(repo, &missing).await.expect_err("missing manifest");
+    let err = reg
+        .fetch_manifest(repo, &missing)
+        .await
+        .expect_err("missing manifest");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{reg}: {err}");
-    let err = reg.resolve_tag(repo, "no-such-tag").await.expect_err("missing tag");
+    let err = reg
+        .resolve_tag(repo, "no-such-tag")
+        .await
+        .expect_err("missing tag");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{reg}: {err}");
 
     // A manifest naming a blob that is not stored is refused and not tagged.
     let config = push_bytes(reg, repo, b"{}").await;
     let config = Descriptor::new(media_types::OCI_EMPTY, config.digest, 2);
-    let dangling = ImageManifest::new(config.clone(), vec![Descriptor::new(media_types::OCI_LAYER_TAR, missing.clone(), 12)]);
+    let dangling = ImageManifest::new(
+        config.clone(),
+        vec![Descriptor::new(
+            media_types::OCI_LAYER_TAR,
+            missing.clone(),
+            12,
+        )],
+    );
     let dangling = ManifestBytes::new(media_types::OCI_MANIFEST, dangling.to_vec());
     assert!(
-        reg.push_manifest(repo, &dangling, &PushManifestOptions::tagged("dangling")).await.is_err(),
+        reg.push_manifest(repo, &dangling, &PushManifestOptions::tagged("dangling"))
+            .await
+            .is_err(),
         "{reg}: a manifest naming a missing blob must be refused"
     );
-    assert!(reg.resolve_tag(repo, "dangling").await.is_err(), "{reg}: nothing half-pushed may be tagged");
+    assert!(
+        reg.resolve_tag(repo, "dangling").await.is_err(),
+        "{reg}: nothing half-pushed may be tagged"
+    );
 
     // Manifest push, fetch (exact bytes), tag, resolve, list.
     let mut manifest = ImageManifest::new(
         config.clone(),
-        vec![Descriptor::new(media_types::OCI_LAYER_TAR, layer_digest.clone(), layer.len() as u64)],
+        vec![Descriptor::new(
+            media_types::OCI_LAYER_TAR,
+            layer_digest.clone(),
+            layer.len() as u64,
+        )],
     );
-    manifest.annotations.insert("org.opencontainers.image.title".into(), "conformance".into());
+    manifest.annotations.insert(
+        "org.opencontainers.image.title".into(),
+        "conformance".into(),
+    );
     let image = ManifestBytes::new(media_types::OCI_MANIFEST, manifest.to_vec());
-    let pushed = reg.push_manifest(repo, &image, &PushManifestOptions::tagged("v1")).await.expect("push_manifest");
-    assert_eq!(pushed.digest, image.descriptor.digest, "{reg}: manifest digest is over the exact bytes");
-    let back = reg.fetch_manifest(repo, &pushed.digest).await.expect("fetch_manifest");
-    assert_eq!(back.bytes, image.bytes, "{reg}: manifest bytes must round-trip exactly");
-    assert_eq!(reg.resolve_tag(repo, "v1").await.expect("resolve v1").digest, pushed.digest);
+    let pushed = reg
+        .push_manifest(repo, &image, &PushManifestOptions::tagged("v1"))
+        .await
+        .expect("push_manifest");
+    assert_eq!(
+        pushed.digest, image.descriptor.digest,
+        "{reg}: manifest digest is over the exact bytes"
+    );
+    let back = reg
+        .fetch_manifest(repo, &pushed.digest)
+        .await
+        .expect("fetch_manifest");
+    assert_eq!(
+        back.bytes, image.bytes,
+        "{reg}: manifest bytes must round-trip exactly"
+    );
+    assert_eq!(
+        reg.resolve_tag(repo, "v1")
+            .await
+            .expect("resolve v1")
+            .digest,
+        pushed.digest
+    );
     reg.tag(repo, &pushed.digest, "3f2a9c1").await.expect("tag");
-    assert_eq!(reg.resolve_tag(repo, "3f2a9c1").await.expect("resolve").digest, pushed.digest);
-    let tags = reg.list_tags(repo, &ListTagsOptions::default()).await.expect("list_tags");
-    assert_eq!(tags, vec!["3f2a9c1".to_owned(), "v1".to_owned()], "{reg}: tags listed sorted");
-    assert!(reg.tag(repo, &pushed.digest, "bad/tag").await.is_err(), "{reg}: invalid tag refused");
+    assert_eq!(
+        reg.resolve_tag(repo, "3f2a9c1")
+            .await
+            .expect("resolve")
+            .digest,
+        pushed.digest
+    );
+    let tags = reg
+        .list_tags(repo, &ListTagsOptions::default())
+        .await
+        .expect("list_tags");
+    assert_eq!(
+        tags,
+        vec!["3f2a9c1".to_owned(), "v1".to_owned()],
+        "{reg}: tags listed sorted"
+    );
+    assert!(
+        reg.tag(repo, &pushed.digest, "bad/tag").await.is_err(),
+        "{reg}: invalid tag refused"
+    );
 
     // Referrers: an artifact whose subject is the image, filterable by artifact type.
     let mut sig = ImageManifest::new(config.clone(), vec![config.clone()]);
@@ -111,13 +216,25 @@ pub async fn registry(reg: &dyn Registry, repo_prefix: &str) {
     sig.subject = Some(pushed.clone());
     let sig = ManifestBytes::new(media_types::OCI_MANIFEST, sig.to_vec());
     let tag = pushed.digest.tag_form();
-    reg.push_manifest(repo, &sig, &PushManifestOptions::tagged(tag)).await.expect("push referrer");
-    let refs = reg.referrers(repo, &pushed.digest, &ReferrersOptions::default()).await.expect("referrers");
+    reg.push_manifest(repo, &sig, &PushManifestOptions::tagged(tag))
+        .await
+        .expect("push referrer");
+    let refs = reg
+        .referrers(repo, &pushed.digest, &ReferrersOptions::default())
+        .await
+        .expect("referrers");
     assert_eq!(refs.len(), 1, "{reg}: one referrer expected, got {refs:?}");
     assert_eq!(refs[0].digest, sig.descriptor.digest);
-    assert_eq!(refs[0].artifact_type.as_deref(), Some(media_types::SIGSTORE_BUNDLE_V03));
+    assert_eq!(
+        refs[0].artifact_type.as_deref(),
+        Some(media_types::SIGSTORE_BUNDLE_V03)
+    );
     let none = reg
-        .referrers(repo, &pushed.digest, &ReferrersOptions::of_type("application/example"))
+        .referrers(
+            repo,
+            &pushed.digest,
+            &ReferrersOptions::of_type("application/example"),
+        )
         .await
         .expect("filtered referrers");
     assert!(none.is_empty(), "{reg}: artifact-type filter must apply");
@@ -136,61 +253,127 @@ fn run_record(run_id: &str) -> AuditEvent {
         model: Some(ModelId::new("m", "1.0.0")),
         image_digest: Some(Digest::sha256_of(run_id.as_bytes())),
         outcome: RunOutcome::Passed,
-        stages: vec![StageRecord::new("governance", StageStatus::Passed, now, 3, "ok")],
+        stages: vec![StageRecord::new(
+            "governance",
+            StageStatus::Passed,
+            now,
+            3,
+            "ok",
+        )],
     })
 }
 
 /// Append, read back, chain and verify. `log` must be empty when the suite starts.
 pub async fn audit_log(log: &dyn AuditLog) {
-    assert!(log.head().await.expect("head").is_none(), "{log:?}: a fresh log has no head");
+    assert!(
+        log.head().await.expect("head").is_none(),
+        "{log:?}: a fresh log has no head"
+    );
     let err = log.read(0).await.expect_err("read of a missing record");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{log:?}: {err}");
 
     let events: Vec<AuditEvent> = (0..3).map(|i| run_record(&format!("run-{i}"))).collect();
     let mut receipts = Vec::new();
     for ev in &events {
-        receipts.push(log.append(ev, &AppendOptions::default()).await.expect("append"));
+        receipts.push(
+            log.append(ev, &AppendOptions::default())
+                .await
+                .expect("append"),
+        );
     }
     let seqs: Vec<u64> = receipts.iter().map(|r| r.sequence).collect();
-    assert_eq!(seqs, [0, 1, 2], "{log:?}: sequences start at 0 and have no gaps");
+    assert_eq!(
+        seqs,
+        [0, 1, 2],
+        "{log:?}: sequences start at 0 and have no gaps"
+    );
     let head = log.head().await.expect("head").expect("head after appends");
     assert_eq!(head.sequence, 2);
     assert_eq!(head.hash, receipts[2].hash);
 
     for (i, receipt) in receipts.iter().enumerate() {
         let rec = log.read(receipt.sequence).await.expect("read");
-        assert_eq!(rec.hash, receipt.hash, "{log:?}: receipt and record hash agree");
-        assert!(rec.hash_is_valid(), "{log:?}: record {i} hash must recompute");
-        assert_eq!(rec.event, events[i], "{log:?}: record {i} reads back as appended");
-        let expected_prev = if i == 0 { None } else { Some(receipts[i - 1].hash.clone()) };
-        assert_eq!(rec.prev_hash, expected_prev, "{log:?}: record {i} links to its predecessor");
+        assert_eq!(
+            rec.hash, receipt.hash,
+            "{log:?}: receipt and record hash agree"
+        );
+        assert!(
+            rec.hash_is_valid(),
+            "{log:?}: record {i} hash must recompute"
+        );
+        assert_eq!(
+            rec.event, events[i],
+            "{log:?}: record {i} reads back as appended"
+        );
+        let expected_prev = if i == 0 {
+            None
+        } else {
+            Some(receipts[i - 1].hash.clone())
+        };
+        assert_eq!(
+            rec.prev_hash, expected_prev,
+            "{log:?}: record {i} links to its predecessor"
+        );
     }
 
     let report = log.verify(&VerifyRange::default()).await.expect("verify");
-    assert!(report.is_intact(), "{log:?}: fresh chain must verify: {:?}", report.problems);
+    assert!(
+        report.is_intact(),
+        "{log:?}: fresh chain must verify: {:?}",
+        report.problems
+    );
     assert_eq!(report.checked, 3);
     assert_eq!(report.head.as_ref(), Some(&receipts[2].hash));
-    let partial = log.verify(&VerifyRange { from: Some(1), to: Some(2) }).await.expect("verify range");
-    assert!(partial.is_intact() && partial.checked == 2, "{log:?}: a range verifies: {partial:?}");
+    let partial = log
+        .verify(&VerifyRange {
+            from: Some(1),
+            to: Some(2),
+        })
+        .await
+        .expect("verify range");
+    assert!(
+        partial.is_intact() && partial.checked == 2,
+        "{log:?}: a range verifies: {partial:?}"
+    );
 
     // Concurrent appends still form one linear chain.
     let events: Vec<AuditEvent> = (3..11).map(|i| run_record(&format!("run-{i}"))).collect();
     let opts = AppendOptions::default();
-    let results = futures_util::future::join_all(events.iter().map(|ev| log.append(ev, &opts)))
-    .await;
-    let mut seqs: Vec<u64> = results.into_iter().map(|r| r.expect("concurrent append").sequence).collect();
+    let results =
+        futures_util::future::join_all(events.iter().map(|ev| log.append(ev, &opts))).await;
+    let mut seqs: Vec<u64> = results
+        .into_iter()
+        .map(|r| r.expect("concurrent append").sequence)
+        .collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (3..11).collect::<Vec<u64>>(), "{log:?}: concurrent appends get distinct sequences");
+    assert_eq!(
+        seqs,
+        (3..11).collect::<Vec<u64>>(),
+        "{log:?}: concurrent appends get distinct sequences"
+    );
     let report = log.verify(&VerifyRange::default()).await.expect("verify");
-    assert!(report.is_intact() && report.checked == 11, "{log:?}: {report:?}");
+    assert!(
+        report.is_intact() && report.checked == 11,
+        "{log:?}: {report:?}"
+    );
 }
 
 /// Sign and verify; tampered payloads, signatures and foreign keys are rejected.
 pub async fn signer_verifier(signer: &dyn Signer, verifier: &dyn Verifier, other_key: &dyn Signer) {
     let payload = br#"{"critical":{"type":"cosign container image signature"}}"#;
-    let sig = signer.sign(payload, &SignOptions::default()).await.expect("sign");
-    assert_eq!(sig.key_id, signer.key_id(), "{signer:?}: signature names its key");
-    let ok = verifier.verify(payload, &sig, &VerifyOptions::default()).await.expect("verify own signature");
+    let sig = signer
+        .sign(payload, &SignOptions::default())
+        .await
+        .expect("sign");
+    assert_eq!(
+        sig.key_id,
+        signer.key_id(),
+        "{signer:?}: signature names its key"
+    );
+    let ok = verifier
+        .verify(payload, &sig, &VerifyOptions::default())
+        .await
+        .expect("verify own signature");
     assert_eq!(ok.key_id, signer.key_id());
 
     let err = verifier
@@ -204,22 +387,42 @@ pub async fn signer_verifier(signer: &dyn Signer, verifier: &dyn Verifier, other
         *b ^= 1;
     }
     assert!(
-        verifier.verify(payload, &flipped, &VerifyOptions::default()).await.is_err(),
+        verifier
+            .verify(payload, &flipped, &VerifyOptions::default())
+            .await
+            .is_err(),
         "{verifier:?}: a flipped bit must not verify"
     );
-    let foreign = other_key.sign(payload, &SignOptions::default()).await.expect("sign with other key");
+    let foreign = other_key
+        .sign(payload, &SignOptions::default())
+        .await
+        .expect("sign with other key");
     assert!(
-        verifier.verify(payload, &foreign, &VerifyOptions::default()).await.is_err(),
+        verifier
+            .verify(payload, &foreign, &VerifyOptions::default())
+            .await
+            .is_err(),
         "{verifier:?}: a signature by another key must not verify"
     );
 }
 
 /// A scanner reports on the digest it was given.
 pub async fn scanner(scanner: &dyn Scanner, target: &ScanTarget) {
-    let report = scanner.scan(target, &ScanOptions::default()).await.expect("scan");
+    let report = scanner
+        .scan(target, &ScanOptions::default())
+        .await
+        .expect("scan");
     assert!(!scanner.name().is_empty());
-    assert_eq!(report.scanner, scanner.name(), "{scanner:?}: report names its scanner");
-    assert_eq!(report.artifact.as_ref(), Some(target.digest()), "{scanner:?}: report names the scanned digest");
+    assert_eq!(
+        report.scanner,
+        scanner.name(),
+        "{scanner:?}: report names its scanner"
+    );
+    assert_eq!(
+        report.artifact.as_ref(),
+        Some(target.digest()),
+        "{scanner:?}: report names the scanned digest"
+    );
     let counts: BTreeMap<_, _> = report.counts();
     assert_eq!(counts.values().sum::<usize>(), report.findings.len());
 }
@@ -236,17 +439,46 @@ pub async fn deploy_target(target: &dyn DeployTarget, name: &str, image: &Refere
     let v2 = image.with_digest(Digest::sha256_of(b"v2"));
     let req1 = DeployRequest::new(name, v1, Environment::Dev).expect("request");
     let plan = target.plan(&req1).await.expect("plan");
-    assert!(!plan.is_noop(), "{target:?}: first deploy changes something");
-    assert!(plan.to_string().contains(&Digest::sha256_of(b"v1").to_string()), "{target:?}: plan shows the digest");
+    assert!(
+        !plan.is_noop(),
+        "{target:?}: first deploy changes something"
+    );
+    assert!(
+        plan.to_string()
+            .contains(&Digest::sha256_of(b"v1").to_string()),
+        "{target:?}: plan shows the digest"
+    );
     let d1 = target.apply(&plan).await.expect("apply");
-    assert_eq!(target.status(&d1).await.expect("status").state, HealthState::Healthy);
-    assert!(target.plan(&req1).await.expect("re-plan").is_noop(), "{target:?}: re-plan is a no-op");
-    assert!(target.rollback(&d1).await.is_err(), "{target:?}: no previous revision on first deploy");
+    assert_eq!(
+        target.status(&d1).await.expect("status").state,
+        HealthState::Healthy
+    );
+    assert!(
+        target.plan(&req1).await.expect("re-plan").is_noop(),
+        "{target:?}: re-plan is a no-op"
+    );
+    assert!(
+        target.rollback(&d1).await.is_err(),
+        "{target:?}: no previous revision on first deploy"
+    );
 
     let req2 = DeployRequest::new(name, v2, Environment::Dev).expect("request");
-    let d2 = target.apply(&target.plan(&req2).await.expect("plan v2")).await.expect("apply v2");
+    let d2 = target
+        .apply(&target.plan(&req2).await.expect("plan v2"))
+        .await
+        .expect("apply v2");
     assert_eq!(d2.previous_revision.as_deref(), Some(d1.revision.as_str()));
     let back = target.rollback(&d2).await.expect("rollback");
-    assert!(target.plan(&req1).await.expect("plan after rollback").is_noop(), "{target:?}: rollback restores v1");
-    assert_eq!(target.status(&back).await.expect("status").state, HealthState::Healthy);
+    assert!(
+        target
+            .plan(&req1)
+            .await
+            .expect("plan after rollback")
+            .is_noop(),
+        "{target:?}: rollback restores v1"
+    );
+    assert_eq!(
+        target.status(&back).await.expect("status").state,
+        HealthState::Healthy
+    );
 }

@@ -28,7 +28,11 @@ pub struct DeployRequest {
 impl DeployRequest {
     /// A request for `image`, which must carry a digest; replicas come from the
     /// environment's policy.
-    pub fn new(name: impl Into<String>, image: Reference, environment: Environment) -> Result<Self> {
+    pub fn new(
+        name: impl Into<String>,
+        image: Reference,
+        environment: Environment,
+    ) -> Result<Self> {
         if image.digest().is_none() {
             return Err(crate::Error::invalid(format!(
                 "refusing to deploy {image} by tag: pin it by digest (name@sha256:…)"
@@ -109,8 +113,16 @@ pub struct Deployment {
 
 impl Deployment {
     /// A deployment record.
-    pub fn new(name: impl Into<String>, revision: impl Into<String>, previous: Option<String>) -> Self {
-        Self { name: name.into(), revision: revision.into(), previous_revision: previous }
+    pub fn new(
+        name: impl Into<String>,
+        revision: impl Into<String>,
+        previous: Option<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            revision: revision.into(),
+            previous_revision: previous,
+        }
     }
 }
 
@@ -140,7 +152,10 @@ pub struct Health {
 impl Health {
     /// A health report.
     pub fn new(state: HealthState, message: impl Into<String>) -> Self {
-        Self { state, message: message.into() }
+        Self {
+            state,
+            message: message.into(),
+        }
     }
 }
 

@@ -24,7 +24,8 @@ pub mod media_types {
     /// Docker image manifest, schema 2 (readable, not written).
     pub const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker manifest list (readable, not written).
-    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
     /// CNCF ModelPack artifact type.
     pub const MODELPACK_MANIFEST: &str = "application/vnd.cncf.model.manifest.v1+json";
     /// CNCF ModelPack config.
@@ -167,7 +168,9 @@ impl ImageManifest {
     /// The artifact type as the referrers API reports it: `artifactType`, else the config's
     /// media type.
     pub fn effective_artifact_type(&self) -> &str {
-        self.artifact_type.as_deref().unwrap_or(&self.config.media_type)
+        self.artifact_type
+            .as_deref()
+            .unwrap_or(&self.config.media_type)
     }
 }
 
@@ -241,7 +244,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(i.manifests.len(), 2);
-        assert_eq!(i.manifests[0].platform.as_ref().unwrap().architecture, "ppc64le");
+        assert_eq!(
+            i.manifests[0].platform.as_ref().unwrap().architecture,
+            "ppc64le"
+        );
     }
 
     #[test]
@@ -254,10 +260,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Invalid);
-        assert!(err.to_string().starts_with("ociv1.artifact.json: not an OCI image manifest"));
+        assert!(
+            err.to_string()
+                .starts_with("ociv1.artifact.json: not an OCI image manifest")
+        );
         let bytes = include_bytes!("../tests/fixtures/oci/v2s2.manifest.json");
         let d = ImageManifest::from_slice(bytes, "v2s2").unwrap();
-        assert_eq!(d.media_type.as_deref(), Some(media_types::DOCKER_MANIFEST_V2));
+        assert_eq!(
+            d.media_type.as_deref(),
+            Some(media_types::DOCKER_MANIFEST_V2)
+        );
         assert_eq!(
             Digest::sha256_of(bytes).to_string(),
             "sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55"
@@ -266,8 +278,13 @@ mod tests {
 
     #[test]
     fn rejects_non_manifest_with_the_source_named() {
-        let err = ImageManifest::from_slice(b"{\"schemaVersion\":2}", "oci:/tmp/x@latest").unwrap_err();
-        assert!(err.to_string().starts_with("oci:/tmp/x@latest: not an OCI image manifest"), "{err}");
+        let err =
+            ImageManifest::from_slice(b"{\"schemaVersion\":2}", "oci:/tmp/x@latest").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("oci:/tmp/x@latest: not an OCI image manifest"),
+            "{err}"
+        );
         let err = ImageManifest::from_slice(
             br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:00","size":1}}"#,
             "m",

@@ -88,13 +88,17 @@ pub struct Digest {
 impl Digest {
     /// Parse and validate `algorithm:hex`.
     pub fn parse(input: &str) -> Result<Self, DigestError> {
-        let (alg, hex) = input
-            .split_once(':')
-            .ok_or_else(|| DigestError::Format { input: input.to_owned() })?;
+        let (alg, hex) = input.split_once(':').ok_or_else(|| DigestError::Format {
+            input: input.to_owned(),
+        })?;
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            "" => return Err(DigestError::Format { input: input.to_owned() }),
+            "" => {
+                return Err(DigestError::Format {
+                    input: input.to_owned(),
+                });
+            }
             other => {
                 return Err(DigestError::Algorithm {
                     input: input.to_owned(),
@@ -112,7 +116,9 @@ impl Digest {
     /// Build a digest from an algorithm and its lowercase hex value.
     pub fn from_hex(algorithm: Algorithm, hex: &str) -> Result<Self, DigestError> {
         let ok = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError::Encoding {
                 input: format!("{}:{hex}", algorithm.as_str()),
@@ -120,7 +126,10 @@ impl Digest {
                 expected: algorithm.hex_len(),
             });
         }
-        Ok(Self { algorithm, hex: hex.to_owned() })
+        Ok(Self {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 
     /// The SHA-256 digest of `bytes`.
@@ -132,7 +141,10 @@ impl Digest {
 
     /// Digest everything `reader` yields, streaming in 1 MiB chunks; returns the digest and
     /// the number of bytes read.
-    pub fn from_reader(algorithm: Algorithm, mut reader: impl Read) -> std::io::Result<(Self, u64)> {
+    pub fn from_reader(
+        algorithm: Algorithm,
+        mut reader: impl Read,
+    ) -> std::io::Result<(Self, u64)> {
         let mut h = Hasher::new(algorithm);
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -255,7 +267,9 @@ impl Hasher {
 
 impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hasher").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("Hasher")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -273,7 +287,8 @@ impl std::io::Write for Hasher {
 mod tests {
     use super::*;
 
-    const EMPTY256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn known_values() {
@@ -300,8 +315,14 @@ mod tests {
             ("", "expected `sha256:"),
             ("e3b0c442", "expected `sha256:"),
             (":abc", "expected `sha256:"),
-            ("md5:d41d8cd98f00b204e9800998ecf8427e", "unsupported algorithm \"md5\""),
-            ("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "64 lowercase hex"),
+            (
+                "md5:d41d8cd98f00b204e9800998ecf8427e",
+                "unsupported algorithm \"md5\"",
+            ),
+            (
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                "64 lowercase hex",
+            ),
             ("sha256:abc", "64 lowercase hex"),
             ("sha512:abc", "128 lowercase hex"),
         ] {
@@ -314,7 +335,10 @@ mod tests {
     #[test]
     fn serde_round_trip_and_tag_form() {
         let d: Digest = serde_json::from_str(&format!("\"{EMPTY256}\"")).unwrap();
-        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{EMPTY256}\""));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!("\"{EMPTY256}\"")
+        );
         assert!(d.tag_form().starts_with("sha256-e3b0c442"));
         assert_eq!(d.short(), "e3b0c44298fc");
         assert!(serde_json::from_str::<Digest>("\"sha256:zz\"").is_err());

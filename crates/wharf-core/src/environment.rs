@@ -130,7 +130,9 @@ impl ScanGate {
 
     /// Fail on findings whose effective severity is `threshold` or worse.
     pub fn fail_on(threshold: Severity) -> Self {
-        Self { fail_on: Some(threshold) }
+        Self {
+            fail_on: Some(threshold),
+        }
     }
 
     /// Whether a finding of `severity` blocks.
@@ -140,8 +142,10 @@ impl ScanGate {
 
     /// Split a report's findings into those that block and those that only warn.
     pub fn evaluate<'a>(&self, report: &'a ScanReport) -> GateResult<'a> {
-        let (blocking, warnings) =
-            report.findings.iter().partition(|f| self.blocks(f.effective_severity()));
+        let (blocking, warnings) = report
+            .findings
+            .iter()
+            .partition(|f| self.blocks(f.effective_severity()));
         GateResult { blocking, warnings }
     }
 }
@@ -195,14 +199,24 @@ mod tests {
         let p = prod.scan_gate.evaluate(&r);
         assert!(!p.passed());
         let ids: Vec<_> = p.blocking.iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(ids, ["CVE-B", "CVE-C", "CVE-D"], "HIGH, CVSS>=7 and CRITICAL block in prod");
+        assert_eq!(
+            ids,
+            ["CVE-B", "CVE-C", "CVE-D"],
+            "HIGH, CVSS>=7 and CRITICAL block in prod"
+        );
         assert_eq!(p.warnings.len(), 1);
     }
 
     #[test]
     fn names() {
-        assert_eq!("Production".parse::<Environment>().unwrap(), Environment::Prod);
+        assert_eq!(
+            "Production".parse::<Environment>().unwrap(),
+            Environment::Prod
+        );
         let e = "staging".parse::<Environment>().unwrap_err();
-        assert_eq!(e.to_string(), "unknown environment \"staging\": use dev, test or prod");
+        assert_eq!(
+            e.to_string(),
+            "unknown environment \"staging\": use dev, test or prod"
+        );
     }
 }

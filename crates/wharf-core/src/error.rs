@@ -76,7 +76,11 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` with a one-line, lowercase message that says what to do.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attach the underlying cause.
@@ -129,7 +133,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -163,7 +169,10 @@ mod tests {
     fn chain_is_one_line_and_skips_repeats() {
         let inner = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         let err = Error::not_found("policy directory ./p does not exist").with_source(inner);
-        assert_eq!(display_chain(&err), "policy directory ./p does not exist: no such file");
+        assert_eq!(
+            display_chain(&err),
+            "policy directory ./p does not exist: no such file"
+        );
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert!(!err.kind().is_retryable());
         assert!(ErrorKind::Transient.is_retryable());

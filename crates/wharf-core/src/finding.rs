@@ -153,7 +153,10 @@ impl Finding {
     /// The severity a gate uses: the stated severity, raised to the CVSS rating when the
     /// score says worse (a finding rated UNKNOWN with CVSS 9.8 is critical).
     pub fn effective_severity(&self) -> Severity {
-        let from_score = self.cvss_score.and_then(Severity::from_cvss).unwrap_or(Severity::Unknown);
+        let from_score = self
+            .cvss_score
+            .and_then(Severity::from_cvss)
+            .unwrap_or(Severity::Unknown);
         self.severity.max(from_score)
     }
 }
@@ -177,7 +180,12 @@ pub struct ScanReport {
 impl ScanReport {
     /// A report from `scanner` with `findings`.
     pub fn new(scanner: impl Into<String>, findings: Vec<Finding>) -> Self {
-        Self { scanner: scanner.into(), scanner_version: None, artifact: None, findings }
+        Self {
+            scanner: scanner.into(),
+            scanner_version: None,
+            artifact: None,
+            findings,
+        }
     }
 
     /// Set the scanned artifact's digest.

@@ -124,7 +124,12 @@ mod tests {
             "sts.amazonaws.com",
             OffsetDateTime::UNIX_EPOCH,
         );
-        let mut c = Credentials::new("aws", "ASIAEXAMPLE", Secret::new(canary), OffsetDateTime::UNIX_EPOCH);
+        let mut c = Credentials::new(
+            "aws",
+            "ASIAEXAMPLE",
+            Secret::new(canary),
+            OffsetDateTime::UNIX_EPOCH,
+        );
         c.session_token = Some(Secret::new(canary));
         let shown = format!("{t:?} {c:?} {}", t.actor());
         assert!(!shown.contains(canary), "{shown}");

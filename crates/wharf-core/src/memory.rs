@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use time::OffsetDateTime;
 
-use crate::audit::{AppendOptions, AuditReceipt, ChainReport, StoredRecord, VerifyRange, verify_chain};
+use crate::audit::{
+    AppendOptions, AuditReceipt, ChainReport, StoredRecord, VerifyRange, verify_chain,
+};
 use crate::deploy::{Change, DeployRequest, Deployment, Health, HealthState, Plan};
 use crate::identity::{CredentialOptions, Credentials, IdToken};
 use crate::policy::{Decision, EvaluateOptions};
@@ -67,12 +69,13 @@ impl std::fmt::Display for MemoryRegistry {
 
 fn set_tag(repo: &mut Repo, name: &str, digest: &Digest, tag: &str, immutable: bool) -> Result<()> {
     validate_tag(tag)?;
-    if let Some(existing) = repo.tags.get(tag) {
-        if immutable && existing != digest {
-            return Err(Error::conflict(format!(
-                "tag {name}:{tag} is immutable and already points at {existing}"
-            )));
-        }
+    if let Some(existing) = repo.tags.get(tag)
+        && immutable
+        && existing != digest
+    {
+        return Err(Error::conflict(format!(
+            "tag {name}:{tag} is immutable and already points at {existing}"
+        )));
     }
     repo.tags.insert(tag.to_owned(), digest.clone());
     Ok(())
@@ -108,13 +111,13 @@ impl Registry for MemoryRegistry {
                 "blob for {repo} hashes to {got}, not the expected {digest}; nothing was stored"
             )));
         }
-        if let Some(size) = opts.size {
-            if size != buf.len() as u64 {
-                return Err(Error::integrity(format!(
-                    "blob {digest} is {} bytes, not the declared {size}",
-                    buf.len()
-                )));
-            }
+        if let Some(size) = opts.size
+            && size != buf.len() as u64
+        {
+            return Err(Error::integrity(format!(
+                "blob {digest} is {} bytes, not the declared {size}",
+                buf.len()
+            )));
         }
         let len = buf.len() as u64;
         lock(&self.repos)
@@ -122,7 +125,11 @@ impl Registry for MemoryRegistry {
             .or_default()
             .blobs
             .insert(digest.clone(), buf.freeze());
-        Ok(Descriptor::new("application/octet-stream", digest.clone(), len))
+        Ok(Descriptor::new(
+            "application/octet-stream",
+            digest.clone(),
+            len,
+        ))
     }
 
     async fn fetch_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream> {
@@ -150,7 +157,9 @@ impl Registry for MemoryRegistry {
         let r = repos.entry(repo.to_owned()).or_default();
         // Like a real registry: every blob and child manifest must already be stored.
         let what = format!("manifest {}", desc.digest);
-        if desc.media_type == media_types::OCI_INDEX || desc.media_type == media_types::DOCKER_MANIFEST_LIST {
+        if desc.media_type == media_types::OCI_INDEX
+            || desc.media_type == media_types::DOCKER_MANIFEST_LIST
+        {
             let index = ImageIndex::from_slice(&manifest.bytes, &what)?;
             for m in &index.manifests {
                 if !r.manifests.contains_key(&m.digest) {
@@ -208,7 +217,11 @@ impl Registry for MemoryRegistry {
         let r = repos
             .get(repo)
             .ok_or_else(|| Error::not_found(format!("repository {repo} not found")))?;
-        Ok(r.tags.keys().take(opts.limit.unwrap_or(usize::MAX)).cloned().collect())
+        Ok(r.tags
+            .keys()
+            .take(opts.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
     }
 
     async fn referrers(
@@ -218,7 +231,9 @@ impl Registry for MemoryRegistry {
         opts: &ReferrersOptions,
     ) -> Result<Vec<Descriptor>> {
         let repos = lock(&self.repos);
-        let Some(r) = repos.get(repo) else { return Ok(Vec::new()) };
+        let Some(r) = repos.get(repo) else {
+            return Ok(Vec::new());
+        };
         let mut out: Vec<Descriptor> = r
             .manifests
             .values()
@@ -277,9 +292,9 @@ impl AuditLog for MemoryAuditLog {
     }
 
     async fn head(&self) -> Result<Option<AuditReceipt>> {
-        Ok(lock(&self.records)
-            .last()
-            .map(|r| AuditReceipt::new(r.sequence, r.hash.clone(), format!("memory:{}", r.sequence))))
+        Ok(lock(&self.records).last().map(|r| {
+            AuditReceipt::new(r.sequence, r.hash.clone(), format!("memory:{}", r.sequence))
+        }))
     }
 
     async fn verify(&self, range: &VerifyRange) -> Result<ChainReport> {
@@ -294,7 +309,10 @@ impl AuditLog for MemoryAuditLog {
         let expected_prev = if from == 0 {
             None
         } else {
-            records.iter().find(|r| r.sequence == from - 1).map(|r| r.hash.clone())
+            records
+                .iter()
+                .find(|r| r.sequence == from - 1)
+                .map(|r| r.hash.clone())
         };
         Ok(verify_chain(&slice, expected_prev.as_ref()))
     }
@@ -337,7 +355,10 @@ impl HmacSigner {
     /// A signer over `key`.
     pub fn new(key: &[u8]) -> Self {
         let key_id = format!("hmac-sha256:{}", Digest::sha256_of(key).short());
-        Self { key: key.to_vec(), key_id }
+        Self {
+            key: key.to_vec(),
+            key_id,
+        }
     }
 
     fn mac(&self, payload: &[u8]) -> Vec<u8> {
@@ -362,7 +383,9 @@ impl HmacSigner {
 
 impl std::fmt::Debug for HmacSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HmacSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("HmacSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -373,13 +396,22 @@ impl Signer for HmacSigner {
     }
 
     async fn sign(&self, payload: &[u8], _opts: &SignOptions) -> Result<Signature> {
-        Ok(Signature::new(self.mac(payload), "hmac-sha256", self.key_id.clone()))
+        Ok(Signature::new(
+            self.mac(payload),
+            "hmac-sha256",
+            self.key_id.clone(),
+        ))
     }
 }
 
 #[async_trait]
 impl Verifier for HmacSigner {
-    async fn verify(&self, payload: &[u8], sig: &Signature, opts: &VerifyOptions) -> Result<Verified> {
+    async fn verify(
+        &self,
+        payload: &[u8],
+        sig: &Signature,
+        opts: &VerifyOptions,
+    ) -> Result<Verified> {
         if sig.key_id != self.key_id {
             return Err(Error::integrity(format!(
                 "signature is by {}, not the trusted key {}",
@@ -394,7 +426,9 @@ impl Verifier for HmacSigner {
         let diff = expected
             .iter()
             .zip(&sig.bytes)
-            .fold(expected.len() ^ sig.bytes.len(), |acc, (a, b)| acc | usize::from(a ^ b));
+            .fold(expected.len() ^ sig.bytes.len(), |acc, (a, b)| {
+                acc | usize::from(a ^ b)
+            });
         if diff != 0 {
             return Err(Error::integrity("signature does not match the payload"));
         }
@@ -441,7 +475,10 @@ impl StaticCredentials {
 impl CloudCredentials for StaticCredentials {
     async fn credentials(&self, _opts: &CredentialOptions) -> Result<Credentials> {
         if self.creds.expires_at <= OffsetDateTime::now_utc() {
-            return Err(Error::new(ErrorKind::Unauthenticated, "static credentials have expired"));
+            return Err(Error::new(
+                ErrorKind::Unauthenticated,
+                "static credentials have expired",
+            ));
         }
         Ok(self.creds.clone())
     }
@@ -475,7 +512,11 @@ impl MemoryDeployTarget {
 
     /// The image currently deployed under `name`.
     pub fn current_image(&self, name: &str) -> Option<String> {
-        lock(&self.state).history.get(name).and_then(|h| h.last()).map(|(_, i)| i.clone())
+        lock(&self.state)
+            .history
+            .get(name)
+            .and_then(|h| h.last())
+            .map(|(_, i)| i.clone())
     }
 }
 
@@ -487,7 +528,10 @@ impl DeployTarget for MemoryDeployTarget {
 
     async fn plan(&self, request: &DeployRequest) -> Result<Plan> {
         if request.image.digest().is_none() {
-            return Err(Error::invalid(format!("refusing to deploy {} by tag", request.image)));
+            return Err(Error::invalid(format!(
+                "refusing to deploy {} by tag",
+                request.image
+            )));
         }
         let image = request.image.to_string();
         let current = self.current_image(&request.name);
@@ -508,15 +552,23 @@ impl DeployTarget for MemoryDeployTarget {
         let mut state = lock(&self.state);
         let history = state.history.entry(plan.request.name.clone()).or_default();
         let previous = history.last().map(|(r, _)| r.clone());
-        if plan.is_noop() {
-            if let Some(rev) = previous {
-                let before = history.len().checked_sub(2).and_then(|i| history.get(i)).map(|(r, _)| r.clone());
-                return Ok(Deployment::new(plan.request.name.clone(), rev, before));
-            }
+        if plan.is_noop()
+            && let Some(rev) = previous
+        {
+            let before = history
+                .len()
+                .checked_sub(2)
+                .and_then(|i| history.get(i))
+                .map(|(r, _)| r.clone());
+            return Ok(Deployment::new(plan.request.name.clone(), rev, before));
         }
         let revision = (history.len() + 1).to_string();
         history.push((revision.clone(), plan.request.image.to_string()));
-        Ok(Deployment::new(plan.request.name.clone(), revision, previous))
+        Ok(Deployment::new(
+            plan.request.name.clone(),
+            revision,
+            previous,
+        ))
     }
 
     async fn status(&self, deployment: &Deployment) -> Result<Health> {
@@ -526,9 +578,17 @@ impl DeployTarget for MemoryDeployTarget {
             .get(&deployment.name)
             .and_then(|h| h.iter().find(|(r, _)| *r == deployment.revision))
             .map(|(_, i)| i.clone())
-            .ok_or_else(|| Error::not_found(format!("deployment {} has no revision {}", deployment.name, deployment.revision)))?;
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "deployment {} has no revision {}",
+                    deployment.name, deployment.revision
+                ))
+            })?;
         Ok(if state.unhealthy.contains(&image) {
-            Health::new(HealthState::Unhealthy, format!("{image} failed its health check"))
+            Health::new(
+                HealthState::Unhealthy,
+                format!("{image} failed its health check"),
+            )
         } else {
             Health::new(HealthState::Healthy, format!("{image} is ready"))
         })
@@ -538,7 +598,10 @@ impl DeployTarget for MemoryDeployTarget {
         let previous = deployment.previous_revision.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::Conflict,
-                format!("deployment {} has no previous revision to roll back to", deployment.name),
+                format!(
+                    "deployment {} has no previous revision to roll back to",
+                    deployment.name
+                ),
             )
         })?;
         let mut state = lock(&self.state);
@@ -547,10 +610,19 @@ impl DeployTarget for MemoryDeployTarget {
             .iter()
             .find(|(r, _)| *r == previous)
             .map(|(_, i)| i.clone())
-            .ok_or_else(|| Error::not_found(format!("revision {previous} of {} is gone", deployment.name)))?;
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "revision {previous} of {} is gone",
+                    deployment.name
+                ))
+            })?;
         let revision = (history.len() + 1).to_string();
         history.push((revision.clone(), image));
-        Ok(Deployment::new(deployment.name.clone(), revision, Some(deployment.revision.clone())))
+        Ok(Deployment::new(
+            deployment.name.clone(),
+            revision,
+            Some(deployment.revision.clone()),
+        ))
     }
 }
 
@@ -569,7 +641,11 @@ impl StaticPolicyGate {
 
 #[async_trait]
 impl PolicyGate for StaticPolicyGate {
-    async fn evaluate(&self, _input: &serde_json::Value, _opts: &EvaluateOptions) -> Result<Decision> {
+    async fn evaluate(
+        &self,
+        _input: &serde_json::Value,
+        _opts: &EvaluateOptions,
+    ) -> Result<Decision> {
         Ok(self.decision.clone())
     }
 }
@@ -601,18 +677,36 @@ mod tests {
         block_on(async {
             let reg = MemoryRegistry::new().with_immutable_tags();
             let cfg = Descriptor::for_bytes(media_types::OCI_EMPTY, b"{}");
-            reg.push_blob("r", &cfg.digest, crate::registry::blob_stream_from(&b"{}"[..]), &PushBlobOptions::default())
-                .await
-                .unwrap();
-            let a = ManifestBytes::new(media_types::OCI_MANIFEST, ImageManifest::new(cfg.clone(), vec![]).to_vec());
+            reg.push_blob(
+                "r",
+                &cfg.digest,
+                crate::registry::blob_stream_from(&b"{}"[..]),
+                &PushBlobOptions::default(),
+            )
+            .await
+            .unwrap();
+            let a = ManifestBytes::new(
+                media_types::OCI_MANIFEST,
+                ImageManifest::new(cfg.clone(), vec![]).to_vec(),
+            );
             let mut other = ImageManifest::new(cfg, vec![]);
             other.annotations.insert("x".into(), "y".into());
             let b = ManifestBytes::new(media_types::OCI_MANIFEST, other.to_vec());
-            reg.push_manifest("r", &a, &PushManifestOptions::tagged("t")).await.unwrap();
-            reg.push_manifest("r", &a, &PushManifestOptions::tagged("t")).await.unwrap();
-            let err = reg.push_manifest("r", &b, &PushManifestOptions::tagged("t")).await.unwrap_err();
+            reg.push_manifest("r", &a, &PushManifestOptions::tagged("t"))
+                .await
+                .unwrap();
+            reg.push_manifest("r", &a, &PushManifestOptions::tagged("t"))
+                .await
+                .unwrap();
+            let err = reg
+                .push_manifest("r", &b, &PushManifestOptions::tagged("t"))
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Conflict);
-            assert_eq!(reg.resolve_tag("r", "t").await.unwrap().digest, a.descriptor.digest);
+            assert_eq!(
+                reg.resolve_tag("r", "t").await.unwrap().digest,
+                a.descriptor.digest
+            );
         });
     }
 
@@ -629,11 +723,19 @@ mod tests {
             }
         }
         let report = block_on(log.verify(&VerifyRange::default())).unwrap();
-        assert_eq!(report.problems, vec![crate::audit::ChainProblem::HashMismatch { sequence: 4 }]);
+        assert_eq!(
+            report.problems,
+            vec![crate::audit::ChainProblem::HashMismatch { sequence: 4 }]
+        );
         // Remove one: a gap.
         lock(&log.records).remove(6);
         let report = block_on(log.verify(&VerifyRange::default())).unwrap();
-        assert!(report.problems.contains(&crate::audit::ChainProblem::Gap { after: 5, next: 7 }), "{report:?}");
+        assert!(
+            report
+                .problems
+                .contains(&crate::audit::ChainProblem::Gap { after: 5, next: 7 }),
+            "{report:?}"
+        );
     }
 
     #[test]
@@ -647,7 +749,10 @@ mod tests {
     #[test]
     fn static_scanner_conforms() {
         let s = StaticScanner::new(vec![Finding::new("CVE-1", "p", "1", crate::Severity::High)]);
-        let target = ScanTarget::Layout { path: "/tmp/layout".into(), digest: Digest::sha256_of(b"m") };
+        let target = ScanTarget::Layout {
+            path: "/tmp/layout".into(),
+            digest: Digest::sha256_of(b"m"),
+        };
         block_on(conformance::scanner(&s, &target));
     }
 
@@ -679,6 +784,11 @@ mod tests {
         let err = block_on(c.credentials(&CredentialOptions::default())).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unauthenticated);
         let src = StaticTokenSource::new(test_id_token("tok", "sub"));
-        assert_eq!(block_on(src.id_token("sts.amazonaws.com")).unwrap().audience, "sts.amazonaws.com");
+        assert_eq!(
+            block_on(src.id_token("sts.amazonaws.com"))
+                .unwrap()
+                .audience,
+            "sts.amazonaws.com"
+        );
     }
 }

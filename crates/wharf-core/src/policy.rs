@@ -61,8 +61,17 @@ pub struct Decision {
 
 impl Decision {
     /// A decision from violations and warnings; `allow` is true when there are no violations.
-    pub fn new(violations: Vec<Violation>, warnings: Vec<Violation>, rules_evaluated: Vec<String>) -> Self {
-        Self { allow: violations.is_empty(), violations, warnings, rules_evaluated }
+    pub fn new(
+        violations: Vec<Violation>,
+        warnings: Vec<Violation>,
+        rules_evaluated: Vec<String>,
+    ) -> Self {
+        Self {
+            allow: violations.is_empty(),
+            violations,
+            warnings,
+            rules_evaluated,
+        }
     }
 }
 
@@ -77,7 +86,9 @@ pub struct EvaluateOptions {
 impl EvaluateOptions {
     /// Evaluate for `environment`.
     pub fn for_environment(environment: Environment) -> Self {
-        Self { environment: Some(environment) }
+        Self {
+            environment: Some(environment),
+        }
     }
 }
 
@@ -85,5 +96,6 @@ impl EvaluateOptions {
 #[async_trait]
 pub trait PolicyGate: fmt::Debug + Send + Sync + 'static {
     /// Evaluate `input`. A policy that cannot be evaluated is an error, never an allow.
-    async fn evaluate(&self, input: &serde_json::Value, opts: &EvaluateOptions) -> Result<Decision>;
+    async fn evaluate(&self, input: &serde_json::Value, opts: &EvaluateOptions)
+    -> Result<Decision>;
 }

@@ -24,12 +24,20 @@ pub struct Actor {
 impl Actor {
     /// A local user (no token exchange).
     pub fn local(user: impl Into<String>) -> Self {
-        Self { id: user.into(), kind: ActorKind::Local, issuer: None }
+        Self {
+            id: user.into(),
+            kind: ActorKind::Local,
+            issuer: None,
+        }
     }
 
     /// An identity taken from an OIDC ID token.
     pub fn oidc(subject: impl Into<String>, issuer: impl Into<String>) -> Self {
-        Self { id: subject.into(), kind: ActorKind::Oidc, issuer: Some(issuer.into()) }
+        Self {
+            id: subject.into(),
+            kind: ActorKind::Oidc,
+            issuer: Some(issuer.into()),
+        }
     }
 }
 
@@ -102,12 +110,20 @@ pub struct Evidence {
 impl Evidence {
     /// Evidence of `kind` over `bytes`.
     pub fn of_bytes(kind: impl Into<String>, bytes: &[u8]) -> Self {
-        Self { kind: kind.into(), digest: Digest::sha256_of(bytes), location: None }
+        Self {
+            kind: kind.into(),
+            digest: Digest::sha256_of(bytes),
+            location: None,
+        }
     }
 
     /// Evidence of `kind` with a known digest.
     pub fn new(kind: impl Into<String>, digest: Digest) -> Self {
-        Self { kind: kind.into(), digest, location: None }
+        Self {
+            kind: kind.into(),
+            digest,
+            location: None,
+        }
     }
 
     /// Set where the evidence is stored.
@@ -245,7 +261,10 @@ pub struct ModelId {
 impl ModelId {
     /// A model id.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
-        Self { name: name.into(), version: version.into() }
+        Self {
+            name: name.into(),
+            version: version.into(),
+        }
     }
 }
 
@@ -288,15 +307,21 @@ mod tests {
     #[test]
     fn run_record_json_shape() {
         let t = time::macros::datetime!(2026-11-22 10:00:00 UTC);
-        let mut stage = StageRecord::new("governance", StageStatus::Passed, t, 12, "9 rules passed");
-        stage.evidence.push(Evidence::of_bytes("policy-decision", b"{}"));
+        let mut stage =
+            StageRecord::new("governance", StageStatus::Passed, t, 12, "9 rules passed");
+        stage
+            .evidence
+            .push(Evidence::of_bytes("policy-decision", b"{}"));
         let rec = RunRecord {
             run_id: "run-1".into(),
             project: "fraud".into(),
             started_at: t,
             finished_at: t,
             environment: Environment::Prod,
-            actor: Actor::oidc("repo:acme/m:ref:refs/heads/main", "https://token.actions.githubusercontent.com"),
+            actor: Actor::oidc(
+                "repo:acme/m:ref:refs/heads/main",
+                "https://token.actions.githubusercontent.com",
+            ),
             source_commit: Some("3f2a9c1".into()),
             model: Some(ModelId::new("fraud", "1.2.0")),
             image_digest: None,

@@ -55,7 +55,9 @@ pub struct PushManifestOptions {
 impl PushManifestOptions {
     /// Push and tag.
     pub fn tagged(tag: impl Into<String>) -> Self {
-        Self { tag: Some(tag.into()) }
+        Self {
+            tag: Some(tag.into()),
+        }
     }
 }
 
@@ -78,7 +80,9 @@ pub struct ReferrersOptions {
 impl ReferrersOptions {
     /// Filter by artifact type.
     pub fn of_type(artifact_type: impl Into<String>) -> Self {
-        Self { artifact_type: Some(artifact_type.into()) }
+        Self {
+            artifact_type: Some(artifact_type.into()),
+        }
     }
 }
 
@@ -97,7 +101,10 @@ impl ManifestBytes {
     /// Wrap bytes with their media type; the digest is computed here.
     pub fn new(media_type: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
         let bytes: Bytes = bytes.into();
-        Self { descriptor: Descriptor::for_bytes(media_type, &bytes), bytes }
+        Self {
+            descriptor: Descriptor::for_bytes(media_type, &bytes),
+            bytes,
+        }
     }
 }
 
@@ -161,7 +168,9 @@ pub trait Registry: fmt::Debug + fmt::Display + Send + Sync + 'static {
 /// Validate a tag against the OCI grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<()> {
     let mut chars = tag.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if first_ok && rest_ok && tag.len() <= 128 {
         Ok(())
@@ -188,9 +197,11 @@ mod tests {
 
     #[test]
     fn collect_respects_limit() {
-        let got = futures::executor::block_on(collect_blob(blob_stream_from(&b"abc"[..]), 3)).unwrap();
+        let got =
+            futures::executor::block_on(collect_blob(blob_stream_from(&b"abc"[..]), 3)).unwrap();
         assert_eq!(&got[..], b"abc");
-        let err = futures::executor::block_on(collect_blob(blob_stream_from(&b"abcd"[..]), 3)).unwrap_err();
+        let err = futures::executor::block_on(collect_blob(blob_stream_from(&b"abcd"[..]), 3))
+            .unwrap_err();
         assert!(err.to_string().contains("3-byte limit"));
     }
 }

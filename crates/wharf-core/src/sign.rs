@@ -93,7 +93,9 @@ pub struct Verified {
 impl Verified {
     /// Verified as signed by `key_id`.
     pub fn new(key_id: impl Into<String>) -> Self {
-        Self { key_id: key_id.into() }
+        Self {
+            key_id: key_id.into(),
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //! | `normalized` | `ParseNormalizedNamed`, `FamiliarString`, `ParseDockerRef` | [`Reference::parse`], [`Reference::familiar`], [`Reference::parse_docker`] |
 //! | `any` | `ParseAnyReference` | [`Reference::parse`], or [`Digest`] for digest-only references |
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use serde_json::Value;
 use wharf_core::{Digest, DigestError, Reference, ReferenceError};
 

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use wharf_core::audit::{AppendOptions, AuditReceipt, ChainReport, StoredRecord, VerifyRange, verify_chain};
+use wharf_core::audit::{
+    AppendOptions, AuditReceipt, ChainReport, StoredRecord, VerifyRange, verify_chain,
+};
 use wharf_core::{AuditEvent, AuditLog, Error, ErrorKind, Result};
 
 /// Largest record accepted, so a runaway stage cannot fill the disk through the audit log.
@@ -28,9 +30,16 @@ impl FileAuditLog {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| {
-            Error::new(ErrorKind::Denied, format!("cannot create audit directory {}: {e}", dir.display())).with_source(e)
+            Error::new(
+                ErrorKind::Denied,
+                format!("cannot create audit directory {}: {e}", dir.display()),
+            )
+            .with_source(e)
         })?;
-        Ok(Self { dir, lock: Mutex::new(()) })
+        Ok(Self {
+            dir,
+            lock: Mutex::new(()),
+        })
     }
 
     /// The directory.
@@ -45,7 +54,11 @@ impl FileAuditLog {
     /// Sequence numbers present, sorted.
     fn sequences(&self) -> Result<Vec<u64>> {
         let entries = fs::read_dir(&self.dir).map_err(|e| {
-            Error::internal(format!("cannot list audit directory {}: {e}", self.dir.display())).with_source(e)
+            Error::internal(format!(
+                "cannot list audit directory {}: {e}",
+                self.dir.display()
+            ))
+            .with_source(e)
         })?;
         let mut seqs: Vec<u64> = entries
             .filter_map(|e| e.ok())
@@ -62,12 +75,23 @@ impl FileAuditLog {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == IoKind::NotFound => {
-                return Err(Error::not_found(format!("audit record {sequence} does not exist in {}", self.dir.display())));
+                return Err(Error::not_found(format!(
+                    "audit record {sequence} does not exist in {}",
+                    self.dir.display()
+                )));
             }
-            Err(e) => return Err(Error::internal(format!("cannot read {}: {e}", path.display())).with_source(e)),
+            Err(e) => {
+                return Err(
+                    Error::internal(format!("cannot read {}: {e}", path.display())).with_source(e),
+                );
+            }
         };
         serde_json::from_slice(&bytes).map_err(|e| {
-            Error::integrity(format!("audit record {} is not a valid record: {e}", path.display())).with_source(e)
+            Error::integrity(format!(
+                "audit record {} is not a valid record: {e}",
+                path.display()
+            ))
+            .with_source(e)
         })
     }
 
@@ -93,7 +117,10 @@ impl FileAuditLog {
 #[async_trait]
 impl AuditLog for FileAuditLog {
     async fn append(&self, event: &AuditEvent, _opts: &AppendOptions) -> Result<AuditReceipt> {
-        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Another process may append at the same time: create_new fails with AlreadyExists
         // and we re-read the head and try the next number.
         for _ in 0..64 {
@@ -102,7 +129,8 @@ impl AuditLog for FileAuditLog {
                 Some(s) => (s + 1, Some(self.read_path(&self.path_of(s), s)?.hash)),
                 None => (0, None),
             };
-            let rec = StoredRecord::chain(sequence, prev, OffsetDateTime::now_utc(), event.clone())?;
+            let rec =
+                StoredRecord::chain(sequence, prev, OffsetDateTime::now_utc(), event.clone())?;
             let mut bytes = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| Error::invalid(format!("audit record cannot be serialized: {e}")))?;
             bytes.push(b'\n');
@@ -115,7 +143,13 @@ impl AuditLog for FileAuditLog {
             }
             let path = self.path_of(sequence);
             match self.write_new(&path, &bytes) {
-                Ok(()) => return Ok(AuditReceipt::new(sequence, rec.hash, path.display().to_string())),
+                Ok(()) => {
+                    return Ok(AuditReceipt::new(
+                        sequence,
+                        rec.hash,
+                        path.display().to_string(),
+                    ));
+                }
                 Err(e) if e.kind() == IoKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(Error::new(
@@ -126,7 +160,10 @@ impl AuditLog for FileAuditLog {
                 }
             }
         }
-        Err(Error::new(ErrorKind::Transient, "audit log is contended: 64 attempts to append lost the race"))
+        Err(Error::new(
+            ErrorKind::Transient,
+            "audit log is contended: 64 attempts to append lost the race",
+        ))
     }
 
     async fn read(&self, sequence: u64) -> Result<StoredRecord> {
@@ -147,7 +184,11 @@ impl AuditLog for FileAuditLog {
             Some(&s) => {
                 let path = self.path_of(s);
                 let rec = self.read_path(&path, s)?;
-                Ok(Some(AuditReceipt::new(s, rec.hash, path.display().to_string())))
+                Ok(Some(AuditReceipt::new(
+                    s,
+                    rec.hash,
+                    path.display().to_string(),
+                )))
             }
         }
     }
@@ -156,7 +197,11 @@ impl AuditLog for FileAuditLog {
         let from = range.from.unwrap_or(0);
         let to = range.to.unwrap_or(u64::MAX);
         let mut records = Vec::new();
-        for s in self.sequences()?.into_iter().filter(|s| (from..=to).contains(s)) {
+        for s in self
+            .sequences()?
+            .into_iter()
+            .filter(|s| (from..=to).contains(s))
+        {
             records.push(self.read_path(&self.path_of(s), s)?);
         }
         let expected_prev = match from.checked_sub(1) {
@@ -192,13 +237,21 @@ mod tests {
         #[allow(clippy::permissions_set_readonly_false)]
         perms.set_readonly(false);
         fs::set_permissions(&p, perms).unwrap();
-        let text = fs::read_to_string(&p).unwrap().replace("\"passed\"", "\"failed\"");
+        let text = fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"passed\"", "\"failed\"");
         fs::write(&p, text).unwrap();
         fs::remove_file(log.path_of(5)).unwrap();
         let report = block_on(log.verify(&VerifyRange::default())).unwrap();
         use wharf_core::audit::ChainProblem::*;
-        assert!(report.problems.contains(&HashMismatch { sequence: 2 }), "{report:?}");
-        assert!(report.problems.contains(&Gap { after: 4, next: 6 }), "{report:?}");
+        assert!(
+            report.problems.contains(&HashMismatch { sequence: 2 }),
+            "{report:?}"
+        );
+        assert!(
+            report.problems.contains(&Gap { after: 4, next: 6 }),
+            "{report:?}"
+        );
     }
 
     #[test]
@@ -218,9 +271,13 @@ mod tests {
         let log = FileAuditLog::open(dir.path()).unwrap();
         let mut rec = sample();
         rec.stages[0].summary = "x".repeat(MAX_RECORD_BYTES);
-        let err = block_on(log.append(&AuditEvent::Run(rec), &AppendOptions::default())).unwrap_err();
+        let err =
+            block_on(log.append(&AuditEvent::Run(rec), &AppendOptions::default())).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Invalid);
-        assert!(block_on(log.head()).unwrap().is_none(), "nothing half-written");
+        assert!(
+            block_on(log.head()).unwrap().is_none(),
+            "nothing half-written"
+        );
     }
 
     fn sample() -> wharf_core::RunRecord {
@@ -236,7 +293,13 @@ mod tests {
             model: None,
             image_digest: None,
             outcome: wharf_core::RunOutcome::Passed,
-            stages: vec![wharf_core::StageRecord::new("s", wharf_core::StageStatus::Passed, now, 1, "ok")],
+            stages: vec![wharf_core::StageRecord::new(
+                "s",
+                wharf_core::StageStatus::Passed,
+                now,
+                1,
+                "ok",
+            )],
         }
     }
 }

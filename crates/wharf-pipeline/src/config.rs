@@ -185,8 +185,10 @@ pub struct DeployConfig {
 impl Config {
     /// Load `path` and apply `WHARF__…` overrides from the process environment.
     pub fn load(path: &Path) -> Result<Self, PipelineError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PipelineError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::from_toml_str(&text, &path.display().to_string(), &base, std::env::vars())
     }
@@ -199,11 +201,14 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, PipelineError> {
         // First the file alone, so errors point at its lines.
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
         let mut config: Config = toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
         let mut applied = Vec::new();
         for (key, value) in vars {
-            let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
             if segments.iter().any(String::is_empty) {
                 return Err(PipelineError::Config {
@@ -217,11 +222,13 @@ impl Config {
         }
         if !applied.is_empty() {
             applied.sort();
-            config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| PipelineError::Config {
-                origin: format!("{origin} with overrides {}", applied.join(", ")),
-                location: None,
-                message: e.message().trim().to_owned(),
-            })?;
+            config = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| PipelineError::Config {
+                    origin: format!("{origin} with overrides {}", applied.join(", ")),
+                    location: None,
+                    message: e.message().trim().to_owned(),
+                })?;
         }
         config.base_dir = base_dir.to_owned();
         config.validate(origin)?;
@@ -229,7 +236,11 @@ impl Config {
     }
 
     fn validate(&self, origin: &str) -> Result<(), PipelineError> {
-        let bad = |message: String| PipelineError::Config { origin: origin.to_owned(), location: None, message };
+        let bad = |message: String| PipelineError::Config {
+            origin: origin.to_owned(),
+            location: None,
+            message,
+        };
         if self.project.name.trim().is_empty() {
             return Err(bad("project.name must not be empty".into()));
         }
@@ -238,16 +249,18 @@ impl Config {
                 parse_fail_on(f).map_err(|m| bad(format!("environments.{env}.fail_on: {m}")))?;
             }
             if e.replicas == Some(0) {
-                return Err(bad(format!("environments.{env}.replicas must be at least 1")));
-            }
-        }
-        if let Some(pw) = &self.sign.password_env {
-            if pw.is_empty() || pw.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                 return Err(bad(format!(
-                    "sign.password_env must name an environment variable (like WHARF_KEY_PASSWORD), not hold a password; got {} characters",
-                    pw.len()
+                    "environments.{env}.replicas must be at least 1"
                 )));
             }
+        }
+        if let Some(pw) = &self.sign.password_env
+            && (pw.is_empty() || pw.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        {
+            return Err(bad(format!(
+                "sign.password_env must name an environment variable (like WHARF_KEY_PASSWORD), not hold a password; got {} characters",
+                pw.len()
+            )));
         }
         self.governance(Environment::Dev)
             .validate()
@@ -257,7 +270,11 @@ impl Config {
 
     /// Resolve a path from the config against the config file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     /// The model manifest's path.
@@ -267,7 +284,12 @@ impl Config {
 
     /// The audit directory (default `.wharf/audit` next to the config).
     pub fn audit_dir(&self) -> PathBuf {
-        self.resolve(self.audit.dir.as_deref().unwrap_or(Path::new(".wharf/audit")))
+        self.resolve(
+            self.audit
+                .dir
+                .as_deref()
+                .unwrap_or(Path::new(".wharf/audit")),
+        )
     }
 
     /// The policy in force for `env`: DESIGN.md's defaults with this file's overrides.
@@ -300,7 +322,11 @@ impl Config {
             g.allowed_dependencies = deps.clone();
         }
         g.approved_data_sources = self.governance.approved_data_sources.clone();
-        g.policy_dir = self.governance.policy_dir.as_deref().map(|p| self.resolve(p));
+        g.policy_dir = self
+            .governance
+            .policy_dir
+            .as_deref()
+            .map(|p| self.resolve(p));
         for (env, e) in &self.environments {
             if let Some(o) = e.governance {
                 g = g.with_override(*env, o);
@@ -314,7 +340,9 @@ fn parse_fail_on(s: &str) -> Result<ScanGate, String> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(ScanGate::warn_only());
     }
-    s.parse::<Severity>().map(ScanGate::fail_on).map_err(|e| format!("{e}, or none"))
+    s.parse::<Severity>()
+        .map(ScanGate::fail_on)
+        .map_err(|e| format!("{e}, or none"))
 }
 
 /// An override value: TOML syntax when it parses (numbers, booleans, arrays), else a string.
@@ -332,7 +360,9 @@ fn set_path(table: &mut toml::Table, segments: &[String], value: toml::Value) {
             table.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
@@ -347,7 +377,10 @@ fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> PipelineError {
     let location = e.span().map(|span| {
         let before = &text[..span.start.min(text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
         (line, col)
     });
     PipelineError::Config {
@@ -376,16 +409,29 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let c = parse(MINIMAL, &[]).unwrap();
         assert_eq!(c.project.default_environment, Environment::Dev);
-        assert_eq!(c.manifest_path(), Path::new("/repo/models/fraud/model.yaml"));
+        assert_eq!(
+            c.manifest_path(),
+            Path::new("/repo/models/fraud/model.yaml")
+        );
         assert_eq!(c.audit_dir(), Path::new("/repo/.wharf/audit"));
-        assert_eq!(c.environment_policy(Environment::Prod), Environment::Prod.policy());
+        assert_eq!(
+            c.environment_policy(Environment::Prod),
+            Environment::Prod.policy()
+        );
     }
 
     #[test]
     fn unknown_keys_name_file_line_and_column() {
-        let err = parse(&format!("{MINIMAL}\n[registry]\nurll = \"x\"\n"), &[]).unwrap_err().to_string();
-        assert!(err.starts_with("wharf.toml:8:1: unknown field `urll`"), "{err}");
-        let err = parse(&format!("{MINIMAL}\n[deploi]\n"), &[]).unwrap_err().to_string();
+        let err = parse(&format!("{MINIMAL}\n[registry]\nurll = \"x\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("wharf.toml:8:1: unknown field `urll`"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}\n[deploi]\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `deploi`"), "{err}");
     }
 
@@ -409,9 +455,16 @@ mod tests {
         let g = c.governance(Environment::Prod);
         assert_eq!(g.thresholds_for(Environment::Prod).min_accuracy, 0.9);
         assert_eq!(g.thresholds_for(Environment::Dev).min_accuracy, 0.85);
-        let err = parse(&format!("{MINIMAL}\n[environments.staging]\n"), &[]).unwrap_err().to_string();
+        let err = parse(&format!("{MINIMAL}\n[environments.staging]\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown variant `staging`"), "{err}");
-        let err = parse(&format!("{MINIMAL}\n[environments.prod]\nfail_on = \"severe\"\n"), &[]).unwrap_err().to_string();
+        let err = parse(
+            &format!("{MINIMAL}\n[environments.prod]\nfail_on = \"severe\"\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("environments.prod.fail_on"), "{err}");
     }
 
@@ -423,22 +476,33 @@ mod tests {
                 ("WHARF__REGISTRY__URL", "http://127.0.0.1:5000"),
                 ("WHARF__ENVIRONMENTS__PROD__REPLICAS", "4"),
                 ("WHARF__GOVERNANCE__APPROVED_DATA_SOURCES", "[\"a\", \"b\"]"),
-                ("WHARF_TEST_REGISTRY", "ignored: single underscore is not an override"),
+                (
+                    "WHARF_TEST_REGISTRY",
+                    "ignored: single underscore is not an override",
+                ),
             ],
         )
         .unwrap();
         assert_eq!(c.registry.url.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(c.environment_policy(Environment::Prod).replicas, 4);
         assert_eq!(c.governance.approved_data_sources, ["a", "b"]);
-        let err = parse(MINIMAL, &[("WHARF__REGISTRY__URLL", "x")]).unwrap_err().to_string();
-        assert!(err.contains("WHARF__REGISTRY__URLL") && err.contains("unknown field `urll`"), "{err}");
+        let err = parse(MINIMAL, &[("WHARF__REGISTRY__URLL", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("WHARF__REGISTRY__URLL") && err.contains("unknown field `urll`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn password_env_must_be_a_name_and_is_never_echoed() {
         let text = format!("{MINIMAL}\n[sign]\npassword_env = \"hunter2-canary!\"\n");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("sign.password_env must name an environment variable"), "{err}");
+        assert!(
+            err.contains("sign.password_env must name an environment variable"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2-canary"), "{err}");
     }
 }

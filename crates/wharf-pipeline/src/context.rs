@@ -74,7 +74,10 @@ pub fn new_run_id() -> String {
         now.minute(),
         now.second()
     );
-    format!("run-{stamp}-{}", &Digest::sha256_of(seed.as_bytes()).hex()[..8])
+    format!(
+        "run-{stamp}-{}",
+        &Digest::sha256_of(seed.as_bytes()).hex()[..8]
+    )
 }
 
 #[cfg(test)]

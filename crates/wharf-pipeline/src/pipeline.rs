@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 use wharf_core::audit::AppendOptions;
 use wharf_core::{
-    Actor, AuditEvent, AuditLog, AuditReceipt, Environment, EnvironmentPolicy, ErrorKind, RunOutcome,
-    RunRecord, StageRecord, StageStatus,
+    Actor, AuditEvent, AuditLog, AuditReceipt, Environment, EnvironmentPolicy, ErrorKind,
+    RunOutcome, RunRecord, StageRecord, StageStatus,
 };
 
 use crate::{PipelineError, RunContext, Stage};
@@ -87,7 +87,10 @@ impl std::fmt::Debug for Pipeline {
         f.debug_struct("Pipeline")
             .field("project", &self.project)
             .field("environment", &self.environment)
-            .field("stages", &self.stages.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .field(
+                "stages",
+                &self.stages.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .field("audit", &self.audit)
             .finish()
     }
@@ -107,7 +110,11 @@ pub struct PipelineBuilder {
 
 impl Pipeline {
     /// Start building a pipeline for `project` in `environment`, run by `actor`.
-    pub fn builder(project: impl Into<String>, environment: Environment, actor: Actor) -> PipelineBuilder {
+    pub fn builder(
+        project: impl Into<String>,
+        environment: Environment,
+        actor: Actor,
+    ) -> PipelineBuilder {
         PipelineBuilder {
             project: project.into(),
             environment,
@@ -138,15 +145,29 @@ impl Pipeline {
             for stage in &self.stages {
                 let name = stage.name().to_owned();
                 if outcome != RunOutcome::Passed {
-                    let rec = StageRecord::new(name, StageStatus::Skipped, OffsetDateTime::now_utc(), 0, "skipped: an earlier stage did not pass");
-                    reports.push(StageReport { record: rec, details: Vec::new(), error_kind: None });
+                    let rec = StageRecord::new(
+                        name,
+                        StageStatus::Skipped,
+                        OffsetDateTime::now_utc(),
+                        0,
+                        "skipped: an earlier stage did not pass",
+                    );
+                    reports.push(StageReport {
+                        record: rec,
+                        details: Vec::new(),
+                        error_kind: None,
+                    });
                     continue;
                 }
                 let report = run_stage(stage.as_ref(), &mut ctx)
                     .instrument(info_span!("stage", stage = %name))
                     .await;
                 if report.record.status == StageStatus::Failed {
-                    outcome = if report.error_kind.is_some() { RunOutcome::Failed } else { RunOutcome::Blocked };
+                    outcome = if report.error_kind.is_some() {
+                        RunOutcome::Failed
+                    } else {
+                        RunOutcome::Blocked
+                    };
                 }
                 reports.push(report);
             }
@@ -165,19 +186,33 @@ impl Pipeline {
             };
             let event = AuditEvent::Run(record.clone());
             // The audit write is itself guarded: a panicking log is a failed write, not a lost run.
-            let append = AssertUnwindSafe(self.audit.append(&event, &AppendOptions::default())).catch_unwind().await;
+            let append = AssertUnwindSafe(self.audit.append(&event, &AppendOptions::default()))
+                .catch_unwind()
+                .await;
             let receipt = match append {
                 Ok(Ok(receipt)) => receipt,
-                Ok(Err(source)) => return Err(PipelineError::Audit { record: Box::new(record), source }),
+                Ok(Err(source)) => {
+                    return Err(PipelineError::Audit {
+                        record: Box::new(record),
+                        source,
+                    });
+                }
                 Err(panic) => {
                     return Err(PipelineError::Audit {
                         record: Box::new(record),
-                        source: wharf_core::Error::internal(format!("audit log panicked: {}", panic_message(&*panic))),
+                        source: wharf_core::Error::internal(format!(
+                            "audit log panicked: {}",
+                            panic_message(&*panic)
+                        )),
                     });
                 }
             };
             info!(outcome = %outcome, sequence = receipt.sequence, "run recorded");
-            Ok(RunReport { record, receipt, stages: reports })
+            Ok(RunReport {
+                record,
+                receipt,
+                stages: reports,
+            })
         }
         .instrument(span)
         .await
@@ -192,26 +227,55 @@ async fn run_stage(stage: &dyn Stage, ctx: &mut RunContext) -> StageReport {
     let name = stage.name();
     match result {
         Ok(Ok(outcome)) => {
-            let status = if outcome.status == StageStatus::Skipped { StageStatus::Passed } else { outcome.status };
+            let status = if outcome.status == StageStatus::Skipped {
+                StageStatus::Passed
+            } else {
+                outcome.status
+            };
             let mut rec = StageRecord::new(name, status, started_at, duration_ms, outcome.summary);
             rec.evidence = outcome.evidence;
             rec.details = outcome.data;
             info!(status = %status, duration_ms, "stage finished");
-            StageReport { record: rec, details: outcome.details, error_kind: None }
+            StageReport {
+                record: rec,
+                details: outcome.details,
+                error_kind: None,
+            }
         }
         Ok(Err(err)) => {
             let msg = wharf_core::display_chain(&err);
             warn!(error = %msg, "stage failed");
-            let mut rec = StageRecord::new(name, StageStatus::Failed, started_at, duration_ms, format!("error: {msg}"));
+            let mut rec = StageRecord::new(
+                name,
+                StageStatus::Failed,
+                started_at,
+                duration_ms,
+                format!("error: {msg}"),
+            );
             rec.details = serde_json::json!({ "error_kind": err.kind().as_str() });
-            StageReport { record: rec, details: Vec::new(), error_kind: Some(err.kind()) }
+            StageReport {
+                record: rec,
+                details: Vec::new(),
+                error_kind: Some(err.kind()),
+            }
         }
         Err(panic) => {
             let msg = panic_message(&*panic);
             warn!(panic = %msg, "stage panicked");
-            let mut rec = StageRecord::new(name, StageStatus::Failed, started_at, duration_ms, format!("stage panicked: {msg}"));
-            rec.details = serde_json::json!({ "error_kind": ErrorKind::Internal.as_str(), "panic": msg });
-            StageReport { record: rec, details: Vec::new(), error_kind: Some(ErrorKind::Internal) }
+            let mut rec = StageRecord::new(
+                name,
+                StageStatus::Failed,
+                started_at,
+                duration_ms,
+                format!("stage panicked: {msg}"),
+            );
+            rec.details =
+                serde_json::json!({ "error_kind": ErrorKind::Internal.as_str(), "panic": msg });
+            StageReport {
+                record: rec,
+                details: Vec::new(),
+                error_kind: Some(ErrorKind::Internal),
+            }
         }
     }
 }

@@ -25,7 +25,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { min_accuracy: 0.85, min_f1: 0.80, max_demographic_parity: 0.10, max_drift: 0.30 }
+        Self {
+            min_accuracy: 0.85,
+            min_f1: 0.80,
+            max_demographic_parity: 0.10,
+            max_drift: 0.30,
+        }
     }
 }
 
@@ -50,7 +55,9 @@ impl ThresholdOverrides {
         Thresholds {
             min_accuracy: self.min_accuracy.unwrap_or(base.min_accuracy),
             min_f1: self.min_f1.unwrap_or(base.min_f1),
-            max_demographic_parity: self.max_demographic_parity.unwrap_or(base.max_demographic_parity),
+            max_demographic_parity: self
+                .max_demographic_parity
+                .unwrap_or(base.max_demographic_parity),
             max_drift: self.max_drift.unwrap_or(base.max_drift),
         }
     }
@@ -58,10 +65,31 @@ impl ThresholdOverrides {
 
 /// Dependencies approved by default: the common scientific-Python and serving stack.
 pub const DEFAULT_ALLOWED_DEPENDENCIES: &[&str] = &[
-    "numpy", "scipy", "pandas", "scikit-learn", "joblib", "xgboost", "lightgbm", "catboost",
-    "torch", "torchvision", "tensorflow", "keras", "onnx", "onnxruntime", "transformers",
-    "tokenizers", "safetensors", "sentencepiece", "fastapi", "uvicorn", "pydantic", "starlette",
-    "shap", "mlflow", "prometheus-client",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "joblib",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "keras",
+    "onnx",
+    "onnxruntime",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "sentencepiece",
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "starlette",
+    "shap",
+    "mlflow",
+    "prometheus-client",
 ];
 
 /// The `[governance]` section of `wharf.toml`.
@@ -86,7 +114,10 @@ impl Default for GovernanceConfig {
         Self {
             thresholds: Thresholds::default(),
             overrides: BTreeMap::new(),
-            allowed_dependencies: DEFAULT_ALLOWED_DEPENDENCIES.iter().map(|s| (*s).to_owned()).collect(),
+            allowed_dependencies: DEFAULT_ALLOWED_DEPENDENCIES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             approved_data_sources: Vec::new(),
             policy_dir: None,
         }
@@ -96,7 +127,9 @@ impl Default for GovernanceConfig {
 impl GovernanceConfig {
     /// The thresholds in force for `env`.
     pub fn thresholds_for(&self, env: Environment) -> Thresholds {
-        self.overrides.get(&env).map_or(self.thresholds, |o| o.apply(self.thresholds))
+        self.overrides
+            .get(&env)
+            .map_or(self.thresholds, |o| o.apply(self.thresholds))
     }
 
     /// Override thresholds for one environment.
@@ -111,17 +144,26 @@ impl GovernanceConfig {
             if v.is_finite() && v >= 0.0 && v <= max {
                 Ok(())
             } else {
-                Err(PolicyError::Config { message: format!("{name} = {v} is out of range 0..{max}") })
+                Err(PolicyError::Config {
+                    message: format!("{name} = {v} is out of range 0..{max}"),
+                })
             }
         };
         let mut all = vec![("thresholds".to_owned(), self.thresholds)];
         for (env, o) in &self.overrides {
-            all.push((format!("environments.{env}.governance"), o.apply(self.thresholds)));
+            all.push((
+                format!("environments.{env}.governance"),
+                o.apply(self.thresholds),
+            ));
         }
         for (scope, t) in all {
             check(format!("{scope}.min_accuracy"), t.min_accuracy, 1.0)?;
             check(format!("{scope}.min_f1"), t.min_f1, 1.0)?;
-            check(format!("{scope}.max_demographic_parity"), t.max_demographic_parity, 1.0)?;
+            check(
+                format!("{scope}.max_demographic_parity"),
+                t.max_demographic_parity,
+                1.0,
+            )?;
             check(format!("{scope}.max_drift"), t.max_drift, f64::MAX)?;
         }
         Ok(())

@@ -63,9 +63,9 @@ impl PolicyError {
             }
             PolicyError::Read { .. } => ErrorKind::Internal,
             PolicyError::PolicyDir { .. } => ErrorKind::NotFound,
-            PolicyError::Manifest { .. } | PolicyError::Rego { .. } | PolicyError::Config { .. } => {
-                ErrorKind::Invalid
-            }
+            PolicyError::Manifest { .. }
+            | PolicyError::Rego { .. }
+            | PolicyError::Config { .. } => ErrorKind::Invalid,
             PolicyError::Eval { .. } => ErrorKind::Internal,
         }
     }
@@ -79,15 +79,21 @@ impl From<PolicyError> for wharf_core::Error {
 
 /// Squash a multi-line message (regorus prints source excerpts) to its first meaningful line.
 pub(crate) fn one_line(msg: &str) -> String {
-    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     // regorus: "path:line:col: error: message" then an excerpt; keep the located line and the
     // message if they are split.
     let mut out = lines.first().copied().unwrap_or("unknown error").to_owned();
-    if let Some(msg_line) = lines.iter().find(|l| l.starts_with("error:") || l.contains(": error:")) {
-        if !out.contains(msg_line) {
-            out.push_str(": ");
-            out.push_str(msg_line);
-        }
+    if let Some(msg_line) = lines
+        .iter()
+        .find(|l| l.starts_with("error:") || l.contains(": error:"))
+        && !out.contains(msg_line)
+    {
+        out.push_str(": ");
+        out.push_str(msg_line);
     }
     out
 }

@@ -17,9 +17,18 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("metrics.rego", include_str!("../policies/metrics.rego")),
     ("fairness.rego", include_str!("../policies/fairness.rego")),
     ("drift.rego", include_str!("../policies/drift.rego")),
-    ("dependencies.rego", include_str!("../policies/dependencies.rego")),
-    ("operations.rego", include_str!("../policies/operations.rego")),
-    ("provenance.rego", include_str!("../policies/provenance.rego")),
+    (
+        "dependencies.rego",
+        include_str!("../policies/dependencies.rego"),
+    ),
+    (
+        "operations.rego",
+        include_str!("../policies/operations.rego"),
+    ),
+    (
+        "provenance.rego",
+        include_str!("../policies/provenance.rego"),
+    ),
 ];
 
 /// Evaluates model manifests against the bundled governance policies, plus any `.rego`
@@ -55,7 +64,9 @@ pub struct GovernanceGate {
 
 impl std::fmt::Debug for GovernanceGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GovernanceGate").field("policies", &self.sources).finish_non_exhaustive()
+        f.debug_struct("GovernanceGate")
+            .field("policies", &self.sources)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +74,11 @@ impl GovernanceGate {
     /// A gate with the bundled policies, plus `config.policy_dir` when set.
     pub fn new(config: GovernanceConfig) -> Result<Self, PolicyError> {
         config.validate()?;
-        let mut gate = Self { engine: regorus::Engine::new(), config, sources: Vec::new() };
+        let mut gate = Self {
+            engine: regorus::Engine::new(),
+            config,
+            sources: Vec::new(),
+        };
         for (name, text) in BUNDLED {
             gate.add_policy(&format!("<bundled>/{name}"), text)?;
         }
@@ -76,17 +91,24 @@ impl GovernanceGate {
     /// Add every `.rego` file in `dir` (not recursive, sorted by name).
     pub fn with_policy_dir(mut self, dir: &Path) -> Result<Self, PolicyError> {
         if !dir.is_dir() {
-            return Err(PolicyError::PolicyDir { path: dir.to_owned() });
+            return Err(PolicyError::PolicyDir {
+                path: dir.to_owned(),
+            });
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| PolicyError::Read { path: dir.to_owned(), source })?
+            .map_err(|source| PolicyError::Read {
+                path: dir.to_owned(),
+                source,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "rego") && p.is_file())
             .collect();
         files.sort();
         for path in files {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| PolicyError::Read { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                path: path.clone(),
+                source,
+            })?;
             self.add_policy(&path.display().to_string(), &text)?;
         }
         Ok(self)
@@ -97,7 +119,10 @@ impl GovernanceGate {
         let package = self
             .engine
             .add_policy(origin.to_owned(), rego.to_owned())
-            .map_err(|e| PolicyError::Rego { origin: origin.to_owned(), message: one_line(&e.to_string()) })?;
+            .map_err(|e| PolicyError::Rego {
+                origin: origin.to_owned(),
+                message: one_line(&e.to_string()),
+            })?;
         if package != PACKAGE {
             return Err(PolicyError::Rego {
                 origin: origin.to_owned(),
@@ -122,12 +147,22 @@ impl GovernanceGate {
     }
 
     /// Evaluate a manifest for `env`.
-    pub fn evaluate_manifest(&self, manifest: &ModelManifest, env: Environment) -> Result<Decision, PolicyError> {
+    pub fn evaluate_manifest(
+        &self,
+        manifest: &ModelManifest,
+        env: Environment,
+    ) -> Result<Decision, PolicyError> {
         self.evaluate_json(&manifest.to_json(), env)
     }
 
-    fn evaluate_json(&self, manifest: &serde_json::Value, env: Environment) -> Result<Decision, PolicyError> {
-        let eval_err = |e: &dyn std::fmt::Display| PolicyError::Eval { message: one_line(&e.to_string()) };
+    fn evaluate_json(
+        &self,
+        manifest: &serde_json::Value,
+        env: Environment,
+    ) -> Result<Decision, PolicyError> {
+        let eval_err = |e: &dyn std::fmt::Display| PolicyError::Eval {
+            message: one_line(&e.to_string()),
+        };
         let mut engine = self.engine.clone();
         let thresholds = self.config.thresholds_for(env);
         let data = serde_json::json!({ "wharf": { "config": {
@@ -139,10 +174,14 @@ impl GovernanceGate {
         engine
             .add_data(regorus::Value::from_json_str(&data.to_string()).map_err(|e| eval_err(&e))?)
             .map_err(|e| eval_err(&e))?;
-        engine.set_input(regorus::Value::from_json_str(&input.to_string()).map_err(|e| eval_err(&e))?);
+        engine.set_input(
+            regorus::Value::from_json_str(&input.to_string()).map_err(|e| eval_err(&e))?,
+        );
         // A query (not eval_rule): a set no policy contributes to is undefined, not an error.
         let mut rule = |name: &str| -> Result<serde_json::Value, PolicyError> {
-            let results = engine.eval_query(format!("{PACKAGE}.{name}"), false).map_err(|e| eval_err(&e))?;
+            let results = engine
+                .eval_query(format!("{PACKAGE}.{name}"), false)
+                .map_err(|e| eval_err(&e))?;
             match results.result.first().and_then(|r| r.expressions.first()) {
                 Some(expr) => serde_json::to_value(&expr.value).map_err(|e| eval_err(&e)),
                 None => Ok(serde_json::Value::Null),
@@ -156,7 +195,10 @@ impl GovernanceGate {
         violations.sort_by(|a, b| (&a.rule, &a.field).cmp(&(&b.rule, &b.field)));
         warnings.sort_by(|a, b| (&a.rule, &a.field).cmp(&(&b.rule, &b.field)));
         let mut rules: Vec<String> = match checked {
-            serde_json::Value::Array(items) => items.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         };
         rules.sort();
@@ -184,7 +226,9 @@ fn to_violations(set: &serde_json::Value) -> Result<Vec<Violation>, PolicyError>
                 let text = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_owned);
                 let mut v = Violation::new(
                     text("rule").unwrap_or_else(|| "custom".into()),
-                    text("message").or_else(|| text("msg")).unwrap_or_else(|| item.to_string()),
+                    text("message")
+                        .or_else(|| text("msg"))
+                        .unwrap_or_else(|| item.to_string()),
                 );
                 v.field = text("field");
                 v.value = o.get("value").cloned().unwrap_or_default();
@@ -201,13 +245,18 @@ fn to_violations(set: &serde_json::Value) -> Result<Vec<Violation>, PolicyError>
 #[async_trait]
 impl PolicyGate for GovernanceGate {
     /// `input` is a model manifest as JSON; it is schema-checked like a YAML manifest.
-    async fn evaluate(&self, input: &serde_json::Value, opts: &EvaluateOptions) -> wharf_core::Result<Decision> {
+    async fn evaluate(
+        &self,
+        input: &serde_json::Value,
+        opts: &EvaluateOptions,
+    ) -> wharf_core::Result<Decision> {
         let env = opts.environment.unwrap_or(Environment::Dev);
-        let manifest: ModelManifest = serde_json::from_value(input.clone()).map_err(|e| PolicyError::Manifest {
-            origin: "<input>".into(),
-            location: None,
-            message: e.to_string(),
-        })?;
+        let manifest: ModelManifest =
+            serde_json::from_value(input.clone()).map_err(|e| PolicyError::Manifest {
+                origin: "<input>".into(),
+                location: None,
+                message: e.to_string(),
+            })?;
         Ok(self.evaluate_manifest(&manifest, env)?)
     }
 }

@@ -222,8 +222,10 @@ pub struct DataSource {
 impl ModelManifest {
     /// Read and validate a manifest file.
     pub fn from_path(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PolicyError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_yaml_str(&text, &path.display().to_string())
     }
 
@@ -240,7 +242,11 @@ impl ModelManifest {
             if message.starts_with("missing field") || message.contains(": missing field") {
                 message.push_str(" (see examples/models/*/model.yaml for a complete manifest)");
             }
-            PolicyError::Manifest { origin: origin.to_owned(), location, message }
+            PolicyError::Manifest {
+                origin: origin.to_owned(),
+                location,
+                message,
+            }
         })?;
         manifest.validate(origin)?;
         Ok(manifest)
@@ -248,12 +254,22 @@ impl ModelManifest {
 
     /// Range and value checks the types cannot express.
     fn validate(&self, origin: &str) -> Result<(), PolicyError> {
-        let bad = |message: String| PolicyError::Manifest { origin: origin.to_owned(), location: None, message };
+        let bad = |message: String| PolicyError::Manifest {
+            origin: origin.to_owned(),
+            location: None,
+            message,
+        };
         if self.api_version != API_VERSION {
-            return Err(bad(format!("apiVersion: expected {API_VERSION:?}, found {:?}", self.api_version)));
+            return Err(bad(format!(
+                "apiVersion: expected {API_VERSION:?}, found {:?}",
+                self.api_version
+            )));
         }
         if self.kind != KIND {
-            return Err(bad(format!("kind: expected {KIND:?}, found {:?}", self.kind)));
+            return Err(bad(format!(
+                "kind: expected {KIND:?}, found {:?}",
+                self.kind
+            )));
         }
         if self.model.name.trim().is_empty() {
             return Err(bad("model.name: must not be empty".into()));
@@ -262,7 +278,9 @@ impl ModelManifest {
             if v.is_finite() && (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(bad(format!("{field}: {v} is outside 0..1 (write 0.91, not 91)")))
+                Err(bad(format!(
+                    "{field}: {v} is outside 0..1 (write 0.91, not 91)"
+                )))
             }
         };
         unit("metrics.accuracy", self.metrics.accuracy)?;
@@ -282,16 +300,20 @@ impl ModelManifest {
                 unit("fairness.equalized_odds", eo)?;
             }
         }
-        if let Some(d) = &self.drift {
-            if !(d.score.is_finite() && d.score >= 0.0) {
-                return Err(bad(format!("drift.score: {} must be a number >= 0", d.score)));
-            }
+        if let Some(d) = &self.drift
+            && !(d.score.is_finite() && d.score >= 0.0)
+        {
+            return Err(bad(format!(
+                "drift.score: {} must be a number >= 0",
+                d.score
+            )));
         }
         for (i, a) in self.artifacts.iter().enumerate() {
             let p = Path::new(&a.path);
             if a.path.is_empty()
                 || p.is_absolute()
-                || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 return Err(bad(format!(
                     "artifacts[{i}].path: {:?} must be a relative path inside the model directory",

@@ -21,7 +21,10 @@ impl GovernanceStage {
     /// A stage checking `manifest` with `config` (policies load when the stage runs, so a
     /// broken policy is recorded in the run like any other failure).
     pub fn new(config: GovernanceConfig, manifest: impl Into<PathBuf>) -> Self {
-        Self { config, manifest: manifest.into() }
+        Self {
+            config,
+            manifest: manifest.into(),
+        }
     }
 }
 
@@ -55,18 +58,27 @@ impl Stage for GovernanceStage {
 
     async fn run(&self, ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
         let manifest = ModelManifest::from_path(&self.manifest)?;
-        ctx.model = Some(ModelId::new(manifest.model.name.clone(), manifest.model.version.clone()));
+        ctx.model = Some(ModelId::new(
+            manifest.model.name.clone(),
+            manifest.model.version.clone(),
+        ));
         let gate = GovernanceGate::new(self.config.clone())?;
         let decision = gate.evaluate_manifest(&manifest, ctx.environment)?;
-        let decision_json = serde_json::to_vec(&decision)
-            .map_err(|e| wharf_core::Error::internal(format!("decision cannot be serialized: {e}")))?;
+        let decision_json = serde_json::to_vec(&decision).map_err(|e| {
+            wharf_core::Error::internal(format!("decision cannot be serialized: {e}"))
+        })?;
         let manifest_bytes = std::fs::read(&self.manifest).map_err(|e| {
             wharf_core::Error::internal(format!("cannot re-read {}: {e}", self.manifest.display()))
         })?;
         let total = decision.rules_evaluated.len();
         let who = format!("{} {}", manifest.model.name, manifest.model.version);
         let mut details: Vec<String> = decision.violations.iter().map(describe).collect();
-        details.extend(decision.warnings.iter().map(|w| format!("warning {}", describe(w))));
+        details.extend(
+            decision
+                .warnings
+                .iter()
+                .map(|w| format!("warning {}", describe(w))),
+        );
         let outcome = if !decision.allow {
             StageOutcome::blocked(format!(
                 "{} of {total} rules violated for {who} in {}",
@@ -74,13 +86,22 @@ impl Stage for GovernanceStage {
                 ctx.environment
             ))
         } else if !decision.warnings.is_empty() {
-            StageOutcome::warned(format!("{total} rules passed for {who}, {} warnings", decision.warnings.len()))
+            StageOutcome::warned(format!(
+                "{total} rules passed for {who}, {} warnings",
+                decision.warnings.len()
+            ))
         } else {
-            StageOutcome::passed(format!("{total} rules passed for {who} in {}", ctx.environment))
+            StageOutcome::passed(format!(
+                "{total} rules passed for {who} in {}",
+                ctx.environment
+            ))
         };
         Ok(outcome
             .with_details(details)
-            .with_evidence(Evidence::of_bytes("model-manifest", &manifest_bytes).with_location(self.manifest.display().to_string()))
+            .with_evidence(
+                Evidence::of_bytes("model-manifest", &manifest_bytes)
+                    .with_location(self.manifest.display().to_string()),
+            )
             .with_evidence(Evidence::of_bytes("policy-decision", &decision_json))
             .with_data(serde_json::to_value(&decision).unwrap_or_default()))
     }

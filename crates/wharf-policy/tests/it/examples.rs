@@ -35,7 +35,10 @@ fn each_invalid_manifest_violates_exactly_its_rule_with_value_and_threshold() {
     for entry in std::fs::read_dir(example_dir()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(rule) = name.strip_prefix("invalid-").and_then(|n| n.strip_suffix(".yaml")) else {
+        let Some(rule) = name
+            .strip_prefix("invalid-")
+            .and_then(|n| n.strip_suffix(".yaml"))
+        else {
             continue;
         };
         seen += 1;
@@ -47,7 +50,11 @@ fn each_invalid_manifest_violates_exactly_its_rule_with_value_and_threshold() {
         let v = &d.violations[0];
         assert!(!v.threshold.is_null(), "{name}: a threshold is named");
         assert!(v.field.is_some(), "{name}: the field is named");
-        assert!(!v.message.contains("data.wharf"), "{name}: no Rego in the message: {}", v.message);
+        assert!(
+            !v.message.contains("data.wharf"),
+            "{name}: no Rego in the message: {}",
+            v.message
+        );
     }
     assert_eq!(seen, 10, "one invalid manifest per bundled rule");
 }
@@ -61,10 +68,19 @@ fn messages_carry_the_numbers_a_data_scientist_needs() {
     assert_eq!(v.field.as_deref(), Some("metrics.accuracy"));
     assert_eq!(v.value, 0.81);
     assert_eq!(v.threshold, 0.85);
-    assert!(v.message.contains("accuracy is 0.81, below the minimum of 0.85 required in prod"), "{}", v.message);
+    assert!(
+        v.message
+            .contains("accuracy is 0.81, below the minimum of 0.85 required in prod"),
+        "{}",
+        v.message
+    );
 
-    let m = ModelManifest::from_path(&example_dir().join("invalid-dependency_allowlist.yaml")).unwrap();
-    let v = &gate.evaluate_manifest(&m, Environment::Dev).unwrap().violations[0];
+    let m =
+        ModelManifest::from_path(&example_dir().join("invalid-dependency_allowlist.yaml")).unwrap();
+    let v = &gate
+        .evaluate_manifest(&m, Environment::Dev)
+        .unwrap()
+        .violations[0];
     assert_eq!(v.field.as_deref(), Some("dependencies[1].name"));
     assert_eq!(v.value, "leftpad-ml");
 }
@@ -87,7 +103,8 @@ fn out_of_range_thresholds_are_refused_by_name() {
     use wharf_policy::ThresholdOverrides;
     let mut o = ThresholdOverrides::default();
     o.max_demographic_parity = Some(1.5);
-    let err = GovernanceGate::new(example_config().with_override(Environment::Test, o)).unwrap_err();
+    let err =
+        GovernanceGate::new(example_config().with_override(Environment::Test, o)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "governance config: environments.test.governance.max_demographic_parity = 1.5 is out of range 0..1"

@@ -1,5 +1,7 @@
 //! Integration tests for wharf-policy: the example manifests, schema errors, user policies.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 mod examples;
 mod manifest_errors;
 mod user_policies;
@@ -14,6 +16,7 @@ pub(crate) fn example_dir() -> PathBuf {
 /// The governance config of `examples/wharf.toml` (the example's approved data source).
 pub(crate) fn example_config() -> wharf_policy::GovernanceConfig {
     let mut c = wharf_policy::GovernanceConfig::default();
-    c.approved_data_sources.push("synthetic-transactions".into());
+    c.approved_data_sources
+        .push("synthetic-transactions".into());
     c
 }

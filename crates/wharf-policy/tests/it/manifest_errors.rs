@@ -7,7 +7,10 @@ fn err(yaml: &str) -> String {
     assert!(matches!(e, PolicyError::Manifest { .. }), "{e:?}");
     let s = e.to_string();
     assert!(!s.contains('\n'), "one line: {s}");
-    assert_eq!(wharf_core::Error::from(e).kind(), wharf_core::ErrorKind::Invalid);
+    assert_eq!(
+        wharf_core::Error::from(e).kind(),
+        wharf_core::ErrorKind::Invalid
+    );
     s
 }
 
@@ -20,7 +23,10 @@ fn good_minimal_manifest_parses() {
 fn malformed_yaml_names_file_line_and_column() {
     let s = err("apiVersion: wharf.dev/v1\nmodel: [unclosed\n");
     assert!(s.starts_with("m.yaml:"), "{s}");
-    assert!(s.split(':').nth(1).unwrap().parse::<u32>().is_ok(), "line number: {s}");
+    assert!(
+        s.split(':').nth(1).unwrap().parse::<u32>().is_ok(),
+        "line number: {s}"
+    );
 }
 
 #[test]
@@ -50,14 +56,25 @@ fn out_of_range_and_wrong_header_are_named() {
         err(&GOOD.replace("accuracy: 0.9", "accuracy: 91")),
         "m.yaml: metrics.accuracy: 91 is outside 0..1 (write 0.91, not 91)"
     );
-    assert!(err(&GOOD.replace("wharf.dev/v1", "wharf.dev/v9")).contains("apiVersion: expected \"wharf.dev/v1\""));
-    assert!(err(&format!("{GOOD}artifacts: [{{path: ../secrets, role: weights}}]\n")).contains("artifacts[0].path"));
+    assert!(
+        err(&GOOD.replace("wharf.dev/v1", "wharf.dev/v9"))
+            .contains("apiVersion: expected \"wharf.dev/v1\"")
+    );
+    assert!(
+        err(&format!(
+            "{GOOD}artifacts: [{{path: ../secrets, role: weights}}]\n"
+        ))
+        .contains("artifacts[0].path")
+    );
 }
 
 #[test]
 fn empty_and_missing_files() {
     assert!(err("").contains("m.yaml"));
     let e = ModelManifest::from_path(std::path::Path::new("/nonexistent/model.yaml")).unwrap_err();
-    assert_eq!(e.to_string(), "cannot read /nonexistent/model.yaml: No such file or directory (os error 2)");
+    assert_eq!(
+        e.to_string(),
+        "cannot read /nonexistent/model.yaml: No such file or directory (os error 2)"
+    );
     assert_eq!(e.kind(), wharf_core::ErrorKind::NotFound);
 }

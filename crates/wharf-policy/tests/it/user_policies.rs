@@ -25,9 +25,14 @@ warn contains "precision is not reported" if not input.manifest.metrics.precisio
     )
     .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
-    let gate = GovernanceGate::new(example_config()).unwrap().with_policy_dir(dir.path()).unwrap();
+    let gate = GovernanceGate::new(example_config())
+        .unwrap()
+        .with_policy_dir(dir.path())
+        .unwrap();
     assert_eq!(gate.policies().len(), wharf_policy::BUNDLED.len() + 1);
-    let d = gate.evaluate_manifest(&manifest(), Environment::Prod).unwrap();
+    let d = gate
+        .evaluate_manifest(&manifest(), Environment::Prod)
+        .unwrap();
     assert!(!d.allow);
     assert_eq!(d.violations.len(), 1);
     assert_eq!(d.violations[0].rule, "owner_is_team");
@@ -37,7 +42,10 @@ warn contains "precision is not reported" if not input.manifest.metrics.precisio
 
 #[test]
 fn a_missing_policy_dir_is_a_one_line_error() {
-    let err = GovernanceGate::new(example_config()).unwrap().with_policy_dir("./no/such/dir".as_ref()).unwrap_err();
+    let err = GovernanceGate::new(example_config())
+        .unwrap()
+        .with_policy_dir("./no/such/dir".as_ref())
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "policy directory ./no/such/dir does not exist: create it or fix `governance.policy_dir`"
@@ -49,8 +57,15 @@ fn a_missing_policy_dir_is_a_one_line_error() {
 fn malformed_rego_names_the_file_and_position() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("broken.rego");
-    std::fs::write(&file, "package wharf.governance\n\ndeny contains v if {\n  v := \n").unwrap();
-    let err = GovernanceGate::new(example_config()).unwrap().with_policy_dir(dir.path()).unwrap_err();
+    std::fs::write(
+        &file,
+        "package wharf.governance\n\ndeny contains v if {\n  v := \n",
+    )
+    .unwrap();
+    let err = GovernanceGate::new(example_config())
+        .unwrap()
+        .with_policy_dir(dir.path())
+        .unwrap_err();
     let s = err.to_string();
     assert!(matches!(err, PolicyError::Rego { .. }), "{err:?}");
     assert!(s.starts_with(&file.display().to_string()), "{s}");
@@ -60,9 +75,19 @@ fn malformed_rego_names_the_file_and_position() {
 #[test]
 fn a_policy_in_another_package_is_refused_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("other.rego"), "package acme.rules\nimport rego.v1\ndeny contains \"x\" if true\n").unwrap();
-    let err = GovernanceGate::new(example_config()).unwrap().with_policy_dir(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("declares package acme.rules"), "{err}");
+    std::fs::write(
+        dir.path().join("other.rego"),
+        "package acme.rules\nimport rego.v1\ndeny contains \"x\" if true\n",
+    )
+    .unwrap();
+    let err = GovernanceGate::new(example_config())
+        .unwrap()
+        .with_policy_dir(dir.path())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("declares package acme.rules"),
+        "{err}"
+    );
 }
 
 #[test]

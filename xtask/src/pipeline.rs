@@ -1,0 +1,248 @@
+//! `cargo xtask pipeline`: the whole chain on a project's `wharf.toml` (by default the
+//! example in `examples/`), with a stage-by-stage summary and exit codes that mean one
+//! thing each.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
+use wharf_pipeline::stages::GovernanceStage;
+use wharf_pipeline::{Config, FileAuditLog, Pipeline, PipelineError, RunReport};
+
+/// Exit codes of `cargo xtask pipeline`.
+pub(crate) mod exit {
+    /// Every stage passed (or only warned).
+    pub(crate) const PASSED: u8 = 0;
+    /// A gate (governance, scan, signature) blocked the run.
+    pub(crate) const BLOCKED: u8 = 1;
+    /// Bad input: flags, config, manifest or policy files.
+    pub(crate) const INVALID: u8 = 2;
+    /// A stage failed with an error or panicked.
+    pub(crate) const FAILED: u8 = 3;
+    /// The run's audit record could not be written.
+    pub(crate) const AUDIT: u8 = 4;
+}
+
+/// Run the model supply-chain pipeline.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 passed, 1 blocked by a gate, 2 invalid input (flags, config, manifest, policy), 3 a stage failed or panicked, 4 the audit record could not be written."
+)]
+pub(crate) struct PipelineCmd {
+    /// The project config (default: examples/wharf.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Target environment: dev, test or prod (default: the config's project.default_environment).
+    #[arg(long, value_name = "ENV")]
+    env: Option<String>,
+    /// Check this model manifest instead of the config's.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Print the run record and receipt as JSON on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Log each stage's progress to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+impl PipelineCmd {
+    pub(crate) fn run(&self) -> ExitCode {
+        if self.verbose {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_max_level(tracing::Level::DEBUG)
+                .with_target(false)
+                .init();
+        }
+        match self.execute() {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(exit::INVALID)
+            }
+        }
+    }
+
+    fn execute(&self) -> anyhow::Result<u8> {
+        let clock = Instant::now();
+        let config_path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| crate::project_root().join("examples/wharf.toml"));
+        let config = Config::load(&config_path)?;
+        let env: Environment = match &self.env {
+            Some(e) => e.parse().with_context(|| "--env")?,
+            None => config.project.default_environment,
+        };
+        let manifest = self
+            .manifest
+            .clone()
+            .unwrap_or_else(|| config.manifest_path());
+        let audit = match FileAuditLog::open(config.audit_dir()) {
+            Ok(log) => Arc::new(log),
+            Err(e) => {
+                eprintln!(
+                    "error: no run without an audit record: {}",
+                    wharf_core::display_chain(&e)
+                );
+                return Ok(exit::AUDIT);
+            }
+        };
+        let actor = local_actor();
+        let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
+            .environment_policy(config.environment_policy(env))
+            .stage(GovernanceStage::new(config.governance(env), manifest))
+            .audit_log(audit);
+        if let Some(commit) = git_commit(config_path.parent().unwrap_or(Path::new("."))) {
+            builder = builder.source_commit(commit);
+        }
+        let pipeline = builder.build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        match runtime.block_on(pipeline.run()) {
+            Ok(report) => {
+                let code = exit_code(&report);
+                if self.json {
+                    let out = serde_json::json!({ "run": report.record, "receipt": report.receipt, "exit_code": code });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                } else {
+                    print_summary(&report, code, clock.elapsed().as_secs_f64());
+                }
+                Ok(code)
+            }
+            Err(PipelineError::Audit { record, source }) => {
+                eprintln!(
+                    "error: the run finished ({}) but its audit record could not be written, so the run fails: {}",
+                    record.outcome,
+                    wharf_core::display_chain(&source)
+                );
+                Ok(exit::AUDIT)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+fn exit_code(report: &RunReport) -> u8 {
+    match report.record.outcome {
+        RunOutcome::Passed => exit::PASSED,
+        RunOutcome::Blocked => exit::BLOCKED,
+        RunOutcome::Failed => match report.error_kind() {
+            Some(ErrorKind::Invalid | ErrorKind::NotFound) => exit::INVALID,
+            _ => exit::FAILED,
+        },
+    }
+}
+
+fn print_summary(report: &RunReport, code: u8, seconds: f64) {
+    let r = &report.record;
+    let model = r
+        .model
+        .as_ref()
+        .map(|m| format!("{} {}", m.name, m.version))
+        .unwrap_or_else(|| r.project.clone());
+    println!(
+        "wharf pipeline: {model} -> {} (run {})",
+        r.environment, r.run_id
+    );
+    println!(
+        "  actor {} · commit {}",
+        r.actor,
+        r.source_commit
+            .as_deref()
+            .map(|c| &c[..c.len().min(12)])
+            .unwrap_or("none (not a git checkout)")
+    );
+    println!();
+    let width = report
+        .stages
+        .iter()
+        .map(|s| s.record.name.len())
+        .max()
+        .unwrap_or(0);
+    for s in &report.stages {
+        let rec = &s.record;
+        let status = match (rec.status, s.error_kind) {
+            (StageStatus::Passed, _) => "PASS ",
+            (StageStatus::Warned, _) => "WARN ",
+            (StageStatus::Failed, None) => "BLOCK",
+            (StageStatus::Failed, Some(_)) => "FAIL ",
+            (StageStatus::Skipped, _) => "SKIP ",
+        };
+        println!(
+            "  {status} {:<width$}  {:>6} ms  {}",
+            rec.name, rec.duration_ms, rec.summary
+        );
+        for line in &s.details {
+            println!("        {line}");
+        }
+    }
+    println!();
+    let location = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            Path::new(&report.receipt.location)
+                .strip_prefix(cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| report.receipt.location.clone());
+    println!(
+        "  audit  record #{} {} -> {location}",
+        report.receipt.sequence, report.receipt.hash
+    );
+    let verdict = match r.outcome {
+        RunOutcome::Passed => "PASSED".to_owned(),
+        RunOutcome::Blocked => format!(
+            "BLOCKED by {}",
+            r.failed_stage().map_or("a gate", |s| s.name.as_str())
+        ),
+        RunOutcome::Failed => format!(
+            "FAILED in {}",
+            r.failed_stage().map_or("a stage", |s| s.name.as_str())
+        ),
+    };
+    println!("  result {verdict} (exit {code}) in {seconds:.2} s");
+}
+
+/// The local user, for runs without an OIDC identity.
+fn local_actor() -> Actor {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    Actor::local(user)
+}
+
+/// The commit checked out at `dir`, if it is in a git work tree with a commit.
+fn git_commit(dir: &Path) -> Option<String> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
+        .output()
+        .ok()?;
+    let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && sha.len() == 40).then_some(sha)
+}

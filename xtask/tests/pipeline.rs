@@ -1,0 +1,189 @@
+//! `cargo xtask pipeline` as a user runs it: the example passes, each invalid manifest is
+//! blocked with its violation, bad input exits 2 with a one-line error, and every run
+//! leaves exactly one audit record.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Run the pipeline with its audit log in `audit` (so tests do not share one).
+fn pipeline(audit: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("pipeline")
+        .args(args)
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", audit)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn records(audit: &Path) -> usize {
+    std::fs::read_dir(audit).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn the_example_passes_in_every_environment() {
+    let audit = tempfile::tempdir().unwrap();
+    for (i, env) in ["dev", "test", "prod"].into_iter().enumerate() {
+        let out = pipeline(audit.path(), &["--env", env]);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{env}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains("PASS  governance"), "{stdout}");
+        assert!(
+            stdout.contains("10 rules passed for fraud-detector 1.4.0"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("result PASSED (exit 0)"), "{stdout}");
+        assert_eq!(records(audit.path()), i + 1, "one audit record per run");
+    }
+}
+
+#[test]
+fn each_invalid_manifest_exits_with_the_gate_code_and_names_value_and_threshold() {
+    let audit = tempfile::tempdir().unwrap();
+    let dir = root().join("examples/models/fraud-detector");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(rule) = name
+            .strip_prefix("invalid-")
+            .and_then(|n| n.strip_suffix(".yaml"))
+        else {
+            continue;
+        };
+        n += 1;
+        let rel = format!("examples/models/fraud-detector/{name}");
+        let out = pipeline(audit.path(), &["--env", "prod", "--manifest", &rel]);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains("BLOCK governance"), "{stdout}");
+        assert!(stdout.contains(&format!("[{rule}]")), "{name}: {stdout}");
+        assert!(
+            stdout.contains("(required: "),
+            "{name} names the threshold: {stdout}"
+        );
+        assert!(
+            stdout.contains("result BLOCKED by governance (exit 1)"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(n, 10);
+    assert_eq!(records(audit.path()), 10, "blocked runs are recorded too");
+}
+
+#[test]
+fn json_output_is_the_run_record() {
+    let audit = tempfile::tempdir().unwrap();
+    let out = pipeline(
+        audit.path(),
+        &[
+            "--json",
+            "--manifest",
+            "examples/models/fraud-detector/invalid-semver_version.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["run"]["outcome"], "blocked");
+    assert_eq!(
+        v["run"]["stages"][0]["details"]["violations"][0]["rule"],
+        "semver_version"
+    );
+    assert_eq!(
+        v["run"]["stages"][0]["details"]["violations"][0]["value"],
+        "v1.4-final"
+    );
+    assert_eq!(v["receipt"]["sequence"], 0);
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_naming_the_problem() {
+    let audit = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let bad_toml = scratch.path().join("wharf.toml");
+    std::fs::write(
+        &bad_toml,
+        "[project]\nname = \"x\"\n[model]\ndir = \".\"\n[registry]\nurll = \"x\"\n",
+    )
+    .unwrap();
+    let malformed_toml = scratch.path().join("broken.toml");
+    std::fs::write(&malformed_toml, "[project\n").unwrap();
+    let bad_yaml = scratch.path().join("model.yaml");
+    std::fs::write(&bad_yaml, "apiVersion: wharf.dev/v1\nkind: ModelManifest\nmodel: {name: x, version: 1.0.0}\nmetrics: {accuracy: high, f1: 1}\n").unwrap();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["--env".into(), "staging".into()],
+            "unknown environment \"staging\"".into(),
+        ),
+        (
+            vec!["--config".into(), bad_toml.display().to_string()],
+            format!("{}:6:1: unknown field `urll`", bad_toml.display()),
+        ),
+        (
+            vec!["--config".into(), malformed_toml.display().to_string()],
+            format!("{}:1:", malformed_toml.display()),
+        ),
+        (
+            vec!["--config".into(), "/no/such/wharf.toml".into()],
+            "cannot read /no/such/wharf.toml".into(),
+        ),
+        (
+            vec!["--manifest".into(), bad_yaml.display().to_string()],
+            format!("{}:4:", bad_yaml.display()),
+        ),
+        (
+            vec!["--manifest".into(), "/no/such/model.yaml".into()],
+            "cannot read /no/such/model.yaml".into(),
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = pipeline(audit.path(), &args);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        assert!(
+            all.contains(&needle),
+            "{args:?} should say {needle:?}: {all}"
+        );
+        let line = all.lines().find(|l| l.contains(&needle)).unwrap();
+        assert!(!line.contains("panicked"), "{line}");
+    }
+}
+
+#[test]
+fn an_unwritable_audit_dir_fails_the_run() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let out = pipeline(&file, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no run without an audit record: cannot create audit directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}
