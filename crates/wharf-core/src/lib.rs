@@ -57,3 +57,8 @@ pub use registry::{BlobStream, Registry};
 pub use scan::{ScanTarget, Scanner};
 pub use secret::Secret;
 pub use sign::{Signature, Signer, Verifier};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

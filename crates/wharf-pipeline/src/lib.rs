@@ -49,3 +49,8 @@ pub use context::{RunContext, new_run_id};
 pub use error::PipelineError;
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use stage::{Stage, StageOutcome};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

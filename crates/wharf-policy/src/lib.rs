@@ -44,3 +44,8 @@ pub use manifest::{
     API_VERSION, Artifact, ArtifactRole, DataSource, Dependency, Drift, Explainability, Fairness,
     KIND, Metrics, ModelInfo, ModelManifest, Monitoring,
 };
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
