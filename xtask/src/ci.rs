@@ -22,7 +22,7 @@ pub(crate) struct TestCmd {
 impl TestCmd {
     pub(crate) fn run(&self) -> anyhow::Result<()> {
         let sh = shell()?;
-        run_tests(&sh, self.keep_backends, &self.cargo_args)
+        run_tests(&sh, self.keep_backends, &self.cargo_args).map(|_| ())
     }
 }
 
@@ -32,17 +32,89 @@ fn shell() -> anyhow::Result<Shell> {
     Ok(sh)
 }
 
-fn run_tests(sh: &Shell, keep: bool, extra: &[String]) -> anyhow::Result<()> {
+fn run_tests(sh: &Shell, keep: bool, extra: &[String]) -> anyhow::Result<Counts> {
     let running = backends::up().context("starting the test backends")?;
-    for (k, v) in &running.env {
-        sh.set_var(k, v);
-    }
-    let result = cmd!(sh, "cargo test --workspace --locked {extra...}").run();
+    let result = cargo_test(sh, &running.env, extra);
     if !keep && let Err(e) = backends::down() {
         eprintln!("warning: stopping the backends failed: {e:#}");
     }
-    result.context("tests failed (backend logs are kept in target/wharf-backends/)")?;
-    Ok(())
+    let counts = result?;
+    println!("{}", counts.closing_line());
+    anyhow::ensure!(
+        counts.failed == 0,
+        "tests failed (backend logs are kept in target/wharf-backends/)"
+    );
+    anyhow::ensure!(
+        counts.passed > 0,
+        "no test ran: that is a failure, not a pass"
+    );
+    Ok(counts)
+}
+
+/// Test counts summed over every test binary of a `cargo test` run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Counts {
+    /// Add one `test result: ok. 3 passed; 0 failed; 1 ignored; …` line.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match label {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+
+    /// The plain closing line CI reads: `tests: N passed, N failed, N skipped`.
+    fn closing_line(&self) -> String {
+        format!(
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.ignored
+        )
+    }
+}
+
+/// Run `cargo test`, streaming its output, and sum the per-binary results.
+fn cargo_test(sh: &Shell, env: &[(String, String)], extra: &[String]) -> anyhow::Result<Counts> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("cargo")
+        .args(["test", "--workspace", "--locked"])
+        .args(extra)
+        .current_dir(sh.current_dir())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let mut counts = Counts::default();
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            counts.add_line(&line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && counts.failed == 0 {
+        anyhow::bail!(
+            "cargo test failed ({status}) before any test failed: see the build errors above"
+        );
+    }
+    Ok(counts)
 }
 
 /// Everything CI checks, in order; stops at the first failure.
@@ -75,7 +147,11 @@ impl CiCmd {
             )
             .run()?)
         })?;
-        step("test", &mut || run_tests(&sh, false, &[]))?;
+        let mut counts = Counts::default();
+        step("test", &mut || {
+            counts = run_tests(&sh, false, &[])?;
+            Ok(())
+        })?;
         step("doc", &mut || {
             let _env = sh.push_env("RUSTDOCFLAGS", "-D warnings");
             Ok(cmd!(sh, "cargo doc --workspace --no-deps --locked").run()?)
@@ -104,6 +180,7 @@ impl CiCmd {
         for (name, secs) in timings {
             eprintln!("  {name:<16} {secs:>7.1} s");
         }
+        println!("{}", counts.closing_line());
         Ok(())
     }
 }
@@ -135,5 +212,29 @@ impl DenyAdvisoriesCmd {
         ensure_cargo_deny(&sh)?;
         cmd!(sh, "cargo deny --locked check advisories").run()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn sums_cargo_test_result_lines() {
+        let mut c = Counts::default();
+        c.add_line("test result: ok. 38 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.13s");
+        c.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
+        );
+        c.add_line("running 4 tests");
+        assert_eq!(
+            c,
+            Counts {
+                passed: 41,
+                failed: 2,
+                ignored: 1
+            }
+        );
+        assert_eq!(c.closing_line(), "tests: 41 passed, 2 failed, 1 skipped");
     }
 }
