@@ -482,3 +482,63 @@ pub async fn deploy_target(target: &dyn DeployTarget, name: &str, image: &Refere
         HealthState::Healthy
     );
 }
+
+/// An ID-token source honours the audience asked for, hands out an unexpired token, and
+/// never shows the token in `Debug` output.
+pub async fn id_token_source(source: &dyn crate::IdTokenSource) {
+    let token = source
+        .id_token("sts.amazonaws.com")
+        .await
+        .expect("id_token");
+    assert_eq!(
+        token.audience, "sts.amazonaws.com",
+        "{source:?}: the token is for the audience asked for"
+    );
+    assert!(
+        token.expires_at > OffsetDateTime::now_utc(),
+        "{source:?}: the token is not expired"
+    );
+    assert!(
+        !token.subject.is_empty() && !token.issuer.is_empty(),
+        "{source:?}: subject and issuer are set"
+    );
+    let shown = format!("{token:?} {source:?}");
+    assert!(
+        !shown.contains(token.token.expose()),
+        "{source:?}: Debug output must not contain the token"
+    );
+}
+
+/// A policy gate allows `allowed` and blocks `denied` with at least one explained violation.
+pub async fn policy_gate(
+    gate: &dyn crate::PolicyGate,
+    allowed: &serde_json::Value,
+    denied: &serde_json::Value,
+) {
+    use crate::policy::EvaluateOptions;
+    let opts = EvaluateOptions::for_environment(Environment::Prod);
+    let ok = gate
+        .evaluate(allowed, &opts)
+        .await
+        .expect("evaluate allowed input");
+    assert!(
+        ok.allow && ok.violations.is_empty(),
+        "{gate:?}: must allow: {:?}",
+        ok.violations
+    );
+    let no = gate
+        .evaluate(denied, &opts)
+        .await
+        .expect("evaluate denied input");
+    assert!(!no.allow, "{gate:?}: must deny");
+    assert!(
+        !no.violations.is_empty(),
+        "{gate:?}: a denial names its violations"
+    );
+    assert!(
+        no.violations
+            .iter()
+            .all(|v| !v.rule.is_empty() && !v.message.is_empty()),
+        "{gate:?}: violations are explained"
+    );
+}

@@ -778,6 +778,51 @@ mod tests {
     }
 
     #[test]
+    fn static_token_source_conforms() {
+        block_on(conformance::id_token_source(&StaticTokenSource::new(
+            test_id_token("canary-token-5d1e", "sub"),
+        )));
+    }
+
+    /// A gate that denies inputs with `"deny": true`, to exercise the policy suite.
+    #[derive(Debug)]
+    struct FieldGate;
+
+    #[async_trait]
+    impl PolicyGate for FieldGate {
+        async fn evaluate(
+            &self,
+            input: &serde_json::Value,
+            _: &EvaluateOptions,
+        ) -> Result<Decision> {
+            let violations = if input["deny"] == true {
+                vec![crate::Violation::new("no_deny", "input asks to be denied")]
+            } else {
+                vec![]
+            };
+            Ok(Decision::new(violations, vec![], vec!["no_deny".into()]))
+        }
+    }
+
+    #[test]
+    fn policy_gate_suite_checks_both_ways() {
+        block_on(conformance::policy_gate(
+            &FieldGate,
+            &serde_json::json!({}),
+            &serde_json::json!({"deny": true}),
+        ));
+        let always = StaticPolicyGate::new(Decision::new(vec![], vec![], vec![]));
+        let r = std::panic::catch_unwind(|| {
+            block_on(conformance::policy_gate(
+                &always,
+                &serde_json::json!({}),
+                &serde_json::json!({"deny": true}),
+            ))
+        });
+        assert!(r.is_err(), "the suite must catch a gate that never denies");
+    }
+
+    #[test]
     fn static_credentials_expire() {
         let past = OffsetDateTime::now_utc() - time::Duration::minutes(1);
         let c = StaticCredentials::new(Credentials::new("aws", "AKID", Secret::new("s"), past));

@@ -136,3 +136,15 @@ fn the_policy_gate_trait_checks_the_schema_too() {
     assert_eq!(err.kind(), wharf_core::ErrorKind::Invalid);
     assert!(err.to_string().contains("invalid type"), "{err}");
 }
+
+#[test]
+fn governance_gate_passes_the_policy_gate_conformance_suite() {
+    let gate = GovernanceGate::new(example_config()).unwrap();
+    let ok = ModelManifest::from_path(&example_dir().join("model.yaml"))
+        .unwrap()
+        .to_json();
+    let bad = ModelManifest::from_path(&example_dir().join("invalid-min_f1.yaml"))
+        .unwrap()
+        .to_json();
+    futures::executor::block_on(wharf_core::conformance::policy_gate(&gate, &ok, &bad));
+}
