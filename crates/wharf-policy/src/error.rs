@@ -33,10 +33,12 @@ pub enum PolicyError {
         path: PathBuf,
     },
     /// A Rego file does not parse or declares the wrong package.
-    #[error("{origin}: {message}")]
+    #[error("{}{}: {message}", origin, location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
     Rego {
         /// The `.rego` file.
         origin: String,
+        /// Line and column, 1-based, when the parser gave them.
+        location: Option<(usize, usize)>,
         /// What is wrong, on one line.
         message: String,
     },
@@ -74,6 +76,50 @@ impl PolicyError {
 impl From<PolicyError> for wharf_core::Error {
     fn from(e: PolicyError) -> Self {
         wharf_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}
+
+/// Turn a regorus parse error (`--> file:L:C`, a source excerpt, then `error: msg`) into
+/// one located, one-line error.
+pub(crate) fn rego_error(origin: &str, raw: &str) -> PolicyError {
+    let location = raw.lines().find_map(|line| {
+        let rest = line
+            .get(line.find(origin)? + origin.len()..)?
+            .strip_prefix(':')?;
+        let mut parts = rest.split(':');
+        let l = parts.next()?.trim().parse().ok()?;
+        let c = parts.next()?.trim().parse().ok()?;
+        Some((l, c))
+    });
+    let message = raw
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("error:").map(|m| m.trim().to_owned()))
+        .filter(|m| !m.is_empty());
+    match (location, message) {
+        (Some(location), Some(message)) => PolicyError::Rego {
+            origin: origin.to_owned(),
+            location: Some(location),
+            message,
+        },
+        _ => PolicyError::Rego {
+            origin: origin.to_owned(),
+            location: None,
+            message: one_line(raw),
+        },
+    }
+}
+
+/// A regorus evaluation error as `file:L:C: message` on one line.
+pub(crate) fn located_one_line(raw: &str) -> String {
+    let loc = raw
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-->").map(|r| r.trim().to_owned()));
+    let msg = raw
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("error:").map(|m| m.trim().to_owned()));
+    match (loc, msg) {
+        (Some(loc), Some(msg)) => format!("{loc}: {msg}"),
+        _ => one_line(raw),
     }
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use wharf_core::policy::EvaluateOptions;
 use wharf_core::{Decision, Environment, PolicyGate, Violation};
 
-use crate::error::one_line;
+use crate::error::{located_one_line, rego_error};
 use crate::{GovernanceConfig, ModelManifest, PolicyError};
 
 /// The Rego package every governance policy lives in.
@@ -119,13 +119,11 @@ impl GovernanceGate {
         let package = self
             .engine
             .add_policy(origin.to_owned(), rego.to_owned())
-            .map_err(|e| PolicyError::Rego {
-                origin: origin.to_owned(),
-                message: one_line(&e.to_string()),
-            })?;
+            .map_err(|e| rego_error(origin, &e.to_string()))?;
         if package != PACKAGE {
             return Err(PolicyError::Rego {
                 origin: origin.to_owned(),
+                location: None,
                 message: format!(
                     "declares package {}, but governance policies must be in `package wharf.governance` to be evaluated",
                     package.trim_start_matches("data.")
@@ -161,7 +159,7 @@ impl GovernanceGate {
         env: Environment,
     ) -> Result<Decision, PolicyError> {
         let eval_err = |e: &dyn std::fmt::Display| PolicyError::Eval {
-            message: one_line(&e.to_string()),
+            message: located_one_line(&e.to_string()),
         };
         let mut engine = self.engine.clone();
         let thresholds = self.config.thresholds_for(env);

@@ -86,9 +86,10 @@ impl Stage for GovernanceStage {
                 ctx.environment
             ))
         } else if !decision.warnings.is_empty() {
+            let n = decision.warnings.len();
             StageOutcome::warned(format!(
-                "{total} rules passed for {who}, {} warnings",
-                decision.warnings.len()
+                "{total} rules passed for {who}, {n} warning{}",
+                if n == 1 { "" } else { "s" }
             ))
         } else {
             StageOutcome::passed(format!(

@@ -68,8 +68,10 @@ fn malformed_rego_names_the_file_and_position() {
         .unwrap_err();
     let s = err.to_string();
     assert!(matches!(err, PolicyError::Rego { .. }), "{err:?}");
-    assert!(s.starts_with(&file.display().to_string()), "{s}");
-    assert!(!s.contains('\n'), "{s}");
+    assert_eq!(
+        s,
+        format!("{}:4:5: expecting `}}` while parsing set", file.display())
+    );
 }
 
 #[test]
@@ -98,9 +100,12 @@ fn a_rule_that_errors_at_runtime_fails_the_evaluation_instead_of_allowing() {
         "package wharf.governance\nimport rego.v1\ndeny contains x if { x := 1 / 0 }\n",
     )
     .unwrap();
-    let result = gate.evaluate_manifest(&manifest(), Environment::Prod);
-    match result {
-        Err(e) => assert!(matches!(e, PolicyError::Eval { .. }), "{e:?}"),
-        Ok(d) => assert!(!d.allow, "a broken rule must never allow: {d:?}"),
-    }
+    let err = gate
+        .evaluate_manifest(&manifest(), Environment::Prod)
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::Eval { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "policy evaluation failed: div.rego:3:29: divide by zero"
+    );
 }
