@@ -20,6 +20,19 @@ fn cargo(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `cargo metadata` of the workspace members.
+fn workspace_metadata() -> serde_json::Value {
+    let args = [
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--offline",
+        "--no-deps",
+    ];
+    serde_json::from_str(&cargo(&args)).unwrap()
+}
+
 #[test]
 fn wharf_core_has_no_http_client_runtime_or_cloud_sdk() {
     let tree = cargo(&[
@@ -66,15 +79,7 @@ fn wharf_core_has_no_http_client_runtime_or_cloud_sdk() {
 
 #[test]
 fn sdk_crates_depend_on_wharf_core_not_on_each_other() {
-    let meta: serde_json::Value = serde_json::from_str(&cargo(&[
-        "metadata",
-        "--format-version",
-        "1",
-        "--locked",
-        "--offline",
-        "--no-deps",
-    ]))
-    .unwrap();
+    let meta = workspace_metadata();
     let members: Vec<&str> = meta["packages"]
         .as_array()
         .unwrap()
@@ -103,15 +108,7 @@ fn sdk_crates_depend_on_wharf_core_not_on_each_other() {
 
 #[test]
 fn every_published_crate_has_readme_license_and_versioned_local_deps() {
-    let meta: serde_json::Value = serde_json::from_str(&cargo(&[
-        "metadata",
-        "--format-version",
-        "1",
-        "--locked",
-        "--offline",
-        "--no-deps",
-    ]))
-    .unwrap();
+    let meta = workspace_metadata();
     for p in meta["packages"].as_array().unwrap() {
         let publishable = !matches!(p["publish"].as_array(), Some(a) if a.is_empty());
         if !publishable {
