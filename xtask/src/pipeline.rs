@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
-use wharf_pipeline::stages::GovernanceStage;
+use wharf_pipeline::stages::{GovernanceStage, PackageStage, TagPolicy};
 use wharf_pipeline::{Config, FileAuditLog, Pipeline, PipelineError, RunReport};
 
 /// Exit codes of `cargo xtask pipeline`.
@@ -93,11 +93,41 @@ impl PipelineCmd {
             }
         };
         let actor = local_actor();
+        let commit = git_commit(config_path.parent().unwrap_or(Path::new(".")));
+        let model_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Tag with the commit only when the model directory is exactly that commit.
+        let tag = match &commit {
+            Some(sha) if git_clean(&model_dir) => TagPolicy::Fixed(sha.clone()),
+            _ => TagPolicy::ContentDerived,
+        };
+        let layout_root = config.resolve(
+            config
+                .registry
+                .layout
+                .as_deref()
+                .unwrap_or(Path::new(".wharf/oci")),
+        );
+        let registry = Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?);
+        let repository = config
+            .registry
+            .repository
+            .clone()
+            .unwrap_or_else(|| format!("models/{}", config.project.name));
         let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
             .environment_policy(config.environment_policy(env))
-            .stage(GovernanceStage::new(config.governance(env), manifest))
+            .stage(GovernanceStage::new(
+                config.governance(env),
+                manifest.clone(),
+            ))
+            .stage(PackageStage::new(
+                manifest,
+                registry,
+                repository,
+                layout_root.join(".staging"),
+                tag,
+            ))
             .audit_log(audit);
-        if let Some(commit) = git_commit(config_path.parent().unwrap_or(Path::new("."))) {
+        if let Some(commit) = commit {
             builder = builder.source_commit(commit);
         }
         let pipeline = builder.build()?;
@@ -228,6 +258,21 @@ fn local_actor() -> Actor {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     Actor::local(user)
+}
+
+/// True when git reports no changes (tracked or untracked) under `dir`.
+fn git_clean(dir: &Path) -> bool {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--porcelain", "--", "."])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
 }
 
 /// The commit checked out at `dir`, if it is in a git work tree with a commit.

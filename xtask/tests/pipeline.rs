@@ -14,13 +14,15 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Run the pipeline with its audit log in `audit` (so tests do not share one).
-fn pipeline(audit: &Path, args: &[&str]) -> Output {
+/// Run the pipeline with its audit log in `scratch/records` and its OCI layout in
+/// `scratch/oci` (so tests share neither, and nothing is written into the checkout).
+fn pipeline(scratch: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("pipeline")
         .args(args)
         .current_dir(root())
-        .env("WHARF__AUDIT__DIR", audit)
+        .env("WHARF__AUDIT__DIR", scratch.join("records"))
+        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"))
         .output()
         .unwrap()
 }
@@ -29,8 +31,10 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
-fn records(audit: &Path) -> usize {
-    std::fs::read_dir(audit).map(|d| d.count()).unwrap_or(0)
+fn records(scratch: &Path) -> usize {
+    std::fs::read_dir(scratch.join("records"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -186,4 +190,29 @@ fn an_unwritable_audit_dir_fails_the_run() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
+    let audit = tempfile::tempdir().unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["pipeline", "--json"])
+            .current_dir(root())
+            .env("WHARF__AUDIT__DIR", audit.path())
+            .env("WHARF__REGISTRY__LAYOUT", layout.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["run"]["stages"][1]["name"], "package");
+        assert_eq!(v["run"]["stages"][1]["status"], "passed");
+        digests.push(v["run"]["image_digest"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(digests[0], digests[1]);
+    let index =
+        std::fs::read_to_string(layout.path().join("models/fraud-detector/index.json")).unwrap();
+    assert!(index.contains(&digests[0]), "{index}");
 }

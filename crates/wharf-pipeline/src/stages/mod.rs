@@ -1,5 +1,7 @@
 //! Stages that ship with wharf.
 
 mod governance;
+mod package;
 
 pub use governance::GovernanceStage;
+pub use package::{PackageStage, TagPolicy};

@@ -5,6 +5,7 @@
 
 mod config;
 mod governance;
+mod package;
 mod runs;
 
 use std::path::PathBuf;

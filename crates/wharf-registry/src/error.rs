@@ -1,0 +1,147 @@
+//! The registry crate's error type.
+
+use std::path::PathBuf;
+
+use wharf_core::{BoxError, ErrorKind};
+
+/// Everything that can go wrong talking to a registry, an OCI layout, or packaging a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A blob, manifest, tag or repository does not exist.
+    #[error("{what} not found in {location}")]
+    NotFound {
+        /// What was looked for (`blob sha256:…`, `tag v1`).
+        what: String,
+        /// Where (`registry.example.com/models/fraud`, a layout path).
+        location: String,
+    },
+    /// Content does not hash to the digest it was named by.
+    #[error("{what} does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was checked.
+        what: String,
+        /// The digest asked for.
+        expected: String,
+        /// The digest of the bytes received.
+        actual: String,
+    },
+    /// A tag is immutable and already points at other content.
+    #[error(
+        "tag {tag} in {repo} is immutable and points at {existing}; push under a new tag (e.g. the commit SHA)"
+    )]
+    ImmutableTag {
+        /// Repository.
+        repo: String,
+        /// Tag.
+        tag: String,
+        /// What it points at now.
+        existing: String,
+    },
+    /// No or rejected credentials.
+    #[error("{registry} rejected the credentials: {hint}")]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// What to do.
+        hint: String,
+    },
+    /// Authenticated but not allowed.
+    #[error("{registry} denied {action}: check the credentials' permissions")]
+    Denied {
+        /// Registry host.
+        registry: String,
+        /// What was attempted.
+        action: String,
+    },
+    /// Bad input: a malformed manifest, reference, config, or a path escaping the model dir.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The input.
+        what: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A file-system operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`writing`, `reading`).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url} answered {status}: {message}")]
+    Http {
+        /// HTTP method.
+        method: String,
+        /// URL (no credentials).
+        url: String,
+        /// Status code.
+        status: u16,
+        /// The registry's error message, or the body's start.
+        message: String,
+    },
+    /// The request could not be made or the connection broke.
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        /// URL (no credentials).
+        url: String,
+        /// The cause.
+        source: BoxError,
+    },
+}
+
+impl RegistryError {
+    /// The core error kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::NotFound { .. } => ErrorKind::NotFound,
+            RegistryError::DigestMismatch { .. } => ErrorKind::Integrity,
+            RegistryError::ImmutableTag { .. } => ErrorKind::Conflict,
+            RegistryError::Unauthorized { .. } => ErrorKind::Unauthenticated,
+            RegistryError::Denied { .. } => ErrorKind::Denied,
+            RegistryError::Invalid { .. } => ErrorKind::Invalid,
+            RegistryError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::Denied,
+                _ => ErrorKind::Internal,
+            },
+            RegistryError::Http { status, .. } => match status {
+                401 => ErrorKind::Unauthenticated,
+                403 => ErrorKind::Denied,
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::Conflict,
+                400 | 405 | 413 | 415 | 422 => ErrorKind::Invalid,
+                408 | 429 | 500..=599 => ErrorKind::Transient,
+                _ => ErrorKind::Internal,
+            },
+            RegistryError::Transport { .. } => ErrorKind::Transient,
+        }
+    }
+
+    /// Shorthand for [`RegistryError::Invalid`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        RegistryError::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`RegistryError::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RegistryError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<RegistryError> for wharf_core::Error {
+    fn from(e: RegistryError) -> Self {
+        wharf_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}

@@ -1,0 +1,21 @@
+//! wharf-registry: OCI registries for ML model images.
+//!
+//! - [`layout::LayoutRegistry`]: an OCI image layout on disk (one layout per repository),
+//!   readable by skopeo/umoci (`oci:` transport) and Trivy (`--input`): the embedded default.
+//! - [`distribution::DistributionClient`]: the OCI distribution API over HTTP(S), streaming.
+//! - [`package`]: daemonless, reproducible packaging of a model directory as a CNCF
+//!   ModelPack artifact.
+//!
+//! All implement or feed [`wharf_core::Registry`] and pass its conformance suite.
+
+pub mod distribution;
+mod error;
+pub mod layout;
+pub mod package;
+
+pub use error::RegistryError;
+
+/// The README's example, run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

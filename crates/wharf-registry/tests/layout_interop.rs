@@ -1,0 +1,119 @@
+//! The OCI layout wharf writes, read by an independent client (skopeo), and the other way
+//! round. Needs `WHARF_TEST_SKOPEO` (set by `cargo xtask test`).
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
+use std::path::Path;
+use std::process::Command;
+
+use wharf_core::registry::collect_blob;
+use wharf_core::{Digest, ImageManifest, Registry};
+use wharf_registry::layout::LayoutRegistry;
+use wharf_registry::package::{ModelSpec, package_modelpack};
+
+fn skopeo() -> String {
+    std::env::var("WHARF_TEST_SKOPEO").unwrap_or_else(|_| {
+        panic!("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first")
+    })
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(skopeo()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn example_model() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/fraud-detector")
+}
+
+#[tokio::test]
+async fn skopeo_reads_and_copies_what_we_packaged() {
+    let root = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(root.path()).unwrap();
+    let packaged = package_modelpack(
+        &ModelSpec::new(example_model(), "fraud-detector", "1.4.0"),
+        staging.path(),
+    )
+    .unwrap();
+    packaged
+        .push(&reg, "models/fraud-detector", Some("3f2a9c1"))
+        .await
+        .unwrap();
+    let layout = reg.layout_dir("models/fraud-detector").unwrap();
+
+    let src = format!("oci:{}:3f2a9c1", layout.display());
+    let raw = run(&["inspect", "--raw", &src]);
+    assert_eq!(
+        Digest::sha256_of(raw.as_bytes()),
+        *packaged.digest(),
+        "skopeo sees our exact manifest bytes"
+    );
+
+    // skopeo copies it into another layout byte for byte (same manifest digest).
+    let copy = tempfile::tempdir().unwrap();
+    let dst = format!("oci:{}:copied", copy.path().display());
+    run(&["copy", "--preserve-digests", &src, &dst]);
+    let again = run(&["inspect", "--raw", &dst]);
+    assert_eq!(Digest::sha256_of(again.as_bytes()), *packaged.digest());
+}
+
+#[tokio::test]
+async fn we_read_what_skopeo_wrote() {
+    // skopeo writes a layout (from ours, into a fresh directory, re-tagged); we open it as a
+    // registry root and verify every blob while reading.
+    let root = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(root.path()).unwrap();
+    let packaged = package_modelpack(
+        &ModelSpec::new(example_model(), "fraud-detector", "1.4.0"),
+        staging.path(),
+    )
+    .unwrap();
+    packaged.push(&reg, "src", Some("v1")).await.unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let src = format!("oci:{}:v1", root.path().join("src").display());
+    let dst = format!(
+        "oci:{}:from-skopeo",
+        other.path().join("models/copied").display()
+    );
+    std::fs::create_dir_all(other.path().join("models")).unwrap();
+    run(&["copy", "--preserve-digests", &src, &dst]);
+
+    let theirs = LayoutRegistry::open(other.path()).unwrap();
+    let desc = theirs
+        .resolve_tag("models/copied", "from-skopeo")
+        .await
+        .unwrap();
+    assert_eq!(&desc.digest, packaged.digest());
+    let manifest = theirs
+        .fetch_manifest("models/copied", &desc.digest)
+        .await
+        .unwrap();
+    let m = ImageManifest::from_slice(&manifest.bytes, "copied").unwrap();
+    for layer in std::iter::once(&m.config).chain(&m.layers) {
+        let bytes = collect_blob(
+            theirs
+                .fetch_blob("models/copied", &layer.digest)
+                .await
+                .unwrap(),
+            1 << 26,
+        )
+        .await
+        .unwrap();
+        assert_eq!(Digest::sha256_of(&bytes), layer.digest);
+    }
+    assert_eq!(
+        theirs
+            .list_tags("models/copied", &Default::default())
+            .await
+            .unwrap(),
+        ["from-skopeo"]
+    );
+}
