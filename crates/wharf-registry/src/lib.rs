@@ -5,9 +5,11 @@
 //! - [`distribution::DistributionClient`]: the OCI distribution API over HTTP(S), streaming.
 //! - [`package`]: daemonless, reproducible packaging of a model directory as a CNCF
 //!   ModelPack artifact.
+//! - [`append`]: a runnable image, the model appended as a layer to a base image.
 //!
 //! All implement or feed [`wharf_core::Registry`] and pass its conformance suite.
 
+pub mod append;
 pub mod distribution;
 mod error;
 pub mod layout;

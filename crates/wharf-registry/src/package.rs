@@ -243,7 +243,7 @@ struct ConfigSection<'a> {
 }
 
 /// The timestamp packaging records: `SOURCE_DATE_EPOCH` if set and valid, else none (0 in tar).
-fn source_date_epoch() -> Option<u64> {
+pub(crate) fn source_date_epoch() -> Option<u64> {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse().ok())
@@ -261,24 +261,11 @@ pub fn package_modelpack(spec: &ModelSpec, staging: &Path) -> Result<Packaged, R
         ));
     }
     std::fs::create_dir_all(staging).map_err(|e| RegistryError::io("creating", staging, e))?;
-    let mut files = if spec.files.is_empty() {
-        discover(&root)?
-    } else {
-        spec.files.clone()
-    };
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files.dedup_by(|a, b| a.path == b.path);
-    if files.is_empty() {
-        return Err(RegistryError::invalid(
-            spec.dir.display().to_string(),
-            "has no files to package",
-        ));
-    }
+    let files = select_files_with_roles(spec, &root)?;
     let mtime = source_date_epoch().unwrap_or(0);
     let mut layers = Vec::with_capacity(files.len());
-    for entry in &files {
-        let source = resolve_inside(&root, &spec.dir, &entry.path)?;
-        let (digest, size, staged) = write_layer(&source, &entry.path, mtime, staging)?;
+    for (entry, source) in &files {
+        let (digest, size, staged) = write_layer(source, &entry.path, mtime, staging)?;
         let desc = Descriptor::new(entry.role.media_type(), digest, size)
             .with_annotation(ANNOTATION_FILEPATH, entry.path.clone());
         layers.push((desc, staged));
@@ -335,6 +322,45 @@ pub fn package_modelpack(spec: &ModelSpec, staging: &Path) -> Result<Packaged, R
         config,
         manifest,
     })
+}
+
+/// The files of `spec` (listed, or discovered), sorted, deduplicated, each resolved inside
+/// `root` (the canonical model directory).
+fn select_files_with_roles(
+    spec: &ModelSpec,
+    root: &Path,
+) -> Result<Vec<(FileEntry, PathBuf)>, RegistryError> {
+    let mut files = if spec.files.is_empty() {
+        discover(root)?
+    } else {
+        spec.files.clone()
+    };
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    if files.is_empty() {
+        return Err(RegistryError::invalid(
+            spec.dir.display().to_string(),
+            "has no files to package",
+        ));
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let source = resolve_inside(root, &spec.dir, &f.path)?;
+            Ok((f, source))
+        })
+        .collect()
+}
+
+/// `(relative path, resolved source)` of every file `spec` packages.
+pub(crate) fn select_files(
+    spec: &ModelSpec,
+    root: &Path,
+) -> Result<Vec<(String, PathBuf)>, RegistryError> {
+    Ok(select_files_with_roles(spec, root)?
+        .into_iter()
+        .map(|(f, p)| (f.path, p))
+        .collect())
 }
 
 /// Every regular file under `root`, sorted, skipping hidden entries (`.git`, `.wharf`).
@@ -397,47 +423,87 @@ fn resolve_inside(root: &Path, shown_root: &Path, rel: &str) -> Result<PathBuf, 
     Ok(resolved)
 }
 
-/// Write a one-file tar of `source` (named `name` inside) into `staging`, hashing as it
-/// streams; returns the digest, size and staged path.
+/// One entry of a layer tar.
+pub(crate) enum TarItem {
+    /// A directory entry (mode 0755).
+    Dir(String),
+    /// A regular file streamed from `source`, stored as `name`.
+    File { source: PathBuf, name: String },
+}
+
+/// Write a one-file tar of `source` (named `name` inside) into `staging`.
 fn write_layer(
     source: &Path,
     name: &str,
     mtime: u64,
     staging: &Path,
 ) -> Result<(Digest, u64, PathBuf), RegistryError> {
-    let mut file =
-        std::fs::File::open(source).map_err(|e| RegistryError::io("opening", source, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| RegistryError::io("reading", source, e))?;
+    write_tar(
+        &[TarItem::File {
+            source: source.to_path_buf(),
+            name: name.to_owned(),
+        }],
+        mtime,
+        staging,
+    )
+}
+
+/// Write a tar of `items` into `staging`, hashing as it streams, with normalized headers
+/// (GNU format for long names, uid/gid 0, no owner names, mode 0644/0755, `mtime`);
+/// returns the digest, size and staged path (named by digest).
+pub(crate) fn write_tar(
+    items: &[TarItem],
+    mtime: u64,
+    staging: &Path,
+) -> Result<(Digest, u64, PathBuf), RegistryError> {
+    std::fs::create_dir_all(staging).map_err(|e| RegistryError::io("creating", staging, e))?;
     let tmp = staging.join(format!(".layer-{}", unique_suffix()));
     let out = std::fs::File::create(&tmp).map_err(|e| RegistryError::io("creating", &tmp, e))?;
     let mut writer = HashingWriter {
         inner: std::io::BufWriter::with_capacity(1 << 20, out),
         hasher: Hasher::new(wharf_core::Algorithm::Sha256),
     };
+    let mut failed_on: Option<PathBuf> = None;
     let result = (|| -> std::io::Result<()> {
-        let mut header = tar::Header::new_ustar();
-        header.set_path(name)?;
-        header.set_size(meta.len());
-        header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_username("")?;
-        header.set_groupname("")?;
-        header.set_mtime(mtime);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
         let mut builder = tar::Builder::new(&mut writer);
-        // Stream the file through a fixed buffer; a file that changes size mid-copy fails.
-        let mut limited = (&mut file).take(meta.len());
-        builder.append(&header, &mut limited)?;
-        let mut probe = [0u8; 1];
-        if limited.limit() != 0 || file.read(&mut probe)? != 0 {
-            return Err(std::io::Error::other(
-                "the file changed while it was being packaged",
-            ));
+        for item in items {
+            let mut header = tar::Header::new_gnu();
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_username("")?;
+            header.set_groupname("")?;
+            header.set_mtime(mtime);
+            match item {
+                TarItem::Dir(name) => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    header.set_size(0);
+                    builder.append_data(
+                        &mut header,
+                        format!("{}/", name.trim_end_matches('/')),
+                        std::io::empty(),
+                    )?;
+                }
+                TarItem::File { source, name } => {
+                    failed_on = Some(source.clone());
+                    let mut file = std::fs::File::open(source)?;
+                    let meta = file.metadata()?;
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
+                    header.set_size(meta.len());
+                    // Stream through a fixed buffer; a file that changes size mid-copy fails.
+                    let mut limited = (&mut file).take(meta.len());
+                    builder.append_data(&mut header, name, &mut limited)?;
+                    let mut probe = [0u8; 1];
+                    if limited.limit() != 0 || file.read(&mut probe)? != 0 {
+                        return Err(std::io::Error::other(
+                            "the file changed while it was being packaged",
+                        ));
+                    }
+                }
+            }
         }
+        failed_on = None;
         builder.finish()?;
         drop(builder);
         writer.flush()?;
@@ -445,7 +511,11 @@ fn write_layer(
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(RegistryError::io("packaging", source, e));
+        return Err(RegistryError::io(
+            "packaging",
+            failed_on.unwrap_or_else(|| tmp.clone()),
+            e,
+        ));
     }
     let size = writer.hasher.len();
     let digest = writer.hasher.finish();
