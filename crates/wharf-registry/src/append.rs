@@ -173,7 +173,7 @@ async fn base_manifest(base: &BaseImage<'_>) -> wharf_core::Result<ImageManifest
             .fetch_manifest(base.repo, &pick.digest)
             .await?;
     }
-    Ok(ImageManifest::from_slice(&m.bytes, &what)?)
+    ImageManifest::from_slice(&m.bytes, &what)
 }
 
 /// Build the image: `spec`'s files as one layer under `/models/<name>/` on top of `base`.
