@@ -2,6 +2,7 @@
 //! (`test`, `ci`, `backends`).
 
 mod backends;
+mod bench;
 mod ci;
 mod pipeline;
 
@@ -31,6 +32,8 @@ enum Command {
     DenyAdvisories(ci::DenyAdvisoriesCmd),
     /// Install, start, stop or inspect the real local backends the tests use.
     Backends(backends::BackendsCmd),
+    /// Time wharf's operations side by side with peer tools (openssl, sha256sum, tar, skopeo, curl).
+    Bench(bench::BenchCmd),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Ci(cmd) => cmd.run(),
         Command::DenyAdvisories(cmd) => cmd.run(),
         Command::Backends(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
