@@ -1,16 +1,24 @@
 //! `cargo xtask backends up|down|status|env`: the real local backends the tests talk to.
 //!
-//! Every backend is one entry of [`BACKENDS`]: how to install it, how to start it on a
-//! loopback port, how to tell it is ready, and which environment variable tells the tests
-//! where it is. `up` installs what is missing, starts what is not running and waits until
-//! everything answers; backends already running are reused.
+//! Every backend is one entry of [`BACKENDS`]: how to install it, what it is — a
+//! [`Kind::Service`] (started on a loopback port, with a readiness probe and the services it
+//! depends on) or a [`Kind::Tool`] (a program the tests run themselves: installed, never
+//! started) — and the environment variables that tell the tests about it (its address, its
+//! program, the test user's credentials; see [`Value`]). `up` installs what is missing,
+//! starts what is not running and waits until everything answers; backends already running
+//! are reused, unless a service they depend on had to be (re)started or the files they run
+//! from (the token server's script) changed in the checkout.
+//!
+//! The authenticating registries and the token server share one test user, `wharf-test`,
+//! whose password is generated once per checkout into `target/wharf-backends/test-password`
+//! (mode 0600) and handed to the tests as `WHARF_TEST_REGISTRY_PASSWORD`.
 //!
 //! Per checkout, everything lives under `<project root>/target/wharf-backends/`:
 //! `state.json` (the ports), `<name>.pid`, `<name>.log` (the service's output, appended),
 //! `<name>.install.log` (apt/pip output), `<name>/` (the service's working directory,
-//! configuration and data) and `.lock` (serialises concurrent `up`/`down`). Python tools
-//! are installed into virtual environments under `${XDG_CACHE_HOME:-$HOME/.cache}/wharf/backends/`,
-//! shared by all checkouts.
+//! configuration and data), `test-password` and `.lock` (serialises concurrent
+//! `up`/`down`). Python tools are installed into virtual environments under
+//! `${XDG_CACHE_HOME:-$HOME/.cache}/wharf/backends/`, shared by all checkouts.
 //!
 //! Services are started with `setsid`, so each runs in its own session and process group
 //! (its PID is the group's id), outlives the `cargo xtask` that started it, and is stopped
@@ -46,38 +54,128 @@ const MAX_RESPONSE: usize = 4 << 20;
 /// How many log lines an error about a backend shows.
 const LOG_TAIL_LINES: usize = 20;
 
-/// The backends `up` starts, in start order. Add a backend by adding an entry.
+/// The test user of the authenticating registries and the token server.
+const TEST_USER: &str = "wharf-test";
+/// The file in the state dir holding the test user's generated password.
+const PASSWORD_FILE: &str = "test-password";
+/// The `service` of the token-auth registry: the audience of its tokens.
+const TOKEN_SERVICE: &str = "wharf-test-registry";
+/// The issuer of the token server's tokens.
+const TOKEN_ISSUER: &str = "wharf-test-token-server";
+/// The token server: a Python script run with the moto venv's Python (moto pulls in
+/// `cryptography`, which signs the tokens).
+const TOKEN_SERVER_PY: &str = include_str!("token_server.py");
+/// moto's requirements; the token server uses the same venv.
+const MOTO_REQUIREMENTS: &[&str] = &["moto[server]>=5,<6", "boto3"];
+/// The registry's answer on every route, which the probes check.
+const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
+/// Debian's CNCF distribution registry.
+const DOCKER_REGISTRY: Install = Install::Apt {
+    packages: &["docker-registry"],
+    binaries: &["/usr/bin/docker-registry"],
+};
+
+/// The backends `up` installs and starts, in start order (a service comes after those it
+/// depends on). Add a backend by adding an entry.
 const BACKENDS: &[Backend] = &[
     Backend {
         name: "registry",
-        env_var: "WHARF_TEST_REGISTRY",
-        scheme: "",
-        install: Install::Apt {
-            package: "docker-registry",
-            binary: "/usr/bin/docker-registry",
+        install: DOCKER_REGISTRY,
+        kind: Kind::Service {
+            args: registry_args,
+            probe: Probe {
+                path: "/v2/",
+                status: 200,
+                header: Some(API_VERSION),
+            },
+            depends_on: &[],
+            files: &[],
         },
-        args: registry_args,
-        probe: Probe {
-            path: "/v2/",
-            status: 200,
-            header: Some(("Docker-Distribution-API-Version", "registry/2.0")),
-        },
+        env: &[("WHARF_TEST_REGISTRY", Value::Addr(""))],
     },
     Backend {
         name: "moto",
-        env_var: "WHARF_TEST_MOTO",
-        scheme: "http://",
         install: Install::Venv {
             venv: "moto-venv",
-            requirements: &["moto[server]>=5,<6", "boto3"],
+            requirements: MOTO_REQUIREMENTS,
             binary: "moto_server",
         },
-        args: moto_args,
-        probe: Probe {
-            path: "/moto-api/",
-            status: 200,
-            header: None,
+        kind: Kind::Service {
+            args: moto_args,
+            probe: Probe {
+                path: "/moto-api/",
+                status: 200,
+                header: None,
+            },
+            depends_on: &[],
+            files: &[],
         },
+        env: &[("WHARF_TEST_MOTO", Value::Addr("http://"))],
+    },
+    Backend {
+        name: "registry-basic",
+        install: Install::Apt {
+            packages: &["docker-registry", "apache2-utils"],
+            binaries: &["/usr/bin/docker-registry", "/usr/bin/htpasswd"],
+        },
+        kind: Kind::Service {
+            args: registry_basic_args,
+            probe: Probe {
+                path: "/v2/",
+                status: 401,
+                header: Some(API_VERSION),
+            },
+            depends_on: &[],
+            files: &[],
+        },
+        env: &[
+            ("WHARF_TEST_REGISTRY_BASIC", Value::Addr("")),
+            ("WHARF_TEST_REGISTRY_USER", Value::User),
+            ("WHARF_TEST_REGISTRY_PASSWORD", Value::Password),
+        ],
+    },
+    Backend {
+        name: "token-server",
+        install: Install::Venv {
+            venv: "moto-venv",
+            requirements: MOTO_REQUIREMENTS,
+            binary: "python",
+        },
+        kind: Kind::Service {
+            args: token_server_args,
+            probe: Probe {
+                path: "/health",
+                status: 200,
+                header: None,
+            },
+            depends_on: &[],
+            files: &[("token_server.py", TOKEN_SERVER_PY)],
+        },
+        env: &[("WHARF_TEST_TOKEN_SERVER", Value::Addr("http://"))],
+    },
+    Backend {
+        name: "registry-token",
+        install: DOCKER_REGISTRY,
+        kind: Kind::Service {
+            args: registry_token_args,
+            probe: Probe {
+                path: "/v2/",
+                status: 401,
+                header: Some(API_VERSION),
+            },
+            depends_on: &["token-server"],
+            files: &[],
+        },
+        env: &[("WHARF_TEST_REGISTRY_TOKEN", Value::Addr(""))],
+    },
+    Backend {
+        name: "skopeo",
+        install: Install::Apt {
+            packages: &["skopeo"],
+            binaries: &["/usr/bin/skopeo"],
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_SKOPEO", Value::Program)],
     },
 ];
 
@@ -144,10 +242,24 @@ pub(crate) fn up() -> anyhow::Result<Running> {
     )?;
     let state_path = ctx.state_path();
     let mut state = State::load(&state_path)?;
-    let mut env = Vec::with_capacity(BACKENDS.len());
+    let mut env = Vec::new();
+    let mut started: Vec<&str> = Vec::new();
     for backend in BACKENDS {
-        let addr = ensure_running(&ctx, backend, &mut state)?;
-        env.push((backend.env_var.to_owned(), backend.url(addr)));
+        let addr = match &backend.kind {
+            Kind::Tool => {
+                ensure_installed(&ctx, backend)?;
+                None
+            }
+            Kind::Service { depends_on, .. } => {
+                let restart = depends_on.iter().any(|dep| started.contains(dep));
+                let (addr, fresh) = ensure_running(&ctx, backend, &mut state, restart)?;
+                if fresh {
+                    started.push(backend.name);
+                }
+                Some(addr)
+            }
+        };
+        env.extend(backend.env(&ctx, addr)?);
     }
     Ok(Running { env })
 }
@@ -166,6 +278,9 @@ pub(crate) fn down() -> anyhow::Result<()> {
     )?;
     let width = name_width();
     for backend in BACKENDS.iter().rev() {
+        if matches!(backend.kind, Kind::Tool) {
+            continue; // nothing runs
+        }
         let pid_path = ctx.pid_path(backend);
         let work_dir = ctx.work_dir(backend);
         // The pid file's process, and any other left in the work dir (a lost pid file).
@@ -197,6 +312,22 @@ pub(crate) fn status() -> anyhow::Result<()> {
     let state = State::load(&ctx.state_path())?;
     let width = name_width();
     for backend in BACKENDS {
+        if matches!(backend.kind, Kind::Tool) {
+            let program = backend.install.program(&ctx);
+            let word = if backend.install.is_installed(&ctx) {
+                "installed"
+            } else {
+                "not installed"
+            };
+            println!(
+                "{:<width$}  {word:<13}  {:<15}  {:<10}  program {}",
+                backend.name,
+                "-",
+                "-",
+                program.display()
+            );
+            continue;
+        }
         let health = inspect(&ctx, backend, &state)?;
         let (word, pid) = match &health {
             Health::Running { pid, .. } => ("running", Some(*pid)),
@@ -226,12 +357,19 @@ pub(crate) fn status() -> anyhow::Result<()> {
 pub(crate) fn running() -> anyhow::Result<Running> {
     let ctx = Ctx::new()?;
     let state = State::load(&ctx.state_path())?;
-    let mut env = Vec::with_capacity(BACKENDS.len());
+    let mut env = Vec::new();
     for backend in BACKENDS {
+        if matches!(backend.kind, Kind::Tool) {
+            ensure!(
+                backend.install.is_installed(&ctx),
+                "{} is not installed; install it with `cargo xtask backends up`",
+                backend.name
+            );
+            env.extend(backend.env(&ctx, None)?);
+            continue;
+        }
         match inspect(&ctx, backend, &state)? {
-            Health::Running { addr, .. } => {
-                env.push((backend.env_var.to_owned(), backend.url(addr)))
-            }
+            Health::Running { addr, .. } => env.extend(backend.env(&ctx, Some(addr))?),
             Health::Unhealthy { why, .. } => {
                 bail!(
                     "{} is not answering ({why}); restart the backends with `cargo xtask backends up`",
@@ -249,39 +387,149 @@ pub(crate) fn running() -> anyhow::Result<Running> {
     Ok(Running { env })
 }
 
-/// One backend: a long-running service on a loopback port.
+/// One backend: a service the tests talk to, or a tool they run.
 struct Backend {
     /// Short name: pid, log and work dir file names, status output.
     name: &'static str,
-    /// The environment variable that tells the tests where the backend is.
-    env_var: &'static str,
-    /// Prefix of the variable's value before `127.0.0.1:PORT` (`""` or `"http://"`).
-    scheme: &'static str,
     /// How to install the program.
     install: Install,
-    /// Writes any configuration into the work dir and returns the program's arguments for
-    /// listening on the given port.
-    args: fn(work_dir: &Path, port: u16) -> anyhow::Result<Vec<OsString>>,
-    /// How to tell the backend is ready.
-    probe: Probe,
+    /// Whether it is started, and how.
+    kind: Kind,
+    /// The environment variables that tell the tests about it.
+    env: &'static [(&'static str, Value)],
+}
+
+/// What a backend is.
+enum Kind {
+    /// A long-running service on a loopback port.
+    Service {
+        /// Writes any configuration into the work dir and returns the program's arguments
+        /// for listening on the port.
+        args: fn(&Launch<'_>) -> anyhow::Result<Vec<OsString>>,
+        /// How to tell the service is ready.
+        probe: Probe,
+        /// Services that must run first; when one of them is (re)started, so is this one
+        /// (its configuration names them).
+        depends_on: &'static [&'static str],
+        /// Files written into the work dir before each start (`name`, content), such as a
+        /// script the service runs; a running service whose files differ from these (the
+        /// checkout changed them) is restarted.
+        files: &'static [(&'static str, &'static str)],
+    },
+    /// A program the tests run themselves: installed, never started.
+    Tool,
+}
+
+/// The value of one environment variable a backend hands to the tests.
+enum Value {
+    /// `<scheme>127.0.0.1:PORT` of the service (`scheme` is `""` or `"http://"`).
+    Addr(&'static str),
+    /// The absolute path of the installed program.
+    Program,
+    /// The test user's name.
+    User,
+    /// The test user's password (generated once per checkout).
+    Password,
 }
 
 impl Backend {
-    /// The value of [`Backend::env_var`] for a backend listening on `addr`.
-    fn url(&self, addr: SocketAddr) -> String {
-        format!("{}{addr}", self.scheme)
+    /// The variables for this backend; `addr` is where a service listens (`None` for tools).
+    fn env(&self, ctx: &Ctx, addr: Option<SocketAddr>) -> anyhow::Result<Vec<(String, String)>> {
+        self.env
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    Value::Addr(scheme) => {
+                        let addr = addr.with_context(|| {
+                            format!("{name}: {} has no address (it is not a service)", self.name)
+                        })?;
+                        format!("{scheme}{addr}")
+                    }
+                    Value::Program => self.install.program(ctx).display().to_string(),
+                    Value::User => TEST_USER.to_owned(),
+                    Value::Password => test_password(ctx)?,
+                };
+                Ok(((*name).to_owned(), value))
+            })
+            .collect()
     }
+
+    /// The readiness probe of a service.
+    fn probe(&self) -> Option<&Probe> {
+        match &self.kind {
+            Kind::Service { probe, .. } => Some(probe),
+            Kind::Tool => None,
+        }
+    }
+}
+
+/// What a service's `args` function gets: where it runs, and what it needs of the others.
+struct Launch<'a> {
+    /// Paths.
+    ctx: &'a Ctx,
+    /// The service's working directory.
+    work_dir: &'a Path,
+    /// The port to listen on.
+    port: u16,
+    /// The ports of the services started before.
+    state: &'a State,
+}
+
+impl Launch<'_> {
+    /// The port of an earlier service.
+    fn port_of(&self, name: &str) -> anyhow::Result<u16> {
+        self.state.ports.get(name).copied().with_context(|| {
+            format!("{name} has no port yet; it must come before this backend in BACKENDS")
+        })
+    }
+
+    /// The working directory of another backend.
+    fn work_dir_of(&self, name: &str) -> PathBuf {
+        self.ctx.state_dir.join(name)
+    }
+}
+
+/// The test user's password: `target/wharf-backends/test-password`, created (mode 0600, 24
+/// random hex characters from `/dev/urandom`) when missing.
+fn test_password(ctx: &Ctx) -> anyhow::Result<String> {
+    let path = ctx.state_dir.join(PASSWORD_FILE);
+    if let Ok(text) = fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return Ok(text.trim().to_owned());
+    }
+    let mut random = [0u8; 12];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("reading /dev/urandom for the test password")?;
+    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    fs::create_dir_all(&ctx.state_dir)
+        .with_context(|| format!("creating {}", ctx.show(&ctx.state_dir)))?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", ctx.show(&tmp)))?;
+        writeln!(file, "{password}").with_context(|| format!("writing {}", ctx.show(&tmp)))?;
+    }
+    fs::rename(&tmp, &path).with_context(|| format!("renaming {}", ctx.show(&tmp)))?;
+    Ok(password)
 }
 
 /// Where a backend's program comes from.
 enum Install {
-    /// A Debian package providing `binary`, installed with `apt-get` (as root, or through
-    /// `sudo -n`).
+    /// Debian packages providing `binaries`, installed with `apt-get` (as root, or through
+    /// `sudo -n`); the program is the first binary.
     Apt {
-        /// The package name.
-        package: &'static str,
-        /// The absolute path of the program the package installs.
-        binary: &'static str,
+        /// The package names.
+        packages: &'static [&'static str],
+        /// The absolute paths of the programs the packages install, the backend's first.
+        binaries: &'static [&'static str],
     },
     /// A Python virtual environment under the shared cache dir, with `requirements`
     /// pip-installed into it; the program is `<venv>/bin/<binary>`.
@@ -299,7 +547,7 @@ impl Install {
     /// The program to run.
     fn program(&self, ctx: &Ctx) -> PathBuf {
         match self {
-            Install::Apt { binary, .. } => PathBuf::from(binary),
+            Install::Apt { binaries, .. } => PathBuf::from(binaries.first().copied().unwrap_or("")),
             Install::Venv { venv, binary, .. } => ctx.cache_dir.join(venv).join("bin").join(binary),
         }
     }
@@ -307,7 +555,7 @@ impl Install {
     /// Whether the program is installed and usable, without running anything.
     fn is_installed(&self, ctx: &Ctx) -> bool {
         match self {
-            Install::Apt { binary, .. } => Path::new(binary).is_file(),
+            Install::Apt { binaries, .. } => binaries.iter().all(|b| Path::new(b).is_file()),
             Install::Venv {
                 venv,
                 requirements,
@@ -326,17 +574,22 @@ impl Install {
     /// Installs the program, writing the tools' output to `log`.
     fn install(&self, ctx: &Ctx, name: &str, log: &Path) -> anyhow::Result<()> {
         match self {
-            Install::Apt { package, binary } => {
+            Install::Apt { packages, binaries } => {
                 if !ctx.apt_updated.get() {
                     run_logged(name, apt(&["update"]), log, ctx)?;
                     ctx.apt_updated.set(true);
                 }
-                run_logged(name, apt(&["install", "-y", package]), log, ctx)?;
-                ensure!(
-                    Path::new(binary).is_file(),
-                    "{name}: `apt-get install {package}` succeeded but {binary} is missing; its output is in {}",
-                    ctx.show(log)
-                );
+                let mut args = vec!["install", "-y"];
+                args.extend_from_slice(packages);
+                run_logged(name, apt(&args), log, ctx)?;
+                for binary in *binaries {
+                    ensure!(
+                        Path::new(binary).is_file(),
+                        "{name}: `apt-get install {}` succeeded but {binary} is missing; its output is in {}",
+                        packages.join(" "),
+                        ctx.show(log)
+                    );
+                }
             }
             Install::Venv {
                 venv, requirements, ..
@@ -416,9 +669,70 @@ impl Probe {
     }
 }
 
-/// Arguments of the CNCF distribution registry: writes `config.yml` (filesystem storage in
-/// `data/`, deletes enabled, listening on `127.0.0.1:port`) and returns `serve config.yml`.
-fn registry_args(work_dir: &Path, port: u16) -> anyhow::Result<Vec<OsString>> {
+/// Arguments of the CNCF distribution registry, plain: writes `config.yml` (filesystem
+/// storage in `data/`, deletes enabled, listening on `127.0.0.1:port`) and returns
+/// `serve config.yml`.
+fn registry_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    registry_config(launch, "")
+}
+
+/// Arguments of the registry with htpasswd (Basic) auth for the test user: writes
+/// `htpasswd` (bcrypt, by `htpasswd -Bin`, the password on stdin) and the config.
+fn registry_basic_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    let password = test_password(launch.ctx)?;
+    let mut child = Command::new("/usr/bin/htpasswd")
+        .args(["-Bin", TEST_USER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running htpasswd (from apache2-utils)")?;
+    child
+        .stdin
+        .take()
+        .context("htpasswd's stdin")?
+        .write_all(password.as_bytes())
+        .context("writing the password to htpasswd")?;
+    let out = child.wait_with_output().context("waiting for htpasswd")?;
+    ensure!(
+        out.status.success(),
+        "htpasswd failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let htpasswd = launch.work_dir.join("htpasswd");
+    fs::write(&htpasswd, &out.stdout).with_context(|| format!("writing {}", htpasswd.display()))?;
+    let path = serde_json::to_string(&htpasswd.to_string_lossy()).context("quoting a path")?;
+    registry_config(
+        launch,
+        &format!("auth:\n  htpasswd:\n    realm: wharf-test-basic\n    path: {path}\n"),
+    )
+}
+
+/// Arguments of the registry with token auth: its realm is the token server (which must be
+/// running: its certificate is the `rootcertbundle`).
+fn registry_token_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    let token_port = launch.port_of("token-server")?;
+    let cert = launch.work_dir_of("token-server").join("cert.pem");
+    ensure!(
+        cert.is_file(),
+        "the token server has not written its certificate {}",
+        cert.display()
+    );
+    let cert = serde_json::to_string(&cert.to_string_lossy()).context("quoting a path")?;
+    registry_config(
+        launch,
+        &format!(
+            "auth:\n  token:\n    realm: \"http://127.0.0.1:{token_port}/token\"\n    \
+             service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {cert}\n"
+        ),
+    )
+}
+
+/// Writes a registry's `config.yml` with `extra` (an `auth:` section) appended.
+fn registry_config(launch: &Launch<'_>, extra: &str) -> anyhow::Result<Vec<OsString>> {
+    let work_dir = launch.work_dir;
+    let port = launch.port;
     let data = work_dir.join("data");
     fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     // A JSON string is a valid YAML scalar, and quotes whatever the path holds.
@@ -429,7 +743,7 @@ fn registry_args(work_dir: &Path, port: u16) -> anyhow::Result<Vec<OsString>> {
          version: 0.1\n\
          log:\n  level: info\n\
          storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
-         http:\n  addr: 127.0.0.1:{port}\n  secret: wharf-local-test-registry\n"
+         http:\n  addr: 127.0.0.1:{port}\n  secret: wharf-local-test-registry\n{extra}"
     );
     let path = work_dir.join("config.yml");
     fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
@@ -437,12 +751,33 @@ fn registry_args(work_dir: &Path, port: u16) -> anyhow::Result<Vec<OsString>> {
 }
 
 /// Arguments of moto's server: listen on `127.0.0.1:port`.
-fn moto_args(_work_dir: &Path, port: u16) -> anyhow::Result<Vec<OsString>> {
+fn moto_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
     Ok(vec![
         "-H".into(),
         "127.0.0.1".into(),
         "-p".into(),
-        port.to_string().into(),
+        launch.port.to_string().into(),
+    ])
+}
+
+/// Arguments of the token server: runs `token_server.py` (written into the work dir from
+/// [`TOKEN_SERVER_PY`]), which keeps its key and certificate there and reads the test
+/// password from its file.
+fn token_server_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    test_password(launch.ctx)?; // make sure the file exists
+    let script = launch.work_dir.join("token_server.py");
+    Ok(vec![
+        script.into(),
+        "--port".into(),
+        launch.port.to_string().into(),
+        "--dir".into(),
+        launch.work_dir.into(),
+        "--user".into(),
+        TEST_USER.into(),
+        "--password-file".into(),
+        launch.ctx.state_dir.join(PASSWORD_FILE).into(),
+        "--issuer".into(),
+        TOKEN_ISSUER.into(),
     ])
 }
 
@@ -580,7 +915,9 @@ enum Health {
 /// Finds out what `backend` is doing: its process (see [`find_pid`]), then the readiness
 /// probe on the recorded port.
 fn inspect(ctx: &Ctx, backend: &Backend, state: &State) -> anyhow::Result<Health> {
-    if let Some(pid) = find_pid(ctx, backend)? {
+    if let Some(probe) = backend.probe()
+        && let Some(pid) = find_pid(ctx, backend)?
+    {
         let Some(&port) = state.ports.get(backend.name) else {
             return Ok(Health::Unhealthy {
                 pid,
@@ -588,7 +925,7 @@ fn inspect(ctx: &Ctx, backend: &Backend, state: &State) -> anyhow::Result<Health
             });
         };
         let addr = loopback(port);
-        return Ok(match backend.probe.check(addr) {
+        return Ok(match probe.check(addr) {
             Ok(()) => Health::Running { pid, addr },
             Err(why) => Health::Unhealthy { pid, why },
         });
@@ -612,18 +949,64 @@ fn find_pid(ctx: &Ctx, backend: &Backend) -> anyhow::Result<Option<u32>> {
     Ok(session_leaders_in(&work_dir).into_iter().next())
 }
 
-/// Reuses `backend` if it is running, else installs it if needed, starts it and waits until
-/// it is ready. Returns where it listens.
-fn ensure_running(ctx: &Ctx, backend: &Backend, state: &mut State) -> anyhow::Result<SocketAddr> {
+/// Installs a tool if it is missing.
+fn ensure_installed(ctx: &Ctx, backend: &Backend) -> anyhow::Result<()> {
+    let width = name_width();
+    let name = backend.name;
+    if !backend.install.is_installed(ctx) {
+        install(ctx, backend)?;
+    }
+    eprintln!(
+        "{name:<width$}  installed  {}",
+        backend.install.program(ctx).display()
+    );
+    Ok(())
+}
+
+/// Installs `backend`'s program, output in `<name>.install.log`.
+fn install(ctx: &Ctx, backend: &Backend) -> anyhow::Result<()> {
+    let width = name_width();
+    let name = backend.name;
+    let log = ctx.state_dir.join(format!("{name}.install.log"));
+    File::create(&log).with_context(|| format!("creating {}", ctx.show(&log)))?;
+    eprintln!("{name:<width$}  installing (output in {})", ctx.show(&log));
+    let started = Instant::now();
+    backend.install.install(ctx, name, &log)?;
+    eprintln!(
+        "{name:<width$}  installed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Reuses `backend` if it is running (unless `restart`: a service it depends on was
+/// restarted), else installs it if needed, starts it and waits until it is ready. Returns
+/// where it listens and whether it was (re)started.
+fn ensure_running(
+    ctx: &Ctx,
+    backend: &Backend,
+    state: &mut State,
+    restart: bool,
+) -> anyhow::Result<(SocketAddr, bool)> {
     let width = name_width();
     let name = backend.name;
     match inspect(ctx, backend, state)? {
+        Health::Running { pid, .. } if restart || files_changed(ctx, backend) => {
+            let why = if restart {
+                "a service it depends on was restarted"
+            } else {
+                "the files it runs from changed"
+            };
+            eprintln!("{name:<width$}  restarting pid {pid}: {why}");
+            stop_group(pid).with_context(|| format!("stopping {name} (pid {pid})"))?;
+            remove_if_exists(&ctx.pid_path(backend))?;
+        }
         Health::Running { pid, addr } => {
             if read_pid(&ctx.pid_path(backend))? != Some(pid) {
                 write_pid(ctx, backend, pid)?;
             }
             eprintln!("{name:<width$}  running  {addr}  pid {pid}  (reused)");
-            return Ok(addr);
+            return Ok((addr, false));
         }
         Health::Unhealthy { pid, why } => {
             eprintln!(
@@ -634,17 +1017,7 @@ fn ensure_running(ctx: &Ctx, backend: &Backend, state: &mut State) -> anyhow::Re
             remove_if_exists(&ctx.pid_path(backend))?;
         }
         Health::Stopped => {}
-        Health::NotInstalled => {
-            let log = ctx.state_dir.join(format!("{name}.install.log"));
-            File::create(&log).with_context(|| format!("creating {}", ctx.show(&log)))?;
-            eprintln!("{name:<width$}  installing (output in {})", ctx.show(&log));
-            let started = Instant::now();
-            backend.install.install(ctx, name, &log)?;
-            eprintln!(
-                "{name:<width$}  installed in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
+        Health::NotInstalled => install(ctx, backend)?,
     }
     let taken: Vec<u16> = state
         .ports
@@ -656,21 +1029,50 @@ fn ensure_running(ctx: &Ctx, backend: &Backend, state: &mut State) -> anyhow::Re
     state.ports.insert(name.to_owned(), port);
     state.save(&ctx.state_path())?;
     let started = Instant::now();
-    let (pid, addr) = start(ctx, backend, port)?;
+    let (pid, addr) = start(ctx, backend, port, state)?;
     eprintln!(
         "{name:<width$}  started  {addr}  pid {pid}  (ready in {:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    Ok(addr)
+    Ok((addr, true))
+}
+
+/// Whether a service's [`Kind::Service::files`] on disk differ from the checkout's.
+fn files_changed(ctx: &Ctx, backend: &Backend) -> bool {
+    let Kind::Service { files, .. } = &backend.kind else {
+        return false;
+    };
+    let work_dir = ctx.work_dir(backend);
+    files.iter().any(|(file, content)| {
+        fs::read_to_string(work_dir.join(file)).ok().as_deref() != Some(*content)
+    })
 }
 
 /// Starts `backend` on `port` in its own session (`setsid`), output appended to its log,
 /// records its PID and waits until its probe answers.
-fn start(ctx: &Ctx, backend: &Backend, port: u16) -> anyhow::Result<(u32, SocketAddr)> {
+fn start(
+    ctx: &Ctx,
+    backend: &Backend,
+    port: u16,
+    state: &State,
+) -> anyhow::Result<(u32, SocketAddr)> {
     let name = backend.name;
+    let Kind::Service { args, files, .. } = &backend.kind else {
+        bail!("{name} is a tool: it is installed, not started");
+    };
     let work_dir = ctx.work_dir(backend);
     fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", ctx.show(&work_dir)))?;
-    let args = (backend.args)(&work_dir, port).with_context(|| format!("preparing {name}"))?;
+    for (file, content) in *files {
+        let path = work_dir.join(file);
+        fs::write(&path, content).with_context(|| format!("writing {}", ctx.show(&path)))?;
+    }
+    let launch = Launch {
+        ctx,
+        work_dir: &work_dir,
+        port,
+        state,
+    };
+    let args = args(&launch).with_context(|| format!("preparing {name}"))?;
     let log_path = ctx.log_path(backend);
     let mut log = OpenOptions::new()
         .create(true)
@@ -732,7 +1134,10 @@ fn wait_ready(
                 log_tail(&log, LOG_TAIL_LINES)
             );
         }
-        let why = match backend.probe.check(addr) {
+        let Some(probe) = backend.probe() else {
+            return Ok(());
+        };
+        let why = match probe.check(addr) {
             Ok(()) => return Ok(()),
             Err(why) => why,
         };
@@ -1347,7 +1752,7 @@ mod tests {
             (200, &b"{}"[..])
         );
 
-        let probe = &BACKENDS[0].probe;
+        let probe = BACKENDS[0].probe().unwrap();
         assert_eq!(probe.check(serve_once(answer)), Ok(()));
         let unauthorized = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\ndenied";
         let why = probe.check(serve_once(unauthorized)).unwrap_err();
@@ -1469,43 +1874,170 @@ mod tests {
         assert_eq!(display_command(&cmd), "pip install 'moto[server]>=5,<6'");
     }
 
+    /// A context whose state dir is `dir`.
+    fn ctx_in(dir: &Path) -> Ctx {
+        Ctx {
+            root: dir.to_path_buf(),
+            state_dir: dir.to_path_buf(),
+            cache_dir: dir.join("cache"),
+            apt_updated: Cell::new(false),
+        }
+    }
+
     #[test]
     fn registry_config_listens_on_loopback_only() {
         let dir = temp_dir();
-        let args = registry_args(&dir, 41235).unwrap();
+        let ctx = ctx_in(&dir);
+        let state = State::default();
+        let work_dir = dir.join("registry");
+        fs::create_dir_all(&work_dir).unwrap();
+        let launch = Launch {
+            ctx: &ctx,
+            work_dir: &work_dir,
+            port: 41235,
+            state: &state,
+        };
+        let args = registry_args(&launch).unwrap();
         assert_eq!(
             args,
-            [OsString::from("serve"), dir.join("config.yml").into()]
+            [OsString::from("serve"), work_dir.join("config.yml").into()]
         );
-        let config = fs::read_to_string(dir.join("config.yml")).unwrap();
+        let config = fs::read_to_string(work_dir.join("config.yml")).unwrap();
         assert!(config.contains("  addr: 127.0.0.1:41235\n"), "{config}");
         assert!(
             config.contains(&format!(
                 "rootdirectory: \"{}\"",
-                dir.join("data").display()
+                work_dir.join("data").display()
             )),
             "{config}"
         );
-        assert!(dir.join("data").is_dir());
-        assert_eq!(moto_args(&dir, 7).unwrap(), ["-H", "127.0.0.1", "-p", "7"]);
+        assert!(!config.contains("auth:"), "{config}");
+        assert!(work_dir.join("data").is_dir());
+        let moto = Launch { port: 7, ..launch };
+        assert_eq!(moto_args(&moto).unwrap(), ["-H", "127.0.0.1", "-p", "7"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn token_registry_config_names_the_token_server() {
+        let dir = temp_dir();
+        let ctx = ctx_in(&dir);
+        let state = State {
+            ports: BTreeMap::from([("token-server".to_owned(), 41240)]),
+        };
+        let work_dir = dir.join("registry-token");
+        fs::create_dir_all(&work_dir).unwrap();
+        fs::create_dir_all(dir.join("token-server")).unwrap();
+        let launch = Launch {
+            ctx: &ctx,
+            work_dir: &work_dir,
+            port: 41241,
+            state: &state,
+        };
+        let err = registry_token_args(&launch).unwrap_err();
+        assert!(format!("{err:#}").contains("cert.pem"), "{err:#}");
+        fs::write(dir.join("token-server/cert.pem"), "pem").unwrap();
+        registry_token_args(&launch).unwrap();
+        let config = fs::read_to_string(work_dir.join("config.yml")).unwrap();
+        for needle in [
+            "auth:\n  token:\n",
+            "realm: \"http://127.0.0.1:41240/token\"\n",
+            "service: wharf-test-registry\n",
+            "issuer: wharf-test-token-server\n",
+            "token-server/cert.pem\"\n",
+            "addr: 127.0.0.1:41241\n",
+        ] {
+            assert!(config.contains(needle), "{needle:?} in {config}");
+        }
+        let no_port = Launch {
+            state: &State::default(),
+            ..launch
+        };
+        assert!(registry_token_args(&no_port).is_err());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_service_whose_files_changed_is_due_for_a_restart() {
+        let dir = temp_dir();
+        let ctx = ctx_in(&dir);
+        let server = BACKENDS.iter().find(|b| b.name == "token-server").unwrap();
+        let registry = &BACKENDS[0];
+        assert!(files_changed(&ctx, server), "never written");
+        assert!(!files_changed(&ctx, registry), "nothing to compare");
+        let script = ctx.work_dir(server).join("token_server.py");
+        fs::create_dir_all(script.parent().unwrap()).unwrap();
+        fs::write(&script, TOKEN_SERVER_PY).unwrap();
+        assert!(!files_changed(&ctx, server));
+        fs::write(&script, "print('an older version')").unwrap();
+        assert!(files_changed(&ctx, server));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_test_password_is_generated_once_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir();
+        let ctx = ctx_in(&dir);
+        let first = test_password(&ctx).unwrap();
+        assert_eq!(first.len(), 24);
+        assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(test_password(&ctx).unwrap(), first);
+        let mode = fs::metadata(dir.join(PASSWORD_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let env = BACKENDS
+            .iter()
+            .find(|b| b.name == "registry-basic")
+            .unwrap()
+            .env(&ctx, Some(loopback(9)))
+            .unwrap();
+        assert_eq!(
+            env,
+            [
+                (
+                    "WHARF_TEST_REGISTRY_BASIC".to_owned(),
+                    "127.0.0.1:9".to_owned()
+                ),
+                ("WHARF_TEST_REGISTRY_USER".to_owned(), TEST_USER.to_owned()),
+                ("WHARF_TEST_REGISTRY_PASSWORD".to_owned(), first),
+            ]
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn backend_table_is_consistent() {
         let mut names: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
-        let mut vars: Vec<_> = BACKENDS.iter().map(|b| b.env_var).collect();
+        let mut vars: Vec<_> = BACKENDS
+            .iter()
+            .flat_map(|b| b.env.iter().map(|(name, _)| *name))
+            .collect();
+        let total_vars = vars.len();
         names.sort_unstable();
         names.dedup();
         vars.sort_unstable();
         vars.dedup();
-        assert_eq!((names.len(), vars.len()), (BACKENDS.len(), BACKENDS.len()));
-        for backend in BACKENDS {
+        assert_eq!(
+            (names.len(), vars.len()),
+            (BACKENDS.len(), total_vars),
+            "names and variables are unique"
+        );
+        for (i, backend) in BACKENDS.iter().enumerate() {
             assert!(
-                backend.env_var.starts_with("WHARF_TEST_"),
-                "{}",
-                backend.env_var
+                !backend.env.is_empty(),
+                "{} tells the tests nothing",
+                backend.name
             );
+            for (name, value) in backend.env {
+                assert!(name.starts_with("WHARF_TEST_"), "{name}");
+                let is_service = matches!(backend.kind, Kind::Service { .. });
+                if matches!(value, Value::Addr(_)) {
+                    assert!(is_service, "{name}: only services have an address");
+                }
+            }
             assert!(
                 backend
                     .name
@@ -1514,9 +2046,33 @@ mod tests {
                 "{}",
                 backend.name
             );
-            assert!(backend.probe.path.starts_with('/'));
+            if let Kind::Service {
+                probe, depends_on, ..
+            } = &backend.kind
+            {
+                assert!(probe.path.starts_with('/'));
+                for dep in *depends_on {
+                    let at = BACKENDS.iter().position(|b| b.name == *dep);
+                    assert!(
+                        at.is_some_and(|at| at < i),
+                        "{} depends on {dep}, which must come earlier",
+                        backend.name
+                    );
+                }
+            }
         }
-        assert_eq!(BACKENDS[1].url(loopback(5)), "http://127.0.0.1:5");
-        assert_eq!(BACKENDS[0].url(loopback(5)), "127.0.0.1:5");
+        let ctx = ctx_in(&temp_dir());
+        let env = |i: usize| BACKENDS[i].env(&ctx, Some(loopback(5))).unwrap();
+        assert_eq!(env(1)[0].1, "http://127.0.0.1:5");
+        assert_eq!(env(0)[0].1, "127.0.0.1:5");
+        let skopeo = BACKENDS.iter().find(|b| b.name == "skopeo").unwrap();
+        assert_eq!(
+            skopeo.env(&ctx, None).unwrap(),
+            [("WHARF_TEST_SKOPEO".to_owned(), "/usr/bin/skopeo".to_owned())]
+        );
+        assert!(
+            BACKENDS[0].env(&ctx, None).is_err(),
+            "a service needs its address"
+        );
     }
 }

@@ -50,12 +50,18 @@ fn up_and_env() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Backend name → PID, from `xtask backends status`, asserting every backend is running.
+/// Backend name → PID, from `xtask backends status`, asserting every service is running and
+/// every tool installed.
 fn running_pids() -> BTreeMap<String, u32> {
     let stdout =
         String::from_utf8(xtask(&["backends", "status"]).stdout).expect("status output is UTF-8");
     stdout
         .lines()
+        .filter(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // Tools are installed, not run: `skopeo  installed  -  -  program /usr/bin/skopeo`.
+            words.get(1) != Some(&"installed")
+        })
         .map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(words.get(1), Some(&"running"), "status line: {line:?}");
@@ -92,14 +98,29 @@ impl Response {
 
 /// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end.
 fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Response {
+    request_with(addr, method, path, &[], body)
+}
+
+/// [`request`] with extra headers.
+fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream =
         TcpStream::connect(addr).unwrap_or_else(|err| panic!("connecting to {addr}: {err}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("setting a read timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     stream
@@ -151,7 +172,11 @@ fn registry_answers_v2_and_takes_a_monolithic_blob_upload() {
         .expect("clock after 1970")
         .as_nanos();
     let blob = format!("wharf harness blob {nanos}\n").into_bytes();
-    let digest = format!("sha256:{:x}", Sha256::digest(&blob));
+    let hex: String = Sha256::digest(&blob)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let digest = format!("sha256:{hex}");
 
     let started = request(registry, "POST", "/v2/wharf-harness/blobs/uploads/", b"");
     assert_eq!(
@@ -226,4 +251,154 @@ fn up_again_reuses_the_running_backends_and_status_says_running() {
     assert!(took < Duration::from_secs(5), "a second `up` took {took:?}");
     assert_eq!(up_and_env(), first, "a second `up` changed the addresses");
     assert_eq!(running_pids(), pids, "a second `up` restarted a backend");
+}
+
+/// Standard base64 (for a Basic `Authorization` header).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `127.0.0.1:PORT` from `http://127.0.0.1:PORT`.
+fn host_port(url: &str) -> &str {
+    url.strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http URL: {url}"))
+}
+
+#[test]
+fn basic_auth_registry_wants_the_test_user() {
+    let env = up_and_env();
+    let registry = &env["WHARF_TEST_REGISTRY_BASIC"];
+    let user = &env["WHARF_TEST_REGISTRY_USER"];
+    let password = &env["WHARF_TEST_REGISTRY_PASSWORD"];
+    assert_eq!(password.len(), 24, "a generated password");
+
+    let anonymous = request(registry, "GET", "/v2/", b"");
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(
+        anonymous.header("WWW-Authenticate"),
+        Some("Basic realm=\"wharf-test-basic\"")
+    );
+    let good = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    let ok = request_with(registry, "GET", "/v2/", &[("Authorization", &good)], b"");
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let bad = format!("Basic {}", base64(format!("{user}:wrong").as_bytes()));
+    let refused = request_with(registry, "GET", "/v2/", &[("Authorization", &bad)], b"");
+    assert_eq!(refused.status, 401);
+}
+
+#[test]
+fn token_server_issues_tokens_the_token_registry_accepts() {
+    let env = up_and_env();
+    let registry = &env["WHARF_TEST_REGISTRY_TOKEN"];
+    let server = &env["WHARF_TEST_TOKEN_SERVER"];
+    let user = &env["WHARF_TEST_REGISTRY_USER"];
+    let password = &env["WHARF_TEST_REGISTRY_PASSWORD"];
+
+    let challenge = request(registry, "GET", "/v2/harness/tags/list", b"");
+    assert_eq!(challenge.status, 401);
+    assert_eq!(
+        challenge.header("WWW-Authenticate"),
+        Some(
+            format!(
+                "Bearer realm=\"{server}/token\",service=\"wharf-test-registry\",scope=\"repository:harness:pull\""
+            )
+            .as_str()
+        )
+    );
+
+    let basic = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    let path = "/token?service=wharf-test-registry&scope=repository:harness:pull";
+    let answer = request_with(
+        host_port(server),
+        "GET",
+        path,
+        &[("Authorization", &basic)],
+        b"",
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let token = json["token"].as_str().unwrap();
+    assert_eq!(json["access_token"].as_str(), Some(token));
+    assert_eq!(json["expires_in"].as_u64(), Some(300));
+    assert!(json["issued_at"].as_str().unwrap().ends_with('Z'));
+
+    // The registry verifies the RS256 signature against the x5c certificate in its
+    // rootcertbundle, the issuer, the audience and the access claim.
+    let bearer = format!("Bearer {token}");
+    let listed = request_with(
+        registry,
+        "GET",
+        "/v2/harness/tags/list",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(
+        listed.status,
+        404,
+        "authorized, and the repository does not exist: {}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    let other = request_with(
+        registry,
+        "GET",
+        "/v2/other/tags/list",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(other.status, 401, "the token is only for `harness`");
+    assert!(
+        other
+            .header("WWW-Authenticate")
+            .is_some_and(|c| c.contains("error=\"insufficient_scope\"")),
+        "{:?}",
+        other.header("WWW-Authenticate")
+    );
+
+    let wrong = format!("Basic {}", base64(format!("{user}:wrong").as_bytes()));
+    let refused = request_with(
+        host_port(server),
+        "GET",
+        path,
+        &[("Authorization", &wrong)],
+        b"",
+    );
+    assert_eq!(refused.status, 401);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&request(host_port(server), "GET", "/stats", b"").body).unwrap();
+    assert!(stats["issued"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["refused"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+#[test]
+fn skopeo_is_installed_as_a_tool() {
+    let env = up_and_env();
+    let skopeo = &env["WHARF_TEST_SKOPEO"];
+    let out = Command::new(skopeo)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("running {skopeo}: {e}"));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("skopeo version"));
 }

@@ -26,6 +26,18 @@ pub enum RegistryError {
         /// The digest of the bytes received.
         actual: String,
     },
+    /// Content is not the size it was declared with.
+    #[error(
+        "{what} is {actual} bytes, not the declared {expected}; check the size given with the digest"
+    )]
+    SizeMismatch {
+        /// What was checked.
+        what: String,
+        /// The declared size.
+        expected: u64,
+        /// The size seen.
+        actual: u64,
+    },
     /// A tag is immutable and already points at other content.
     #[error(
         "tag {tag} in {repo} is immutable and points at {existing}; push under a new tag (e.g. the commit SHA)"
@@ -85,12 +97,66 @@ pub enum RegistryError {
         message: String,
     },
     /// The request could not be made or the connection broke.
-    #[error("request to {url} failed: {source}")]
+    #[error("request {url} failed; check that the registry is reachable and retry")]
     Transport {
-        /// URL (no credentials).
+        /// Method and URL (no credentials, no query).
         url: String,
         /// The cause.
         source: BoxError,
+    },
+    /// A response body ended before all of its bytes arrived.
+    #[error("{what} from {url} broke off after {received} of {expected} bytes; retry the download")]
+    Incomplete {
+        /// What was being read (`blob sha256:…`).
+        what: String,
+        /// URL (no credentials, no query).
+        url: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// The registry lost (part of) an upload, and it cannot be continued.
+    #[error("the registry lost the upload of {digest} to {repo} ({detail}); push the blob again")]
+    UploadLost {
+        /// Repository.
+        repo: String,
+        /// The blob's digest.
+        digest: String,
+        /// What was lost.
+        detail: String,
+    },
+    /// The caller's blob stream failed while being uploaded; nothing was stored.
+    #[error("the blob stream for {digest} failed while being uploaded; nothing was stored")]
+    Stream {
+        /// The blob's digest.
+        digest: String,
+        /// The stream's error (its kind is kept).
+        source: wharf_core::Error,
+    },
+    /// Something wharf does not support (yet).
+    #[error("{what} is not supported yet; {hint}")]
+    Unsupported {
+        /// The feature or input.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// An Amazon ECR API call failed; the kind follows the service's error code.
+    #[error("ecr {operation} for {target} failed: {detail}; {hint}")]
+    Ecr {
+        /// What kind of failure it is.
+        kind: ErrorKind,
+        /// The API operation (`PutImage`).
+        operation: &'static str,
+        /// What it was about (`repository models/fraud`, `models/fraud:3f2a9c1`).
+        target: String,
+        /// The service's error code and message, or the connection failure, on one line.
+        detail: String,
+        /// What to do.
+        hint: String,
+        /// The SDK error, if any.
+        source: Option<BoxError>,
     },
 }
 
@@ -99,7 +165,9 @@ impl RegistryError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
-            RegistryError::DigestMismatch { .. } => ErrorKind::Integrity,
+            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
+                ErrorKind::Integrity
+            }
             RegistryError::ImmutableTag { .. } => ErrorKind::Conflict,
             RegistryError::Unauthorized { .. } => ErrorKind::Unauthenticated,
             RegistryError::Denied { .. } => ErrorKind::Denied,
@@ -118,7 +186,12 @@ impl RegistryError {
                 408 | 429 | 500..=599 => ErrorKind::Transient,
                 _ => ErrorKind::Internal,
             },
-            RegistryError::Transport { .. } => ErrorKind::Transient,
+            RegistryError::Transport { .. }
+            | RegistryError::Incomplete { .. }
+            | RegistryError::UploadLost { .. } => ErrorKind::Transient,
+            RegistryError::Unsupported { .. } => ErrorKind::Unsupported,
+            RegistryError::Stream { source, .. } => source.kind(),
+            RegistryError::Ecr { kind, .. } => *kind,
         }
     }
 

@@ -3,6 +3,8 @@
 //! - [`layout::LayoutRegistry`]: an OCI image layout on disk (one layout per repository),
 //!   readable by skopeo/umoci (`oci:` transport) and Trivy (`--input`): the embedded default.
 //! - [`distribution::DistributionClient`]: the OCI distribution API over HTTP(S), streaming.
+//! - [`ecr`]: Amazon ECR: repositories with immutable tags and scan-on-push, registry
+//!   credentials refreshed before they expire, idempotent manifest pushes.
 //! - [`package`]: daemonless, reproducible packaging of a model directory as a CNCF
 //!   ModelPack artifact.
 //! - [`append`]: a runnable image, the model appended as a layer to a base image.
@@ -11,6 +13,7 @@
 
 pub mod append;
 pub mod distribution;
+pub mod ecr;
 mod error;
 pub mod layout;
 pub mod package;

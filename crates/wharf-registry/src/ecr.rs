@@ -1,0 +1,1158 @@
+//! Amazon ECR: repositories with immutable tags and scan-on-push, registry credentials from
+//! `GetAuthorizationToken`, and manifests put through the ECR API.
+//!
+//! [`Ecr`] wraps an [`aws_sdk_ecr::Client`]:
+//!
+//! - [`Ecr::ensure_repository`] creates a repository if it is missing and otherwise brings its
+//!   tag mutability and scan-on-push setting to the configured policy, reporting what it
+//!   changed. The default policy, [`RepositorySettings::default`], makes every tag immutable
+//!   except cosign's signature and attestation tags (`sha256-<hex>.sig`, `.att`), which are
+//!   rewritten whenever a signature is added, and scans images on push.
+//! - [`Ecr::authorization`] gets registry credentials (`AWS` and a 12-hour password), caches
+//!   them and fetches new ones once less than [`REFRESH_MARGIN`] of their validity remains.
+//!   [`Ecr::registry`] turns them into a [`DistributionClient`] for blobs and manifests.
+//! - [`Ecr::put_image`] tags a manifest through the `PutImage` API. Pushing an immutable tag
+//!   again with the same bytes is an idempotent success; with other bytes it fails with
+//!   [`RegistryError::ImmutableTag`] ([`ErrorKind::Conflict`]).
+//!
+//! Errors are [`RegistryError`]s on one line naming the repository and what to do; failures of
+//! the AWS API are [`RegistryError::Ecr`], whose kind follows the service's error code
+//! (`RepositoryNotFoundException` is [`ErrorKind::NotFound`], throttling and 5xx are
+//! [`ErrorKind::Transient`], …). Neither AWS credentials nor the registry password ever
+//! appear in an error or in `Debug` output.
+//!
+//! ```no_run
+//! use wharf_core::registry::ManifestBytes;
+//! use wharf_registry::ecr::{Ecr, RepositorySettings};
+//!
+//! # async fn run(manifest: ManifestBytes) -> Result<(), Box<dyn std::error::Error>> {
+//! let config = aws_config::load_from_env().await;
+//! let ecr = Ecr::new(&config);
+//! let repo = ecr
+//!     .ensure_repository("models/fraud", &RepositorySettings::default())
+//!     .await?;
+//! for change in &repo.changes {
+//!     println!("{}: {change}", repo.name);
+//! }
+//! // Blobs go up through the OCI distribution API with the ECR credentials…
+//! let registry = ecr.registry().await?;
+//! # let _ = registry;
+//! // …and the manifest is tagged with the commit SHA.
+//! let pushed = ecr.put_image("models/fraud", "3f2a9c1", &manifest).await?;
+//! println!("{}@{}", repo.uri, pushed.digest);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::types::{
+    ImageFailureCode, ImageIdentifier, ImageScanningConfiguration, ImageTagMutability,
+    ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType,
+};
+use base64::Engine as _;
+use tokio::sync::Mutex;
+use wharf_core::registry::ManifestBytes;
+use wharf_core::{Digest, ErrorKind, Secret};
+
+use crate::RegistryError;
+use crate::distribution::{Credentials, DistributionClient};
+
+/// Credentials from [`Ecr::authorization`] are fetched anew once less than this remains of
+/// their validity: 5 minutes.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// The exclusion filter that keeps cosign's signature and attestation tags
+/// (`sha256-<hex>.sig`, `sha256-<hex>.att`) writable in an immutable repository.
+pub const SIGNATURE_TAG_FILTER: &str = "sha256-*";
+
+/// At most this many exclusion filters per repository (an ECR limit).
+const MAX_EXCLUSION_FILTERS: usize = 5;
+/// The longest exclusion filter ECR accepts.
+const MAX_FILTER_LEN: usize = 128;
+/// The longest service message kept in an error.
+const MAX_DETAIL_LEN: usize = 300;
+
+/// The manifest media types ECR stores, asked for when reading a manifest back so that ECR
+/// never converts one (it would turn a Docker schema 2 manifest into schema 1 otherwise).
+const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// Which tags of a repository can be moved to other content once pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TagMutability {
+    /// No tag can be overwritten. Cosign signatures cannot be added to or updated on an image
+    /// either, since they live in `sha256-<hex>.sig` tags.
+    Immutable,
+    /// Tags are immutable except those matching one of these wildcard filters (`*` matches
+    /// any run of characters; at most 5 filters of `[0-9a-zA-Z._*-]`, 1 to 128 characters
+    /// each). The default: `["sha256-*"]` ([`SIGNATURE_TAG_FILTER`]).
+    ImmutableWithExclusion(Vec<String>),
+    /// Every tag can be overwritten.
+    Mutable,
+    /// Tags can be overwritten except those matching one of these wildcard filters. Only
+    /// ever reported for repositories configured elsewhere; wharf does not recommend it.
+    MutableWithExclusion(Vec<String>),
+}
+
+impl Default for TagMutability {
+    /// [`TagMutability::ImmutableWithExclusion`] of [`SIGNATURE_TAG_FILTER`].
+    fn default() -> Self {
+        TagMutability::ImmutableWithExclusion(vec![SIGNATURE_TAG_FILTER.to_owned()])
+    }
+}
+
+impl TagMutability {
+    /// The exclusion filters, empty for [`TagMutability::Immutable`] and
+    /// [`TagMutability::Mutable`].
+    pub fn exclusion_filters(&self) -> &[String] {
+        match self {
+            TagMutability::Immutable | TagMutability::Mutable => &[],
+            TagMutability::ImmutableWithExclusion(f) | TagMutability::MutableWithExclusion(f) => f,
+        }
+    }
+
+    /// The ECR API's name of the setting (`IMMUTABLE_WITH_EXCLUSION`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TagMutability::Immutable => "IMMUTABLE",
+            TagMutability::ImmutableWithExclusion(_) => "IMMUTABLE_WITH_EXCLUSION",
+            TagMutability::Mutable => "MUTABLE",
+            TagMutability::MutableWithExclusion(_) => "MUTABLE_WITH_EXCLUSION",
+        }
+    }
+
+    /// True when both name the same setting with the same set of filters (in any order).
+    fn same_as(&self, other: &TagMutability) -> bool {
+        let sorted = |m: &TagMutability| {
+            let mut f = m.exclusion_filters().to_vec();
+            f.sort();
+            f.dedup();
+            f
+        };
+        self.as_str() == other.as_str() && sorted(self) == sorted(other)
+    }
+
+    /// The SDK's setting and filters; checks the filters as ECR would.
+    fn to_sdk(
+        &self,
+        repo: &str,
+    ) -> Result<
+        (
+            ImageTagMutability,
+            Option<Vec<ImageTagMutabilityExclusionFilter>>,
+        ),
+        RegistryError,
+    > {
+        let mutability = match self {
+            TagMutability::Immutable => ImageTagMutability::Immutable,
+            TagMutability::ImmutableWithExclusion(_) => ImageTagMutability::ImmutableWithExclusion,
+            TagMutability::Mutable => ImageTagMutability::Mutable,
+            TagMutability::MutableWithExclusion(_) => ImageTagMutability::MutableWithExclusion,
+        };
+        let filters = match self {
+            TagMutability::Immutable | TagMutability::Mutable => return Ok((mutability, None)),
+            TagMutability::ImmutableWithExclusion(f) | TagMutability::MutableWithExclusion(f) => f,
+        };
+        let what = || format!("tag mutability {} of repository {repo}", self.as_str());
+        if filters.is_empty() || filters.len() > MAX_EXCLUSION_FILTERS {
+            return Err(RegistryError::invalid(
+                what(),
+                format!(
+                    "give 1 to {MAX_EXCLUSION_FILTERS} exclusion filters (e.g. {SIGNATURE_TAG_FILTER:?}), or use IMMUTABLE"
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(filters.len());
+        for filter in filters {
+            let valid = (1..=MAX_FILTER_LEN).contains(&filter.len())
+                && filter
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
+            if !valid {
+                return Err(RegistryError::invalid(
+                    what(),
+                    format!(
+                        "exclusion filter {filter:?} must be 1 to {MAX_FILTER_LEN} characters of a-z, A-Z, 0-9, '.', '_', '-' and the wildcard '*'"
+                    ),
+                ));
+            }
+            let built = ImageTagMutabilityExclusionFilter::builder()
+                .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
+                .filter(filter)
+                .build()
+                .map_err(|e| RegistryError::invalid(what(), e.to_string()))?;
+            out.push(built);
+        }
+        Ok((mutability, Some(out)))
+    }
+
+    /// The setting ECR reports, `None` for a value this version of wharf does not know.
+    fn from_sdk(
+        mutability: Option<&ImageTagMutability>,
+        filters: &[ImageTagMutabilityExclusionFilter],
+    ) -> Option<Self> {
+        let filters = || filters.iter().map(|f| f.filter().to_owned()).collect();
+        Some(match mutability {
+            // ECR's default when a repository is created without the setting.
+            None | Some(ImageTagMutability::Mutable) => TagMutability::Mutable,
+            Some(ImageTagMutability::Immutable) => TagMutability::Immutable,
+            Some(ImageTagMutability::ImmutableWithExclusion) => {
+                TagMutability::ImmutableWithExclusion(filters())
+            }
+            Some(ImageTagMutability::MutableWithExclusion) => {
+                TagMutability::MutableWithExclusion(filters())
+            }
+            Some(_) => return None,
+        })
+    }
+}
+
+impl fmt::Display for TagMutability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())?;
+        let filters = self.exclusion_filters();
+        if !filters.is_empty() {
+            write!(f, " ({})", filters.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The policy [`Ecr::ensure_repository`] creates a repository with, or brings an existing
+/// one to.
+///
+/// ```
+/// use wharf_registry::ecr::{RepositorySettings, TagMutability};
+/// let settings = RepositorySettings::default().with_tag_mutability(TagMutability::Immutable);
+/// assert!(settings.scan_on_push);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepositorySettings {
+    /// Which tags can be overwritten. Default: immutable except `sha256-*` (cosign's
+    /// signature and attestation tags).
+    pub tag_mutability: TagMutability,
+    /// Scan each image when it is pushed (basic scanning). Default: true. When the registry
+    /// has registry-level scanning rules (enhanced scanning), those decide instead.
+    pub scan_on_push: bool,
+}
+
+impl Default for RepositorySettings {
+    fn default() -> Self {
+        Self {
+            tag_mutability: TagMutability::default(),
+            scan_on_push: true,
+        }
+    }
+}
+
+impl RepositorySettings {
+    /// These settings with `tag_mutability`.
+    #[must_use]
+    pub fn with_tag_mutability(mut self, tag_mutability: TagMutability) -> Self {
+        self.tag_mutability = tag_mutability;
+        self
+    }
+
+    /// These settings with `scan_on_push`.
+    #[must_use]
+    pub fn with_scan_on_push(mut self, scan_on_push: bool) -> Self {
+        self.scan_on_push = scan_on_push;
+        self
+    }
+}
+
+/// What [`Ecr::ensure_repository`] did to a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RepositoryChange {
+    /// The repository did not exist and was created with the settings.
+    Created,
+    /// The tag mutability was changed.
+    TagMutability {
+        /// The setting before; `None` when ECR reported one this version of wharf does not
+        /// know.
+        from: Option<TagMutability>,
+        /// The setting now.
+        to: TagMutability,
+    },
+    /// Scan-on-push was switched.
+    ScanOnPush {
+        /// Before.
+        from: bool,
+        /// Now.
+        to: bool,
+    },
+}
+
+impl fmt::Display for RepositoryChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepositoryChange::Created => f.write_str("created"),
+            RepositoryChange::TagMutability {
+                from: Some(from),
+                to,
+            } => {
+                write!(f, "tag mutability changed from {from} to {to}")
+            }
+            RepositoryChange::TagMutability { from: None, to } => {
+                write!(f, "tag mutability changed from an unknown setting to {to}")
+            }
+            RepositoryChange::ScanOnPush { from, to } => {
+                write!(f, "scan on push changed from {from} to {to}")
+            }
+        }
+    }
+}
+
+/// An ECR repository as [`Ecr::ensure_repository`] left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Repository {
+    /// The repository name (`models/fraud`).
+    pub name: String,
+    /// Its URI, the reference prefix of its images
+    /// (`123456789012.dkr.ecr.eu-west-1.amazonaws.com/models/fraud`).
+    pub uri: String,
+    /// The account (registry) it belongs to.
+    pub registry_id: String,
+    /// Which tags can be overwritten.
+    pub tag_mutability: TagMutability,
+    /// Whether images are scanned on push.
+    pub scan_on_push: bool,
+    /// What this call changed, in order; empty when the repository already matched.
+    pub changes: Vec<RepositoryChange>,
+}
+
+/// Credentials for an ECR registry's OCI distribution API, from `GetAuthorizationToken`.
+///
+/// `Debug` shows the endpoint, user name and expiry, never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EcrAuth {
+    /// The registry's URL (`https://123456789012.dkr.ecr.eu-west-1.amazonaws.com`).
+    pub endpoint: String,
+    /// The user name: `AWS`.
+    pub username: String,
+    /// The password, valid until [`EcrAuth::expires_at`].
+    pub password: Secret,
+    /// When the password stops working (12 hours after it was issued).
+    pub expires_at: SystemTime,
+}
+
+impl EcrAuth {
+    /// The endpoint without its scheme (`123456789012.dkr.ecr.eu-west-1.amazonaws.com`), as
+    /// image references and docker configs name the registry.
+    pub fn registry_host(&self) -> &str {
+        let s = self.endpoint.as_str();
+        let s = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+            .unwrap_or(s);
+        s.trim_end_matches('/')
+    }
+
+    /// Basic credentials for a [`DistributionClient`].
+    pub fn credentials(&self) -> Credentials {
+        Credentials::Basic {
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
+
+    /// True when at least [`REFRESH_MARGIN`] of the validity remains at `now`.
+    pub fn is_fresh_at(&self, now: SystemTime) -> bool {
+        self.expires_at
+            .duration_since(now)
+            .is_ok_and(|left| left >= REFRESH_MARGIN)
+    }
+}
+
+/// The result of [`Ecr::put_image`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushedImage {
+    /// The repository.
+    pub repository: String,
+    /// The tag.
+    pub tag: String,
+    /// The manifest's digest (the SHA-256 of its bytes): deploy by this.
+    pub digest: Digest,
+    /// False when the tag already held exactly these bytes and nothing was written.
+    pub created: bool,
+}
+
+/// Amazon ECR: repository management, registry credentials and manifest pushes. Cheap to
+/// clone; clones share the SDK client and the cached credentials.
+///
+/// `Debug` shows the region, registry and cached credentials' expiry, never a secret.
+#[derive(Clone)]
+pub struct Ecr {
+    client: aws_sdk_ecr::Client,
+    registry_id: Option<String>,
+    auth: Arc<Mutex<Option<EcrAuth>>>,
+}
+
+impl fmt::Debug for Ecr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.client.config();
+        let mut d = f.debug_struct("Ecr");
+        d.field("region", &config.region().map(|r| r.as_ref()))
+            .field("registry_id", &self.registry_id);
+        match self.auth.try_lock() {
+            Ok(auth) => d.field("authorization", &*auth),
+            Err(_) => d.field("authorization", &"<being refreshed>"),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl Ecr {
+    /// A client for the account and region of `config` (from `aws_config::load_from_env`, or
+    /// short-lived credentials from `wharf-identity`).
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self::from_client(aws_sdk_ecr::Client::new(config))
+    }
+
+    /// Wraps an SDK client. The validity of cached credentials is judged by the client's
+    /// time source (`aws_sdk_ecr::config::Builder::time_source`; the system clock unless
+    /// set).
+    pub fn from_client(client: aws_sdk_ecr::Client) -> Self {
+        Self {
+            client,
+            registry_id: None,
+            auth: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Work on the registry of this account (`123456789012`) instead of the caller's own.
+    #[must_use]
+    pub fn with_registry_id(mut self, registry_id: impl Into<String>) -> Self {
+        self.registry_id = Some(registry_id.into());
+        self.auth = Arc::new(Mutex::new(None));
+        self
+    }
+
+    /// The account whose registry this works on, when set with [`Ecr::with_registry_id`].
+    pub fn registry_id(&self) -> Option<&str> {
+        self.registry_id.as_deref()
+    }
+
+    /// The SDK client, for the ECR operations wharf does not wrap.
+    pub fn client(&self) -> &aws_sdk_ecr::Client {
+        &self.client
+    }
+
+    /// Creates repository `name` with `settings` if it is missing; otherwise changes its tag
+    /// mutability and scan-on-push setting where they differ from `settings` (exclusion
+    /// filters are compared as a set). [`Repository::changes`] says what was done; every
+    /// change is also logged at `info`.
+    ///
+    /// Needs `ecr:DescribeRepositories`, and `ecr:CreateRepository`,
+    /// `ecr:PutImageTagMutability`, `ecr:PutImageScanningConfiguration` when something is to
+    /// be done.
+    pub async fn ensure_repository(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+    ) -> Result<Repository, RegistryError> {
+        let (mutability, filters) = settings.tag_mutability.to_sdk(name)?;
+        let target = || format!("repository {name}");
+        let existing = match self.describe_repository(name).await? {
+            Some(existing) => existing,
+            None => {
+                let created = self
+                    .client
+                    .create_repository()
+                    .repository_name(name)
+                    .set_registry_id(self.registry_id.clone())
+                    .image_tag_mutability(mutability.clone())
+                    .set_image_tag_mutability_exclusion_filters(filters.clone())
+                    .image_scanning_configuration(
+                        ImageScanningConfiguration::builder()
+                            .scan_on_push(settings.scan_on_push)
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match created {
+                    Ok(out) => {
+                        tracing::info!(repository = name, "ecr repository created");
+                        let repo = out.repository();
+                        return Ok(Repository {
+                            name: name.to_owned(),
+                            uri: repo
+                                .and_then(|r| r.repository_uri())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            registry_id: repo
+                                .and_then(|r| r.registry_id())
+                                .or(self.registry_id.as_deref())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            tag_mutability: settings.tag_mutability.clone(),
+                            scan_on_push: settings.scan_on_push,
+                            changes: vec![RepositoryChange::Created],
+                        });
+                    }
+                    // Created by someone else since we looked: bring it to the policy below.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_repository_already_exists_exception()) =>
+                    {
+                        self.describe_repository(name)
+                            .await?
+                            .ok_or_else(|| sdk_error(e, "CreateRepository", target()))?
+                    }
+                    Err(e) => return Err(sdk_error(e, "CreateRepository", target())),
+                }
+            }
+        };
+
+        let mut changes = Vec::new();
+        let current = TagMutability::from_sdk(
+            existing.image_tag_mutability(),
+            existing.image_tag_mutability_exclusion_filters(),
+        );
+        if !current
+            .as_ref()
+            .is_some_and(|c| c.same_as(&settings.tag_mutability))
+        {
+            self.client
+                .put_image_tag_mutability()
+                .repository_name(name)
+                .set_registry_id(self.registry_id.clone())
+                .image_tag_mutability(mutability)
+                .set_image_tag_mutability_exclusion_filters(filters)
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, "PutImageTagMutability", target()))?;
+            changes.push(RepositoryChange::TagMutability {
+                from: current,
+                to: settings.tag_mutability.clone(),
+            });
+        }
+        let scan_on_push = existing
+            .image_scanning_configuration()
+            .is_some_and(|c| c.scan_on_push());
+        if scan_on_push != settings.scan_on_push {
+            self.client
+                .put_image_scanning_configuration()
+                .repository_name(name)
+                .set_registry_id(self.registry_id.clone())
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder()
+                        .scan_on_push(settings.scan_on_push)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, "PutImageScanningConfiguration", target()))?;
+            changes.push(RepositoryChange::ScanOnPush {
+                from: scan_on_push,
+                to: settings.scan_on_push,
+            });
+        }
+        for change in &changes {
+            tracing::info!(repository = name, %change, "ecr repository updated");
+        }
+        Ok(Repository {
+            name: name.to_owned(),
+            uri: existing.repository_uri().unwrap_or_default().to_owned(),
+            registry_id: existing
+                .registry_id()
+                .or(self.registry_id.as_deref())
+                .unwrap_or_default()
+                .to_owned(),
+            tag_mutability: settings.tag_mutability.clone(),
+            scan_on_push: settings.scan_on_push,
+            changes,
+        })
+    }
+
+    /// The repository as ECR describes it, `None` if it does not exist.
+    async fn describe_repository(
+        &self,
+        name: &str,
+    ) -> Result<Option<aws_sdk_ecr::types::Repository>, RegistryError> {
+        let out = self
+            .client
+            .describe_repositories()
+            .repository_names(name)
+            .set_registry_id(self.registry_id.clone())
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .repositories()
+                .iter()
+                .find(|r| r.repository_name() == Some(name))
+                .cloned()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_repository_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error(
+                e,
+                "DescribeRepositories",
+                format!("repository {name}"),
+            )),
+        }
+    }
+
+    /// Credentials for the registry's OCI distribution API: the cached ones while at least
+    /// [`REFRESH_MARGIN`] of their validity remains, else new ones from
+    /// `GetAuthorizationToken` (needs `ecr:GetAuthorizationToken`). Concurrent callers share
+    /// one request.
+    pub async fn authorization(&self) -> Result<EcrAuth, RegistryError> {
+        let mut cached = self.auth.lock().await;
+        let now = self.now();
+        if let Some(auth) = cached.as_ref().filter(|a| a.is_fresh_at(now)) {
+            return Ok(auth.clone());
+        }
+        let fresh = self.fetch_authorization(now).await?;
+        *cached = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The current time by the client's time source.
+    fn now(&self) -> SystemTime {
+        self.client
+            .config()
+            .time_source()
+            .map_or_else(SystemTime::now, |t| t.now())
+    }
+
+    /// Calls `GetAuthorizationToken` and decodes its `AWS:<password>` token.
+    async fn fetch_authorization(&self, now: SystemTime) -> Result<EcrAuth, RegistryError> {
+        let target = || match &self.registry_id {
+            Some(id) => format!("registry {id}"),
+            None => "the account's registry".to_owned(),
+        };
+        let out = self
+            .client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, "GetAuthorizationToken", target()))?;
+        let malformed = |what: &str| RegistryError::Ecr {
+            kind: ErrorKind::Internal,
+            operation: "GetAuthorizationToken",
+            target: target(),
+            detail: format!("the answer has {what}"),
+            hint: "retry; if it persists, check the ECR endpoint configuration".to_owned(),
+            source: None,
+        };
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| malformed("no authorization data"))?;
+        let token = data
+            .authorization_token()
+            .ok_or_else(|| malformed("no authorization token"))?;
+        // Never put the token, or anything decoded from it, into an error.
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .ok_or_else(|| malformed("an authorization token that is not base64 text"))?;
+        let (username, password) = decoded
+            .split_once(':')
+            .filter(|(user, password)| !user.is_empty() && !password.is_empty())
+            .ok_or_else(|| malformed("an authorization token that is not user:password"))?;
+        let endpoint = data
+            .proxy_endpoint()
+            .ok_or_else(|| malformed("no proxy endpoint"))?;
+        let endpoint = match &self.registry_id {
+            Some(id) => endpoint_for_account(endpoint, id),
+            None => endpoint.trim_end_matches('/').to_owned(),
+        };
+        // Without an expiry the credentials are not cached: each call fetches new ones.
+        let expires_at = data
+            .expires_at()
+            .and_then(|t| SystemTime::try_from(*t).ok())
+            .unwrap_or(now);
+        tracing::debug!(endpoint, "ecr authorization token fetched");
+        Ok(EcrAuth {
+            endpoint,
+            username: username.to_owned(),
+            password: Secret::new(password),
+            expires_at,
+        })
+    }
+
+    /// A [`DistributionClient`] for the registry's OCI distribution API (blobs, manifests,
+    /// tags, referrers), signed in with the current [`Ecr::authorization`].
+    ///
+    /// The client keeps the credentials it was built with, which expire 12 hours after they
+    /// were issued (possibly as little as [`REFRESH_MARGIN`] from now): for a long run, call
+    /// this again before each push rather than keeping one client; it is cheap while the
+    /// cached credentials are fresh.
+    pub async fn registry(&self) -> Result<DistributionClient, RegistryError> {
+        let auth = self.authorization().await?;
+        DistributionClient::builder(auth.endpoint.clone())
+            .credentials(auth.credentials())
+            .build()
+    }
+
+    /// Tags `manifest` as `repo:tag` with `PutImage` (needs `ecr:PutImage` and
+    /// `ecr:BatchGetImage`). The blobs the manifest refers to must be in the repository
+    /// already (push them with [`Ecr::registry`]).
+    ///
+    /// When the tag already holds exactly these bytes, nothing is written and the result
+    /// says `created: false`. When it holds other content and the tag is immutable, fails
+    /// with [`RegistryError::ImmutableTag`] ([`ErrorKind::Conflict`]); a mutable tag (say a
+    /// `sha256-<hex>.sig` tag excluded from immutability) is moved.
+    pub async fn put_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        manifest: &ManifestBytes,
+    ) -> Result<PushedImage, RegistryError> {
+        let text = std::str::from_utf8(&manifest.bytes).map_err(|_| {
+            RegistryError::invalid(
+                format!("manifest {} for {repo}:{tag}", manifest.descriptor.digest),
+                "ECR stores manifests as text: the manifest must be UTF-8 JSON",
+            )
+        })?;
+        let pushed = |created| PushedImage {
+            repository: repo.to_owned(),
+            tag: tag.to_owned(),
+            digest: manifest.descriptor.digest.clone(),
+            created,
+        };
+        // Compare the stored manifest's bytes, not digests: the bytes are what a digest
+        // names, and they settle the question on any ECR-like service. (moto, our test
+        // stand-in, reports a made-up digest for manifests put without `imageDigest`, so a
+        // digest comparison would call identical content different.)
+        if self
+            .stored_manifest(repo, tag)
+            .await?
+            .is_some_and(|stored| stored.matches(manifest))
+        {
+            return Ok(pushed(false));
+        }
+        let put = self
+            .client
+            .put_image()
+            .repository_name(repo)
+            .set_registry_id(self.registry_id.clone())
+            .image_tag(tag)
+            .image_manifest(text)
+            .image_manifest_media_type(manifest.descriptor.media_type.clone())
+            .image_digest(manifest.descriptor.digest.to_string())
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(pushed(true)),
+            // ECR answers ImageTagAlreadyExists when an immutable tag holds other content,
+            // and ImageAlreadyExists when this very manifest already has the tag (pushed
+            // concurrently since we looked); moto answers ImageAlreadyExists for both. Look
+            // at what the tag holds now to tell them apart.
+            Err(e)
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_image_tag_already_exists_exception()
+                        || e.is_image_already_exists_exception()
+                }) =>
+            {
+                match self.stored_manifest(repo, tag).await? {
+                    Some(stored) if stored.matches(manifest) => Ok(pushed(false)),
+                    Some(stored) => Err(RegistryError::ImmutableTag {
+                        repo: repo.to_owned(),
+                        tag: tag.to_owned(),
+                        existing: stored.digest.to_string(),
+                    }),
+                    None => Err(sdk_error(e, "PutImage", format!("{repo}:{tag}"))),
+                }
+            }
+            Err(e) => Err(sdk_error(e, "PutImage", format!("{repo}:{tag}"))),
+        }
+    }
+
+    /// The manifest `repo:tag` holds, `None` if the tag does not exist.
+    async fn stored_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<StoredManifest>, RegistryError> {
+        let target = || format!("{repo}:{tag}");
+        let out = self
+            .client
+            .batch_get_image()
+            .repository_name(repo)
+            .set_registry_id(self.registry_id.clone())
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .set_accepted_media_types(Some(
+                MANIFEST_MEDIA_TYPES
+                    .iter()
+                    .map(|m| (*m).to_owned())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, "BatchGetImage", target()))?;
+        let image = out.images().iter().find(|image| {
+            image
+                .image_id()
+                .and_then(|id| id.image_tag())
+                .is_none_or(|t| t == tag)
+        });
+        if let Some(image) = image {
+            let bytes = image.image_manifest().unwrap_or_default().as_bytes();
+            return Ok(Some(StoredManifest {
+                digest: Digest::sha256_of(bytes),
+                media_type: image.image_manifest_media_type().map(str::to_owned),
+                bytes: bytes.to_vec(),
+            }));
+        }
+        match out.failures().first() {
+            None => Ok(None),
+            Some(f) => match f.failure_code() {
+                None | Some(ImageFailureCode::ImageNotFound) => Ok(None),
+                Some(code) => {
+                    let kind = match code {
+                        ImageFailureCode::InvalidImageTag
+                        | ImageFailureCode::InvalidImageDigest
+                        | ImageFailureCode::MissingDigestAndTag => ErrorKind::Invalid,
+                        ImageFailureCode::UpstreamTooManyRequests
+                        | ImageFailureCode::UpstreamUnavailable => ErrorKind::Transient,
+                        ImageFailureCode::KmsError | ImageFailureCode::UpstreamAccessDenied => {
+                            ErrorKind::Denied
+                        }
+                        _ => ErrorKind::Internal,
+                    };
+                    Err(RegistryError::Ecr {
+                        kind,
+                        operation: "BatchGetImage",
+                        target: target(),
+                        detail: one_line(&format!(
+                            "{}: {}",
+                            code.as_str(),
+                            f.failure_reason().unwrap_or("no reason given")
+                        )),
+                        hint: hint(kind, "BatchGetImage"),
+                        source: None,
+                    })
+                }
+            },
+        }
+    }
+}
+
+/// A manifest as ECR holds it.
+struct StoredManifest {
+    /// The SHA-256 of its bytes (not the digest ECR reports).
+    digest: Digest,
+    media_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl StoredManifest {
+    /// True when it is exactly `manifest`: the same bytes, and the same media type when ECR
+    /// reports one.
+    fn matches(&self, manifest: &ManifestBytes) -> bool {
+        self.bytes == manifest.bytes.as_ref()
+            && self
+                .media_type
+                .as_deref()
+                .is_none_or(|m| m == manifest.descriptor.media_type)
+    }
+}
+
+/// `proxy_endpoint` with its first host label (the caller's account) replaced by `account`:
+/// the authorization token works for every registry the caller may access, but ECR names
+/// only the caller's own.
+fn endpoint_for_account(proxy_endpoint: &str, account: &str) -> String {
+    let endpoint = proxy_endpoint.trim_end_matches('/');
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    match rest.split_once('.') {
+        Some((first, domain)) if first.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{scheme}://{account}.{domain}")
+        }
+        _ => endpoint.to_owned(),
+    }
+}
+
+/// Maps a failed SDK call to a [`RegistryError::Ecr`] whose kind follows the service's error
+/// code (or the HTTP status, or the kind of connection failure). The message holds the
+/// code and the service's message on one line, never the SDK error's `Debug` output.
+fn sdk_error<E>(err: SdkError<E>, operation: &'static str, target: String) -> RegistryError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, detail) = match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("no error code");
+            let status = service.raw().status().as_u16();
+            let kind = kind_of_code(code).unwrap_or(match status {
+                401 => ErrorKind::Unauthenticated,
+                403 => ErrorKind::Denied,
+                404 => ErrorKind::NotFound,
+                408 | 429 | 500..=599 => ErrorKind::Transient,
+                400..=499 => ErrorKind::Invalid,
+                _ => ErrorKind::Internal,
+            });
+            let detail = match service.err().message() {
+                Some(message) => format!("{code}: {message}"),
+                None => format!("{code} (HTTP {status})"),
+            };
+            (kind, detail)
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, error_chain(&err)),
+        SdkError::DispatchFailure(failure) => {
+            let kind = if failure.is_io() || failure.is_timeout() || failure.as_other().is_some() {
+                ErrorKind::Transient
+            } else if caused_by_credentials(&err) {
+                // The credentials provider failed: none found, expired SSO session, …
+                ErrorKind::Unauthenticated
+            } else {
+                // A request that could not be signed or addressed: no credentials provider,
+                // no region, a bad endpoint.
+                ErrorKind::Invalid
+            };
+            (kind, error_chain(&err))
+        }
+        SdkError::ResponseError(_) => (ErrorKind::Transient, error_chain(&err)),
+        _ => (ErrorKind::Invalid, error_chain(&err)),
+    };
+    RegistryError::Ecr {
+        kind,
+        operation,
+        hint: hint_for(kind, operation, &err),
+        target,
+        detail: one_line(&detail),
+        source: Some(Box::new(err)),
+    }
+}
+
+/// True when a credentials provider's error is among the causes of `err`.
+fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The kind of a service error code, when the code decides it.
+fn kind_of_code(code: &str) -> Option<ErrorKind> {
+    Some(match code {
+        "RepositoryNotFoundException" | "ImageNotFoundException" => ErrorKind::NotFound,
+        "AccessDeniedException" | "AccessDenied" | "KmsException" => ErrorKind::Denied,
+        "ExpiredTokenException"
+        | "ExpiredToken"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken" => ErrorKind::Unauthenticated,
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "ServerException"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "InternalFailure" => ErrorKind::Transient,
+        "InvalidParameterException"
+        | "ValidationException"
+        | "InvalidTagParameterException"
+        | "TooManyTagsException"
+        | "LayersNotFoundException"
+        | "ReferencedImagesNotFoundException"
+        | "LimitExceededException" => ErrorKind::Invalid,
+        "ImageTagAlreadyExistsException"
+        | "ImageAlreadyExistsException"
+        | "RepositoryAlreadyExistsException" => ErrorKind::Conflict,
+        "ImageDigestDoesNotMatchException" => ErrorKind::Integrity,
+        _ => return None,
+    })
+}
+
+/// What to do about a failed call.
+fn hint_for<E: ProvideErrorMetadata, R>(
+    kind: ErrorKind,
+    operation: &str,
+    err: &SdkError<E, R>,
+) -> String {
+    match err.code() {
+        Some("RepositoryNotFoundException") => {
+            "create it with Ecr::ensure_repository, or check the repository name, account and region"
+                .to_owned()
+        }
+        Some("LayersNotFoundException" | "ReferencedImagesNotFoundException") => {
+            "push the blobs and manifests it refers to first (see Ecr::registry)".to_owned()
+        }
+        Some("LimitExceededException") => {
+            "an ECR quota is reached: delete unused images or repositories, or ask AWS for a higher quota"
+                .to_owned()
+        }
+        Some("KmsException") => {
+            "check that the repository's KMS key exists and the caller may use it".to_owned()
+        }
+        _ if matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))
+            && kind == ErrorKind::Transient =>
+        {
+            "check that the ECR endpoint is reachable and retry".to_owned()
+        }
+        _ => hint(kind, operation),
+    }
+}
+
+/// The generic advice for a kind of failure.
+fn hint(kind: ErrorKind, operation: &str) -> String {
+    match kind {
+        ErrorKind::NotFound => "check the repository name, account and region".to_owned(),
+        ErrorKind::Denied => format!("allow the AWS principal ecr:{operation} on it"),
+        ErrorKind::Unauthenticated => {
+            "renew the AWS credentials: they are missing, expired or not valid here".to_owned()
+        }
+        ErrorKind::Transient => "retry later".to_owned(),
+        ErrorKind::Conflict => "it already exists with other content".to_owned(),
+        ErrorKind::Integrity => {
+            "the manifest does not match its digest: rebuild it and push again".to_owned()
+        }
+        ErrorKind::Invalid => {
+            "fix the request as the message says (check the AWS region, endpoint and credentials if it names none)"
+                .to_owned()
+        }
+        _ => "retry; if it persists, report the error code".to_owned(),
+    }
+}
+
+/// An error and its sources joined with `: `, e.g. `dispatch failure: io error: …:
+/// Connection refused (os error 111)`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}
+
+/// `s` on one line of at most [`MAX_DETAIL_LEN`] characters.
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_DETAIL_LEN + 3));
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > MAX_DETAIL_LEN {
+        out = out.chars().take(MAX_DETAIL_LEN).collect();
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutability_compares_filters_as_sets() {
+        let a = TagMutability::ImmutableWithExclusion(vec!["a*".into(), "sha256-*".into()]);
+        let b = TagMutability::ImmutableWithExclusion(vec!["sha256-*".into(), "a*".into()]);
+        assert!(a.same_as(&b));
+        assert!(!a.same_as(&TagMutability::default()));
+        assert!(!TagMutability::Immutable.same_as(&TagMutability::Mutable));
+    }
+
+    #[test]
+    fn bad_filters_are_refused_before_any_call() {
+        for filters in [
+            vec![],
+            vec!["sha256-(.*)".to_owned()],
+            vec!["x".repeat(129)],
+        ] {
+            let err = TagMutability::ImmutableWithExclusion(filters)
+                .to_sdk("models/fraud")
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            assert!(err.to_string().contains("models/fraud"), "{err}");
+        }
+        let six = vec!["a*".to_owned(); 6];
+        assert!(
+            TagMutability::ImmutableWithExclusion(six)
+                .to_sdk("r")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn endpoint_is_rewritten_for_another_account() {
+        assert_eq!(
+            endpoint_for_account(
+                "https://111111111111.dkr.ecr.eu-west-1.amazonaws.com/",
+                "222222222222"
+            ),
+            "https://222222222222.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint_for_account("https://registry.local", "2"),
+            "https://registry.local"
+        );
+    }
+
+    #[test]
+    fn freshness_keeps_a_margin() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let auth = |left: u64| EcrAuth {
+            endpoint: "https://1.dkr.ecr.us-east-1.amazonaws.com".into(),
+            username: "AWS".into(),
+            password: Secret::new("p"),
+            expires_at: now + Duration::from_secs(left),
+        };
+        assert!(auth(301).is_fresh_at(now));
+        assert!(!auth(299).is_fresh_at(now));
+        assert!(!auth(0).is_fresh_at(now + Duration::from_secs(1)));
+        assert_eq!(auth(1).registry_host(), "1.dkr.ecr.us-east-1.amazonaws.com");
+    }
+
+    #[test]
+    fn service_codes_decide_the_kind() {
+        for (code, kind) in [
+            ("RepositoryNotFoundException", ErrorKind::NotFound),
+            ("AccessDeniedException", ErrorKind::Denied),
+            ("ExpiredTokenException", ErrorKind::Unauthenticated),
+            ("UnrecognizedClientException", ErrorKind::Unauthenticated),
+            ("ThrottlingException", ErrorKind::Transient),
+            ("ServerException", ErrorKind::Transient),
+            ("InvalidParameterException", ErrorKind::Invalid),
+            ("ImageTagAlreadyExistsException", ErrorKind::Conflict),
+        ] {
+            assert_eq!(kind_of_code(code), Some(kind), "{code}");
+        }
+        assert_eq!(kind_of_code("SomethingNew"), None);
+    }
+
+    #[test]
+    fn details_are_one_bounded_line() {
+        let long = format!("a\nb\r\n{}", "x".repeat(1000));
+        let line = one_line(&long);
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        assert!(line.chars().count() <= MAX_DETAIL_LEN + 1);
+        assert!(line.starts_with("a b x"));
+    }
+}
