@@ -4,12 +4,59 @@
 //! - `sha256 FILE` — the streaming hasher over a file.
 //! - `package DIR STAGING` — package a model directory as a ModelPack artifact.
 //! - `push-layout DIR STAGING ROOT` — package and push into an OCI layout.
+//! - `push-registry LAYOUT URL REPO` — push the image tagged `v1` in the OCI layout
+//!   directory LAYOUT to the registry at URL, as REPO:v1 (blobs streamed from the files).
+//! - `repush LAYOUT URL REPO` — push as above, then push again and print how long the
+//!   second, unchanged push took.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use wharf_registry::layout::LayoutRegistry;
 use wharf_registry::package::{ModelSpec, package_modelpack};
+
+/// Push `layout`'s image tagged v1 to `url` as `repo:v1`.
+async fn push_registry(
+    layout: &std::path::Path,
+    url: &str,
+    repo: &str,
+) -> anyhow::Result<wharf_core::Digest> {
+    use wharf_core::Registry;
+    use wharf_registry::distribution::DistributionClient;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let entry = index["manifests"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "v1")
+        })
+        .context("no v1 tag in the layout")?;
+    let digest: wharf_core::Digest = entry["digest"].as_str().context("digest")?.parse()?;
+    let blob = |d: &wharf_core::Digest| {
+        layout
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    };
+    let bytes = std::fs::read(blob(&digest))?;
+    let manifest = wharf_core::ImageManifest::from_slice(&bytes, "bench manifest")?;
+    let files: Vec<_> = std::iter::once(&manifest.config)
+        .chain(&manifest.layers)
+        .map(|d| (d.digest.clone(), blob(&d.digest)))
+        .collect();
+    let client = DistributionClient::builder(url).build()?;
+    client.push_blobs(repo, files).await?;
+    let m = wharf_core::registry::ManifestBytes::new(wharf_core::media_types::OCI_MANIFEST, bytes);
+    client
+        .push_manifest(
+            repo,
+            &m,
+            &wharf_core::registry::PushManifestOptions::tagged("v1"),
+        )
+        .await?;
+    Ok(digest)
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,7 +89,31 @@ fn main() -> anyhow::Result<()> {
             })?;
             println!("{}", packaged.digest());
         }
-        other => bail!("unknown operation {other:?}: use sha256, package or push-layout"),
+        Some("push-registry") => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let digest = rt.block_on(push_registry(&arg(1)?, &args[2], &args[3]))?;
+            println!("{digest}");
+        }
+        Some("repush") => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                push_registry(&arg(1)?, &args[2], &args[3]).await?;
+                let start = std::time::Instant::now();
+                push_registry(&arg(1)?, &args[2], &args[3]).await?;
+                println!(
+                    "second push: {:.1} ms",
+                    start.elapsed().as_secs_f64() * 1000.0
+                );
+                anyhow::Ok(())
+            })?;
+        }
+        other => bail!(
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry or repush"
+        ),
     }
     Ok(())
 }

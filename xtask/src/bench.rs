@@ -142,6 +142,95 @@ impl BenchCmd {
             &["push-layout", &m, &staging, &layout],
         )?);
 
+        // Push the packaged image (its 1 GiB layer) to the local registry: wharf, skopeo, curl.
+        let running = crate::backends::up().context("starting the local registry")?;
+        let env = |name: &str| {
+            running
+                .env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let registry = env("WHARF_TEST_REGISTRY").context("the harness started no registry")?;
+        let skopeo = env("WHARF_TEST_SKOPEO").context("the harness installed no skopeo")?;
+        let url = format!("http://{registry}");
+        let image = dir.join("oci/bench/model");
+        let image_s = image.to_string_lossy().into_owned();
+        let run_id = std::process::id();
+        let what = "push the image (1 GiB layer) to a local registry";
+        samples.push(timed(
+            what,
+            "wharf",
+            &ours,
+            &[
+                "push-registry",
+                &image_s,
+                &url,
+                &format!("bench{run_id}/wharf"),
+            ],
+        )?);
+        samples.push(timed(
+            what,
+            "skopeo copy",
+            Path::new(&skopeo),
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                "--preserve-digests",
+                &format!("oci:{image_s}:v1"),
+                &format!("docker://{registry}/bench{run_id}/skopeo:v1"),
+            ],
+        )?);
+        let (digest_hex, layer_path) = largest_blob(&image)?;
+        let location = start_upload(&url, &format!("bench{run_id}/curl"))?;
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put_url = format!("{location}{sep}digest=sha256:{digest_hex}");
+        samples.push(timed(
+            what,
+            "curl -T (the layer only, one PUT)",
+            Path::new("/usr/bin/curl"),
+            &[
+                "-s",
+                "-f",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-T",
+                &layer_path,
+                &put_url,
+            ],
+        )?);
+
+        // Re-push of an unchanged 5-layer image.
+        let small = dir.join("small");
+        std::fs::create_dir_all(&small)?;
+        for i in 0..5u8 {
+            std::fs::write(small.join(format!("shard-{i}.bin")), vec![i; 1 << 20])?;
+        }
+        let small_root = dir.join("small-oci").to_string_lossy().into_owned();
+        let small_s = small.to_string_lossy().into_owned();
+        let small_staging = dir.join("small-staging").to_string_lossy().into_owned();
+        timed(
+            "prepare",
+            "wharf",
+            &ours,
+            &["push-layout", &small_s, &small_staging, &small_root],
+        )?;
+        let small_image = format!("{small_root}/bench/model");
+        let out = Command::new(&ours)
+            .args([
+                "repush",
+                &small_image,
+                &url,
+                &format!("bench{run_id}/repush"),
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!("repush failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let repush = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
         println!(
             "\n{} MiB, {} cores, page cache warm\n",
             self.size_mib,
@@ -158,15 +247,76 @@ impl BenchCmd {
                 s.rss_kib as f64 / 1024.0
             );
         }
-        let find = |tool: &str| samples.iter().find(|s| s.tool == tool).map(|s| s.seconds);
-        if let (Some(ours), Some(openssl)) = (find("wharf (Hasher)"), find("openssl dgst -sha256"))
-        {
+        let find = |what: &str, tool: &str| {
+            samples
+                .iter()
+                .find(|s| s.what.starts_with(what) && s.tool.starts_with(tool))
+                .map(|s| s.seconds)
+        };
+        if let (Some(ours), Some(openssl)) = (find("sha256", "wharf"), find("sha256", "openssl")) {
             println!(
                 "\nsha256: wharf / openssl = {:.2}x (target <= 1.3x)",
                 ours / openssl
             );
         }
+        if let (Some(ours), Some(skopeo), Some(curl)) = (
+            find("push the", "wharf"),
+            find("push the", "skopeo"),
+            find("push the", "curl"),
+        ) {
+            println!(
+                "push: wharf / curl = {:.2}x (target <= 1.2x); skopeo / wharf = {:.2}x (target >= 2x)",
+                ours / curl,
+                skopeo / ours
+            );
+        }
+        println!(
+            "re-push of an unchanged 5-layer image: {repush} (target < 200 ms, HEAD requests only)"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
+}
+
+/// The largest blob of a layout directory: `(hex, path)`.
+fn largest_blob(layout: &Path) -> anyhow::Result<(String, String)> {
+    let dir = layout.join("blobs/sha256");
+    let mut best: Option<(u64, String, PathBuf)> = None;
+    for e in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let e = e?;
+        let len = e.metadata()?.len();
+        if best.as_ref().is_none_or(|(l, _, _)| len > *l) {
+            best = Some((len, e.file_name().to_string_lossy().into_owned(), e.path()));
+        }
+    }
+    let (_, hex, path) = best.context("empty layout")?;
+    Ok((hex, path.to_string_lossy().into_owned()))
+}
+
+/// Start a blob upload with curl and return the absolute Location.
+fn start_upload(url: &str, repo: &str) -> anyhow::Result<String> {
+    let out = Command::new("/usr/bin/curl")
+        .args([
+            "-s",
+            "-i",
+            "-X",
+            "POST",
+            &format!("{url}/v2/{repo}/blobs/uploads/"),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let location = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .context("the registry gave no upload Location")?
+        .trim()
+        .to_owned();
+    Ok(if location.starts_with("http") {
+        location
+    } else {
+        format!("{url}{location}")
+    })
 }

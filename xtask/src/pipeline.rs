@@ -107,7 +107,16 @@ impl PipelineCmd {
                 .as_deref()
                 .unwrap_or(Path::new(".wharf/oci")),
         );
-        let registry = Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?);
+        // A registry URL sends the image there (credentials from the docker config);
+        // without one, the OCI layout on disk is the registry.
+        let registry: Arc<dyn wharf_core::Registry> = match &config.registry.url {
+            Some(url) => Arc::new(
+                wharf_registry::distribution::DistributionClient::builder(url.clone())
+                    .build()
+                    .with_context(|| format!("registry.url {url:?}"))?,
+            ),
+            None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
+        };
         let repository = config
             .registry
             .repository

@@ -216,3 +216,57 @@ fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
         std::fs::read_to_string(layout.path().join("models/fraud-detector/index.json")).unwrap();
     assert!(index.contains(&digests[0]), "{index}");
 }
+
+#[test]
+fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
+    let registry = std::env::var("WHARF_TEST_REGISTRY")
+        .expect("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`");
+    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
+        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let scratch = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["pipeline", "--json"])
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+        .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+        .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+        .env("WHARF__REGISTRY__REPOSITORY", "e2e/fraud-detector")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
+    let tag = v["run"]["stages"][1]["details"]["tag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inspect = Command::new(skopeo)
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{registry}/e2e/fraud-detector:{tag}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+    use sha2::Digest as _;
+    let actual = format!(
+        "sha256:{}",
+        hex_lower(&sha2::Sha256::digest(&inspect.stdout))
+    );
+    assert_eq!(
+        actual, digest,
+        "the registry holds exactly the manifest the run record names"
+    );
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

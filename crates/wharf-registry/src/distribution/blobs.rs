@@ -282,7 +282,7 @@ impl Inner {
             return Ok(Descriptor::new(BLOB_MEDIA_TYPE, digest.clone(), held));
         }
         if size <= self.chunk_size as u64 {
-            // One chunk at most: read it, verify it, then one PUT.
+            // Small: read it, verify it, then one PUT.
             let bytes = tokio::fs::read(path)
                 .await
                 .map_err(|e| RegistryError::io("reading", path, e))?;
@@ -347,7 +347,7 @@ impl Inner {
         hashed: &Arc<Mutex<HashState>>,
     ) -> Result<(), SendError> {
         while session.offset < size {
-            let end = (session.offset + self.chunk_size as u64).min(size);
+            let end = (session.offset + self.file_chunk_size).min(size);
             session
                 .send_range(end, 0, |from| {
                     file_body(path, from, end - from, Arc::clone(hashed))
