@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
-use wharf_pipeline::stages::{GovernanceStage, PackageStage, TagPolicy};
+use wharf_pipeline::stages::{BaseImageRef, GovernanceStage, PackageStage, TagPolicy};
 use wharf_pipeline::{Config, FileAuditLog, Pipeline, PipelineError, RunReport};
 
 /// Exit codes of `cargo xtask pipeline`.
@@ -122,19 +122,23 @@ impl PipelineCmd {
             .repository
             .clone()
             .unwrap_or_else(|| format!("models/{}", config.project.name));
+        let mut package = PackageStage::new(
+            manifest.clone(),
+            registry,
+            repository,
+            layout_root.join(".staging"),
+            tag,
+        );
+        if let Some(base) = &config.registry.base_image {
+            package = package.on_base_image(
+                base_image(base, &config)
+                    .with_context(|| format!("registry.base_image {base:?}"))?,
+            );
+        }
         let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
             .environment_policy(config.environment_policy(env))
-            .stage(GovernanceStage::new(
-                config.governance(env),
-                manifest.clone(),
-            ))
-            .stage(PackageStage::new(
-                manifest,
-                registry,
-                repository,
-                layout_root.join(".staging"),
-                tag,
-            ))
+            .stage(GovernanceStage::new(config.governance(env), manifest))
+            .stage(package)
             .audit_log(audit);
         if let Some(commit) = commit {
             builder = builder.source_commit(commit);
@@ -267,6 +271,41 @@ fn local_actor() -> Actor {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     Actor::local(user)
+}
+
+/// Where a base image comes from: `oci:<layout dir>:<tag>` (an OCI layout on disk, relative
+/// to the config file) or a registry reference (`ghcr.io/acme/python:3.12`, `…@sha256:…`).
+fn base_image(spec: &str, config: &Config) -> anyhow::Result<BaseImageRef> {
+    if let Some(rest) = spec.strip_prefix("oci:") {
+        let (dir, reference) = rest
+            .rsplit_once(':')
+            .filter(|(d, r)| !d.is_empty() && !r.is_empty())
+            .context("write oci:<layout directory>:<tag>")?;
+        let dir = config.resolve(Path::new(dir));
+        let parent = dir.parent().context("the layout directory has no parent")?;
+        let repo = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("the layout directory has no name")?;
+        let registry = Arc::new(wharf_registry::layout::LayoutRegistry::open(parent)?);
+        return Ok(BaseImageRef::new(registry, repo, reference));
+    }
+    let r = wharf_core::Reference::parse_docker(spec)?;
+    let host = r
+        .registry_host()
+        .context("the reference names no registry")?
+        .to_owned();
+    let reference = match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_owned(),
+        (None, None) => "latest".to_owned(),
+    };
+    let client = wharf_registry::distribution::DistributionClient::builder(host).build()?;
+    Ok(BaseImageRef::new(
+        Arc::new(client),
+        r.path().to_owned(),
+        reference,
+    ))
 }
 
 /// True when git reports no changes (tracked or untracked) under `dir`.

@@ -270,3 +270,132 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A minimal runnable base image in an OCI layout: one empty layer, an entrypoint.
+fn make_base_image(root: &Path) {
+    use wharf_core::registry::{ManifestBytes, PushManifestOptions, blob_stream_from};
+    use wharf_core::{Descriptor, ImageManifest, Registry, media_types};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let reg = wharf_registry::layout::LayoutRegistry::open(root).unwrap();
+        let empty_tar = vec![0u8; 1024]; // two zero blocks: a valid empty tar
+        let layer = Descriptor::for_bytes(media_types::OCI_LAYER_TAR, &empty_tar);
+        reg.push_blob(
+            "python",
+            &layer.digest,
+            blob_stream_from(empty_tar),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Entrypoint": ["python3", "/models/fraud-detector/predict.py"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest.to_string()]}
+        });
+        let config = ManifestBytes::new(
+            media_types::OCI_CONFIG,
+            serde_json::to_vec(&config).unwrap(),
+        );
+        reg.push_blob(
+            "python",
+            &config.descriptor.digest,
+            blob_stream_from(config.bytes.clone()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let m = ManifestBytes::new(
+            media_types::OCI_MANIFEST,
+            ImageManifest::new(config.descriptor.clone(), vec![layer]).to_vec(),
+        );
+        reg.push_manifest("python", &m, &PushManifestOptions::tagged("3.12"))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
+    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
+        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let scratch = tempfile::tempdir().unwrap();
+    make_base_image(&scratch.path().join("bases"));
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["pipeline", "--json"])
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+        .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+        .env(
+            "WHARF__REGISTRY__BASE_IMAGE",
+            format!("oci:{}:3.12", scratch.path().join("bases/python").display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run"]["stages"][1]["details"]["kind"], "image");
+    let tag = v["run"]["stages"][1]["details"]["tag"].as_str().unwrap();
+    let image = format!(
+        "oci:{}:{tag}",
+        scratch.path().join("oci/models/fraud-detector").display()
+    );
+    let config = Command::new(&skopeo)
+        .args(["inspect", "--config", &image])
+        .output()
+        .unwrap();
+    assert!(config.status.success(), "{}", text(&config.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["WHARF_MODEL_DIR=/models/fraud-detector"])
+    );
+    assert_eq!(
+        config["config"]["Entrypoint"][0], "python3",
+        "the base's entrypoint is kept"
+    );
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+
+    // A base that does not exist fails the package stage with the reference named.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["pipeline"])
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+        .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+        .env(
+            "WHARF__REGISTRY__BASE_IMAGE",
+            format!("oci:{}:9.9", scratch.path().join("bases/python").display()),
+        )
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  package") && stdout.contains("tag 9.9 not found"),
+        "{stdout}"
+    );
+    // A malformed spec is refused before the run.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["pipeline"])
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+        .env("WHARF__REGISTRY__BASE_IMAGE", "oci:nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("registry.base_image \"oci:nowhere\": write oci:<layout directory>:<tag>"),
+        "{}",
+        text(&out.stderr)
+    );
+}

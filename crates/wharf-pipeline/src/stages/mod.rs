@@ -4,4 +4,4 @@ mod governance;
 mod package;
 
 pub use governance::GovernanceStage;
-pub use package::{PackageStage, TagPolicy};
+pub use package::{BaseImageRef, PackageStage, TagPolicy};

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use wharf_core::{Error, ErrorKind, Evidence, Registry};
+use wharf_core::{Descriptor, Error, ErrorKind, Evidence, Registry};
 use wharf_policy::{ArtifactRole, ModelManifest};
+use wharf_registry::append::{BaseImage, append_model};
 use wharf_registry::package::{FileEntry, ModelSpec, Role, package_modelpack};
 
 use crate::{RunContext, Stage, StageOutcome};
@@ -31,6 +32,35 @@ pub struct PackageStage {
     repository: String,
     staging: PathBuf,
     tag: TagPolicy,
+    base: Option<BaseImageRef>,
+}
+
+/// A base image to append the model to, making a runnable image instead of a ModelPack
+/// artifact.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BaseImageRef {
+    /// The registry (or OCI layout) holding it.
+    pub registry: Arc<dyn Registry>,
+    /// Its repository there.
+    pub repo: String,
+    /// A tag or `sha256:` digest.
+    pub reference: String,
+}
+
+impl BaseImageRef {
+    /// The base `repo:reference` in `registry`.
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        repo: impl Into<String>,
+        reference: impl Into<String>,
+    ) -> Self {
+        Self {
+            registry,
+            repo: repo.into(),
+            reference: reference.into(),
+        }
+    }
 }
 
 impl PackageStage {
@@ -49,7 +79,15 @@ impl PackageStage {
             repository: repository.into(),
             staging: staging.into(),
             tag,
+            base: None,
         }
+    }
+
+    /// Build a runnable image on `base` (the model under `/models/<name>/`) instead of a
+    /// ModelPack artifact.
+    pub fn on_base_image(mut self, base: BaseImageRef) -> Self {
+        self.base = Some(base);
+        self
     }
 }
 
@@ -95,11 +133,33 @@ impl Stage for PackageStage {
                 ));
             }
         }
-        let staging = self.staging.clone();
-        let packaged = tokio::task::spawn_blocking(move || package_modelpack(&spec, &staging))
-            .await
-            .map_err(|e| Error::internal(format!("packaging task failed: {e}")))??;
-        let digest = packaged.digest().clone();
+        // Build: a ModelPack artifact, or a runnable image on the configured base.
+        let (built, digest, layers, what) = match &self.base {
+            None => {
+                let staging = self.staging.clone();
+                let packaged =
+                    tokio::task::spawn_blocking(move || package_modelpack(&spec, &staging))
+                        .await
+                        .map_err(|e| Error::internal(format!("packaging task failed: {e}")))??;
+                let digest = packaged.digest().clone();
+                let layers: Vec<Descriptor> =
+                    packaged.layers.iter().map(|(d, _)| d.clone()).collect();
+                (
+                    Built::Pack(Box::new(packaged)),
+                    digest,
+                    layers,
+                    "ModelPack artifact".to_owned(),
+                )
+            }
+            Some(base) => {
+                let b = BaseImage::new(base.registry.as_ref(), &base.repo, &base.reference);
+                let image = append_model(&b, &spec, &self.staging).await?;
+                let digest = image.digest().clone();
+                let layers = vec![image.model_layer.0.clone()];
+                let what = format!("image on {}:{}", base.repo, base.reference);
+                (Built::Image(Box::new(image)), digest, layers, what)
+            }
+        };
         let tag = match &self.tag {
             TagPolicy::Fixed(t) => t.clone(),
             TagPolicy::ContentDerived => format!("content-{}", digest.short()),
@@ -118,30 +178,58 @@ impl Stage for PackageStage {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        packaged
-            .push(self.registry.as_ref(), &self.repository, Some(&tag))
-            .await?;
-        let bytes: u64 = packaged.layers.iter().map(|(d, _)| d.size).sum();
+        match &built {
+            Built::Pack(p) => {
+                p.push(self.registry.as_ref(), &self.repository, Some(&tag))
+                    .await?
+            }
+            Built::Image(image) => {
+                let base = self
+                    .base
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("image built without a base"))?;
+                let b = BaseImage::new(base.registry.as_ref(), &base.repo, &base.reference);
+                image
+                    .push(&b, self.registry.as_ref(), &self.repository, Some(&tag))
+                    .await?
+            }
+        };
+        let bytes: u64 = layers.iter().map(|d| d.size).sum();
         let location = format!("{}/{}:{tag}", self.registry, self.repository);
         ctx.image_digest = Some(digest.clone());
         ctx.artifacts.insert(
             "image".into(),
             Evidence::new("image-manifest", digest.clone()).with_location(location.clone()),
         );
-        Ok(StageOutcome::passed(format!(
-            "{} files ({}) as ModelPack -> {location}@{}",
-            packaged.layers.len(),
-            human_bytes(bytes),
-            digest.short()
-        ))
-        .with_evidence(Evidence::new("image-manifest", digest.clone()).with_location(location))
-        .with_data(serde_json::json!({
-            "digest": digest,
-            "tag": tag,
-            "repository": self.repository,
-            "layers": packaged.layers.iter().map(|(d, _)| d).collect::<Vec<_>>(),
-        })))
+        let summary = match &built {
+            Built::Pack(p) => format!(
+                "{} files ({}) as a {what} -> {location}@{}",
+                p.layers.len(),
+                human_bytes(bytes),
+                digest.short()
+            ),
+            Built::Image(_) => format!(
+                "model layer ({}) as an {what} -> {location}@{}",
+                human_bytes(bytes),
+                digest.short()
+            ),
+        };
+        Ok(StageOutcome::passed(summary)
+            .with_evidence(Evidence::new("image-manifest", digest.clone()).with_location(location))
+            .with_data(serde_json::json!({
+                "digest": digest,
+                "tag": tag,
+                "repository": self.repository,
+                "kind": if self.base.is_some() { "image" } else { "modelpack" },
+                "layers": layers,
+            })))
     }
+}
+
+/// What was built.
+enum Built {
+    Pack(Box<wharf_registry::package::Packaged>),
+    Image(Box<wharf_registry::append::AppendedImage>),
 }
 
 fn human_bytes(n: u64) -> String {
