@@ -177,6 +177,15 @@ const BACKENDS: &[Backend] = &[
         kind: Kind::Tool,
         env: &[("WHARF_TEST_SKOPEO", Value::Program)],
     },
+    Backend {
+        name: "umoci",
+        install: Install::Apt {
+            packages: &["umoci"],
+            binaries: &["/usr/bin/umoci"],
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_UMOCI", Value::Program)],
+    },
 ];
 
 /// `cargo xtask backends`: install, start, stop or inspect the real local backends.

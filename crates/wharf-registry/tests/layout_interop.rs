@@ -117,3 +117,85 @@ async fn we_read_what_skopeo_wrote() {
         ["from-skopeo"]
     );
 }
+
+#[tokio::test]
+async fn umoci_unpacks_the_runnable_image_with_the_model_in_its_rootfs() {
+    use wharf_core::registry::{ManifestBytes, PushManifestOptions, blob_stream_from};
+    use wharf_core::{Descriptor, media_types};
+    use wharf_registry::append::{BaseImage, append_model};
+    let umoci = std::env::var("WHARF_TEST_UMOCI").unwrap_or_else(|_| {
+        panic!("WHARF_TEST_UMOCI is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first")
+    });
+    let root = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(root.path()).unwrap();
+    // A base with one empty layer.
+    let empty_tar = vec![0u8; 1024];
+    let layer = Descriptor::for_bytes(media_types::OCI_LAYER_TAR, &empty_tar);
+    reg.push_blob(
+        "base",
+        &layer.digest,
+        blob_stream_from(empty_tar),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest.to_string()]}});
+    let config = ManifestBytes::new(
+        media_types::OCI_CONFIG,
+        serde_json::to_vec(&config).unwrap(),
+    );
+    reg.push_blob(
+        "base",
+        &config.descriptor.digest,
+        blob_stream_from(config.bytes.clone()),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let m = ManifestBytes::new(
+        media_types::OCI_MANIFEST,
+        ImageManifest::new(config.descriptor.clone(), vec![layer]).to_vec(),
+    );
+    reg.push_manifest("base", &m, &PushManifestOptions::tagged("1"))
+        .await
+        .unwrap();
+
+    let base = BaseImage::new(&reg, "base", "1");
+    let image = append_model(
+        &base,
+        &ModelSpec::new(example_model(), "fraud-detector", "1.4.0"),
+        &root.path().join(".staging"),
+    )
+    .await
+    .unwrap();
+    image.push(&base, &reg, "app", Some("v1")).await.unwrap();
+
+    let bundle = tempfile::tempdir().unwrap();
+    let bundle_dir = bundle.path().join("bundle");
+    let layout = format!("{}:v1", reg.layout_dir("app").unwrap().display());
+    let out = Command::new(umoci)
+        .args(["unpack", "--rootless", "--image", &layout])
+        .arg(&bundle_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weights = bundle_dir.join("rootfs/models/fraud-detector/model.safetensors");
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        std::fs::read(example_model().join("model.safetensors")).unwrap(),
+        "the unpacked rootfs holds the model's weights byte for byte"
+    );
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle_dir.join("config.json")).unwrap()).unwrap();
+    let env = runtime["process"]["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e == "WHARF_MODEL_DIR=/models/fraud-detector"),
+        "{env:?}"
+    );
+}
