@@ -10,7 +10,9 @@
 //!   rewritten whenever a signature is added, and scans images on push.
 //! - [`Ecr::authorization`] gets registry credentials (`AWS` and a 12-hour password), caches
 //!   them and fetches new ones once less than [`REFRESH_MARGIN`] of their validity remains.
-//!   [`Ecr::registry`] turns them into a [`DistributionClient`] for blobs and manifests.
+//!   [`Ecr::registry`] returns a [`DistributionClient`] for blobs and manifests that asks the
+//!   `Ecr` for them (it is a [`CredentialsProvider`]) whenever it needs credentials, so one
+//!   client keeps working across token expiry, however long the run.
 //! - [`Ecr::put_image`] tags a manifest through the `PutImage` API. Pushing an immutable tag
 //!   again with the same bytes is an idempotent success; with other bytes it fails with
 //!   [`RegistryError::ImmutableTag`] ([`ErrorKind::Conflict`]).
@@ -34,7 +36,8 @@
 //! for change in &repo.changes {
 //!     println!("{}: {change}", repo.name);
 //! }
-//! // Blobs go up through the OCI distribution API with the ECR credentials…
+//! // Blobs go up through the OCI distribution API with the ECR credentials, renewed as
+//! // they expire…
 //! let registry = ecr.registry().await?;
 //! # let _ = registry;
 //! // …and the manifest is tagged with the commit SHA.
@@ -47,6 +50,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
+
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{
     ImageFailureCode, ImageIdentifier, ImageScanningConfiguration, ImageTagMutability,
@@ -58,7 +63,9 @@ use wharf_core::registry::ManifestBytes;
 use wharf_core::{Digest, ErrorKind, Secret};
 
 use crate::RegistryError;
-use crate::distribution::{Credentials, DistributionClient};
+use crate::distribution::{
+    Credentials, CredentialsProvider, DistributionClient, ProvidedCredentials,
+};
 
 /// Credentials from [`Ecr::authorization`] are fetched anew once less than this remains of
 /// their validity: 5 minutes.
@@ -692,17 +699,30 @@ impl Ecr {
     }
 
     /// A [`DistributionClient`] for the registry's OCI distribution API (blobs, manifests,
-    /// tags, referrers), signed in with the current [`Ecr::authorization`].
+    /// tags, referrers) that gets its credentials from this `Ecr` (see the
+    /// [`CredentialsProvider`] implementation): from [`Ecr::authorization`] when it first
+    /// needs them, and again whenever less than [`REFRESH_MARGIN`] of their validity remains.
+    /// One client serves a run of any length; clones of it and of this `Ecr` share the
+    /// cached credentials.
     ///
-    /// The client keeps the credentials it was built with, which expire 12 hours after they
-    /// were issued (possibly as little as [`REFRESH_MARGIN`] from now): for a long run, call
-    /// this again before each push rather than keeping one client; it is cheap while the
-    /// cached credentials are fresh.
+    /// The registry's endpoint comes from `GetAuthorizationToken`: the first call of an
+    /// `Ecr` (or of one changed with [`Ecr::with_registry_id`]) fetches an authorization,
+    /// which the client then uses; later calls make no request, even when the cached
+    /// credentials have expired (the client renews them when it needs them).
     pub async fn registry(&self) -> Result<DistributionClient, RegistryError> {
-        let auth = self.authorization().await?;
-        DistributionClient::builder(auth.endpoint.clone())
-            .credentials(auth.credentials())
+        let endpoint = self.endpoint().await?;
+        DistributionClient::builder(endpoint)
+            .credentials_provider(Arc::new(self.clone()))
             .build()
+    }
+
+    /// The registry endpoint of the cached authorization, valid or not (it does not change),
+    /// else of a new one.
+    async fn endpoint(&self) -> Result<String, RegistryError> {
+        if let Some(auth) = self.auth.lock().await.as_ref() {
+            return Ok(auth.endpoint.clone());
+        }
+        Ok(self.authorization().await?.endpoint)
     }
 
     /// Tags `manifest` as `repo:tag` with `PutImage` (needs `ecr:PutImage` and
@@ -846,6 +866,26 @@ impl Ecr {
                 }
             },
         }
+    }
+}
+
+/// The registry credentials of [`Ecr::authorization`] (user `AWS` and the password, as
+/// [`Credentials::Basic`]), valid until [`REFRESH_MARGIN`] before they expire by the SDK
+/// client's time source. The client built by [`Ecr::registry`] uses this.
+///
+/// A failure of `GetAuthorizationToken` keeps its kind here (a throttled or unreachable ECR
+/// is [`ErrorKind::Transient`]); the distribution client reports it as
+/// [`RegistryError::CredentialsProvider`].
+#[async_trait]
+impl CredentialsProvider for Ecr {
+    async fn credentials(&self) -> wharf_core::Result<ProvidedCredentials> {
+        let auth = self.authorization().await?;
+        let usable_for = auth
+            .expires_at
+            .duration_since(self.now())
+            .unwrap_or_default()
+            .saturating_sub(REFRESH_MARGIN);
+        Ok(ProvidedCredentials::new(auth.credentials()).with_valid_for(usable_for))
     }
 }
 

@@ -58,6 +58,16 @@ pub enum RegistryError {
         /// What to do.
         hint: String,
     },
+    /// The client's credentials provider could not give credentials.
+    #[error("the credentials provider for {registry} failed: {reason}")]
+    CredentialsProvider {
+        /// Registry host.
+        registry: String,
+        /// The provider's message, on one line.
+        reason: String,
+        /// The provider's error.
+        source: wharf_core::Error,
+    },
     /// Authenticated but not allowed.
     #[error("{registry} denied {action}: check the credentials' permissions")]
     Denied {
@@ -170,6 +180,12 @@ impl RegistryError {
             }
             RegistryError::ImmutableTag { .. } => ErrorKind::Conflict,
             RegistryError::Unauthorized { .. } => ErrorKind::Unauthenticated,
+            // Without credentials nothing can be done, unless the provider's failure is
+            // temporary: then a retry may succeed.
+            RegistryError::CredentialsProvider { source, .. } => match source.kind() {
+                ErrorKind::Transient => ErrorKind::Transient,
+                _ => ErrorKind::Unauthenticated,
+            },
             RegistryError::Denied { .. } => ErrorKind::Denied,
             RegistryError::Invalid { .. } => ErrorKind::Invalid,
             RegistryError::Io { source, .. } => match source.kind() {

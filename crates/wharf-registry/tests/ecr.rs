@@ -5,9 +5,18 @@
 //!
 //! moto's gaps (TESTBED.md) shape some tests: its authorization tokens expire on 2015-01-01,
 //! so the token cache is tested with the client's time source set to the day before; it has no
-//! `/v2/` registry API, so [`Ecr::registry`] is checked for what it builds, not used.
+//! `/v2/` registry API, so the client [`Ecr::registry`] builds is pointed at the integration
+//! tests' fake registry (its `GetAuthorizationToken` answer rewritten to name the fake).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#[allow(dead_code, unreachable_pub)]
+#[path = "it/support/server.rs"]
+mod server;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "it/support/fake.rs"]
+mod fake;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,9 +35,11 @@ use aws_sdk_ecr::primitives::DateTime;
 use aws_sdk_ecr::types::{AuthorizationData, ImageIdentifier, ImageTagMutability};
 use aws_smithy_async::time::TimeSource;
 use base64::Engine as _;
+use wharf_core::Registry;
 use wharf_core::registry::ManifestBytes;
 use wharf_core::{Digest, ErrorKind};
 use wharf_registry::RegistryError;
+use wharf_registry::distribution::CredentialsProvider;
 use wharf_registry::ecr::{
     Ecr, REFRESH_MARGIN, RepositoryChange, RepositorySettings, SIGNATURE_TAG_FILTER, TagMutability,
 };
@@ -397,13 +408,142 @@ async fn authorization_is_decoded_cached_and_refreshed_before_expiry() {
     ecr.authorization().await.unwrap();
     assert_eq!(calls.count("GetAuthorizationToken"), 3);
 
-    // A distribution client for the registry endpoint, built from the cached token (fresh
-    // again once the clock is back before its expiry).
-    clock.set(MOTO_TOKEN_EXPIRY - 3600);
+    // A distribution client for the registry endpoint, built without a request even while
+    // the cached token is expired: the client asks for credentials when it needs them.
     let registry = ecr.registry().await.unwrap();
     assert_eq!(registry.host(), auth.registry_host());
     ecr.registry().await.unwrap();
     assert_eq!(calls.count("GetAuthorizationToken"), 3);
+
+    // What the client gets: the cached credentials while fresh, to be used until the margin
+    // before their expiry by the SDK client's clock…
+    clock.set(MOTO_TOKEN_EXPIRY - 3600);
+    let provided = ecr.credentials().await.unwrap();
+    assert_eq!(
+        provided.credentials,
+        ecr.authorization().await.unwrap().credentials()
+    );
+    assert_eq!(
+        provided.valid_for,
+        Some(Duration::from_secs(3600) - REFRESH_MARGIN)
+    );
+    assert_eq!(calls.count("GetAuthorizationToken"), 3);
+    // …and new ones once within the margin (moto's expire at once: used for one request).
+    clock.set(MOTO_TOKEN_EXPIRY - 60);
+    let provided = ecr.credentials().await.unwrap();
+    assert_eq!(provided.valid_for, Some(Duration::ZERO));
+    assert_eq!(calls.count("GetAuthorizationToken"), 4);
+    assert!(!format!("{provided:?}").contains(provided_password(&provided)));
+}
+
+/// The password of Basic provided credentials.
+fn provided_password(p: &wharf_registry::distribution::ProvidedCredentials) -> &str {
+    match &p.credentials {
+        wharf_registry::distribution::Credentials::Basic { password, .. } => password.expose(),
+        other => panic!("expected Basic credentials, got {other:?}"),
+    }
+}
+
+/// Replaces moto's `GetAuthorizationToken` answers with tokens for the fake registry at
+/// `endpoint`: `AWS:ecr-pw-<n>` for the n-th call, usable for `usable_for` (expiring that
+/// long after [`REFRESH_MARGIN`] from now, by the system clock).
+#[derive(Debug)]
+struct FakeRegistryTokens {
+    endpoint: String,
+    usable_for: Duration,
+    issued: AtomicUsize,
+}
+
+impl Intercept for FakeRegistryTokens {
+    fn name(&self) -> &'static str {
+        "FakeRegistryTokens"
+    }
+
+    fn modify_before_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Ok(output)) = context.output_or_error_mut()
+            && let Some(out) = output.downcast_mut::<GetAuthorizationTokenOutput>()
+        {
+            let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:ecr-pw-{n}"));
+            let expires = SystemTime::now() + REFRESH_MARGIN + self.usable_for;
+            *out = GetAuthorizationTokenOutput::builder()
+                .authorization_data(
+                    AuthorizationData::builder()
+                        .authorization_token(token)
+                        .proxy_endpoint(&self.endpoint)
+                        .expires_at(DateTime::from(expires))
+                        .build(),
+                )
+                .build();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_registry_client_asks_for_credentials_when_it_needs_them_and_renews_them() {
+    use fake::{BasicAuth, Fake, Faults};
+    let usable_for = Duration::from_secs(2);
+    let wait = usable_for + Duration::from_millis(400);
+    let fake = Fake::start(Faults {
+        basic: Some(BasicAuth::new(
+            "AWS",
+            &[("ecr-pw-1", None), ("ecr-pw-2", None), ("ecr-pw-3", None)],
+        )),
+        ..Faults::default()
+    })
+    .await;
+    let calls = Calls::default();
+    let client = aws_sdk_ecr::Client::from_conf(
+        config(&moto())
+            .interceptor(calls.clone())
+            .interceptor(FakeRegistryTokens {
+                endpoint: format!("http://{}", fake.url()),
+                usable_for,
+                issued: AtomicUsize::new(0),
+            })
+            .build(),
+    );
+    let ecr = Ecr::from_client(client);
+    let auths = || calls.count("GetAuthorizationToken");
+    let accepted = || fake.with(|s| s.basic_accepted.clone());
+    let refused = || fake.log().iter().filter(|l| l.ends_with("-> 401")).count();
+    let d = Digest::sha256_of(b"nothing");
+
+    // The first client: one authorization tells the endpoint, and serves the requests.
+    let registry = ecr.registry().await.unwrap();
+    assert_eq!(registry.host(), fake.url());
+    assert_eq!(auths(), 1);
+    for _ in 0..3 {
+        assert_eq!(registry.blob_exists("r", &d).await.unwrap(), None);
+    }
+    assert_eq!(auths(), 1, "no authorization per request");
+    assert_eq!(accepted(), ["ecr-pw-1"; 3]);
+    assert_eq!(refused(), 1, "the registry's challenge");
+
+    // Past the refresh margin the same client gets a new token before its next request (ECR
+    // refuses an expired one with 403, so a 401 would never come).
+    tokio::time::sleep(wait).await;
+    fake.with(|s| s.faults.basic.as_mut().unwrap().revoke("ecr-pw-1"));
+    assert_eq!(registry.blob_exists("r", &d).await.unwrap(), None);
+    assert_eq!(auths(), 2);
+    assert_eq!(accepted().last().map(String::as_str), Some("ecr-pw-2"));
+    assert_eq!(refused(), 1);
+
+    // Another client, built while the cached token is due for renewal: no request until it
+    // needs credentials.
+    tokio::time::sleep(wait).await;
+    let second = ecr.registry().await.unwrap();
+    assert_eq!(auths(), 2, "registry() does not renew the token");
+    second.ping().await.unwrap();
+    assert_eq!(auths(), 3);
+    assert_eq!(accepted().last().map(String::as_str), Some("ecr-pw-3"));
+    assert!(!format!("{second:?}").contains("ecr-pw-"), "{second:?}");
 }
 
 #[tokio::test]

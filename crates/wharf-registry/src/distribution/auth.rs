@@ -1,10 +1,12 @@
-//! Credentials, `WWW-Authenticate` challenges, and the bearer-token flow with its cache.
+//! Credentials and their providers, `WWW-Authenticate` challenges, and the bearer-token
+//! flow with its cache.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
@@ -79,6 +81,149 @@ impl fmt::Debug for Credentials {
             Credentials::Bearer(_) => f.write_str("Bearer([redacted])"),
         }
     }
+}
+
+/// A source of credentials that change over time: a token service whose tokens expire (ECR's
+/// `GetAuthorizationToken`, a cloud identity), a secret store whose passwords rotate. Give it
+/// to [`DistributionClientBuilder::credentials_provider`](super::DistributionClientBuilder::credentials_provider).
+///
+/// The client asks the provider
+///
+/// - when it first needs credentials: at the registry's first `Basic` or `Bearer` challenge
+///   (requests go out without credentials until then), or before the first request when the
+///   provider's last answer was a bearer token;
+/// - again once [`ProvidedCredentials::valid_for`] has passed, before the next request that
+///   needs credentials (never in between: one call serves every request while the
+///   credentials are valid, and concurrent requests share one call);
+/// - again when the registry or its token server rejects the credentials with a 401. The
+///   request is then sent once more if the provider gave other credentials, and fails with
+///   [`wharf_core::ErrorKind::Unauthenticated`] if it gave the same ones; a request is never
+///   retried twice for credentials.
+///
+/// The client caches the answer for as long as the provider says, so the provider need not
+/// cache; one that does (like [`crate::ecr::Ecr`]) can return what it holds.
+///
+/// `Debug` must not show secrets: the client's `Debug` output includes the provider's.
+#[async_trait]
+pub trait CredentialsProvider: fmt::Debug + Send + Sync {
+    /// The credentials to use now, and for how long.
+    ///
+    /// An error fails the request that needed the credentials, with
+    /// [`wharf_core::ErrorKind::Unauthenticated`] (or [`wharf_core::ErrorKind::Transient`]
+    /// when the error is transient, so the caller may retry), naming the registry and
+    /// quoting the error's message: keep secrets out of it.
+    async fn credentials(&self) -> wharf_core::Result<ProvidedCredentials>;
+}
+
+/// What a [`CredentialsProvider`] gives: credentials, and how long the client may use them
+/// before asking again.
+///
+/// `Debug` never shows a password or token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProvidedCredentials {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// How long the client may use them without asking the provider again, from when the
+    /// provider answered; `None`: until the registry rejects them. Say when they should stop
+    /// being used (some time before they expire), not when they expire.
+    pub valid_for: Option<Duration>,
+}
+
+impl ProvidedCredentials {
+    /// `credentials`, used until the registry rejects them.
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            valid_for: None,
+        }
+    }
+
+    /// These credentials, used for at most `valid_for` before the provider is asked again.
+    #[must_use]
+    pub fn with_valid_for(mut self, valid_for: Duration) -> Self {
+        self.valid_for = Some(valid_for);
+        self
+    }
+}
+
+/// Where a client's credentials come from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// Fixed credentials (given to the builder, or from a docker config).
+    Static(Credentials),
+    /// A provider, asked when needed.
+    Provider(Arc<dyn CredentialsProvider>),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Static(creds) => creds.fmt(f),
+            Source::Provider(provider) => f.debug_tuple("Provider").field(provider).finish(),
+        }
+    }
+}
+
+/// Credentials from a provider, as the client holds them.
+struct Held {
+    creds: Credentials,
+    /// Counts the provider's answers, so that a rejected request can tell whether the
+    /// credentials were replaced since it was sent.
+    generation: u64,
+    /// When to ask the provider again; `None`: only after a rejection.
+    until: Option<Deadline>,
+}
+
+impl Held {
+    fn in_use(&self) -> InUse {
+        InUse {
+            creds: self.creds.clone(),
+            generation: self.generation,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        self.until.as_ref().is_some_and(Deadline::passed)
+    }
+}
+
+/// A point in time on both clocks: the monotonic one (immune to wall-clock changes) and the
+/// wall clock (which, unlike the monotonic one, keeps running while the machine sleeps, as
+/// an expiring credential's lifetime does).
+struct Deadline {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Deadline {
+    /// `d` from now (at most a year: longer is as good as forever, and cannot overflow).
+    fn after(d: Duration) -> Self {
+        let d = d.min(Duration::from_secs(365 * 24 * 3600));
+        Self {
+            instant: Instant::now() + d,
+            wall: SystemTime::now() + d,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.instant || SystemTime::now() >= self.wall
+    }
+}
+
+/// The credentials a request is sent with.
+pub(crate) struct InUse {
+    creds: Credentials,
+    /// Which answer of the provider they are (0 for static credentials).
+    generation: u64,
+}
+
+/// The `Authorization` of one request.
+pub(crate) struct Authorization {
+    /// The header value, if any.
+    pub(crate) value: Option<HeaderValue>,
+    /// The generation of the credentials behind it (see [`Held::generation`]).
+    pub(crate) generation: Option<u64>,
 }
 
 /// One challenge of a `WWW-Authenticate` header.
@@ -278,10 +423,12 @@ impl TokenResponse {
     }
 }
 
-/// Authentication state of one client: credentials, the scheme the registry asked for, and
-/// cached tokens per scope.
+/// Authentication state of one client: where credentials come from (and the provider's last
+/// answer), the scheme the registry asked for, and cached tokens per scope.
 pub(crate) struct Auth {
-    creds: Credentials,
+    source: Source,
+    /// The provider's last answer (unused for static credentials).
+    held: tokio::sync::Mutex<Option<Held>>,
     /// Why the configured credential source cannot be used (a docker credential helper),
     /// reported when the registry asks for credentials.
     unusable: Option<RegistryError>,
@@ -300,7 +447,7 @@ pub(crate) struct Auth {
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth")
-            .field("credentials", &self.creds)
+            .field("credentials", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -315,9 +462,10 @@ pub(crate) enum Retry {
 
 impl Auth {
     /// Auth state for the registry at `base`.
-    pub(crate) fn new(base: &Url, creds: Credentials, unusable: Option<RegistryError>) -> Self {
+    pub(crate) fn new(base: &Url, source: Source, unusable: Option<RegistryError>) -> Self {
         Self {
-            creds,
+            source,
+            held: tokio::sync::Mutex::new(None),
             unusable,
             origin: origin(base),
             host: host_of(base),
@@ -328,9 +476,9 @@ impl Auth {
         }
     }
 
-    /// The configured credentials.
-    pub(crate) fn credentials(&self) -> &Credentials {
-        &self.creds
+    /// Where the credentials come from.
+    pub(crate) fn source(&self) -> &Source {
+        &self.source
     }
 
     fn scheme(&self) -> Scheme {
@@ -347,40 +495,176 @@ impl Auth {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = scheme;
     }
 
-    /// The `Authorization` value for a request to `url` needing `scope`, fetching a token
-    /// when the registry uses bearer tokens and none is cached (or it is about to expire).
+    /// The credentials to use now: the static ones, or the provider's last answer while it is
+    /// valid, else a new answer.
+    async fn current(&self) -> Result<InUse, RegistryError> {
+        let provider = match &self.source {
+            Source::Static(creds) => {
+                return Ok(InUse {
+                    creds: creds.clone(),
+                    generation: 0,
+                });
+            }
+            Source::Provider(provider) => provider,
+        };
+        let mut held = self.held.lock().await;
+        if let Some(h) = held.as_ref().filter(|h| !h.expired()) {
+            return Ok(h.in_use());
+        }
+        let answer = self.ask(provider.as_ref()).await?;
+        let generation = held.as_ref().map_or(1, |h| h.generation + 1);
+        let h = Held {
+            creds: answer.credentials,
+            generation,
+            until: answer.valid_for.map(Deadline::after),
+        };
+        let in_use = h.in_use();
+        *held = Some(h);
+        Ok(in_use)
+    }
+
+    /// After the credentials of `rejected` (a generation) were refused: the credentials to
+    /// try instead, `None` when there are none (static credentials, or the provider gave the
+    /// same ones again). Credentials another request already replaced are used without
+    /// asking the provider.
+    async fn renew(&self, rejected: u64) -> Result<Option<InUse>, RegistryError> {
+        let Source::Provider(provider) = &self.source else {
+            return Ok(None);
+        };
+        let mut held = self.held.lock().await;
+        if let Some(h) = held.as_ref()
+            && h.generation != rejected
+            && !h.expired()
+        {
+            return Ok(Some(h.in_use()));
+        }
+        let answer = self.ask(provider.as_ref()).await?;
+        let same = held
+            .as_ref()
+            .filter(|h| h.generation == rejected)
+            .is_some_and(|h| h.creds == answer.credentials);
+        let generation = match held.as_ref() {
+            Some(h) if same => h.generation,
+            Some(h) => h.generation + 1,
+            None => 1,
+        };
+        let h = Held {
+            creds: answer.credentials,
+            generation,
+            until: answer.valid_for.map(Deadline::after),
+        };
+        let in_use = h.in_use();
+        *held = Some(h);
+        Ok((!same).then_some(in_use))
+    }
+
+    /// One call to the provider; its error becomes [`RegistryError::CredentialsProvider`].
+    async fn ask(
+        &self,
+        provider: &dyn CredentialsProvider,
+    ) -> Result<ProvidedCredentials, RegistryError> {
+        tracing::debug!(registry = %self.host, "asking the credentials provider");
+        provider.credentials().await.map_err(|source| {
+            let reason = source.to_string();
+            RegistryError::CredentialsProvider {
+                registry: self.host.clone(),
+                reason: reason.split_whitespace().collect::<Vec<_>>().join(" "),
+                source,
+            }
+        })
+    }
+
+    /// Whether the credentials are (as far as known) a bearer token, sent before any
+    /// challenge. A provider that has not been asked yet is not asked here.
+    async fn holds_bearer(&self) -> bool {
+        match &self.source {
+            Source::Static(creds) => matches!(creds, Credentials::Bearer(_)),
+            Source::Provider(_) => self
+                .held
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|h| matches!(h.creds, Credentials::Bearer(_))),
+        }
+    }
+
+    /// The credentials last used and where they came from, for messages (the provider is
+    /// not asked).
+    async fn describe(&self) -> (Credentials, String) {
+        match &self.source {
+            Source::Static(creds) => (creds.clone(), creds.describe()),
+            Source::Provider(_) => {
+                let creds = self
+                    .held
+                    .lock()
+                    .await
+                    .as_ref()
+                    .map_or(Credentials::Anonymous, |h| h.creds.clone());
+                let shown = match &creds {
+                    Credentials::Bearer(_) => {
+                        "the bearer token from the credentials provider".to_owned()
+                    }
+                    other => format!("{} from the credentials provider", other.describe()),
+                };
+                (creds, shown)
+            }
+        }
+    }
+
+    /// The `Authorization` for a request to `url` needing `scope`, fetching a token when the
+    /// registry uses bearer tokens and none is cached (or it is about to expire). Nothing is
+    /// sent (and a provider is not asked) before the registry's first challenge, except a
+    /// bearer token given as the credentials.
     pub(crate) async fn header_for(
         &self,
         http: &reqwest::Client,
         retry: &RetryPolicy,
         scope: &Scope,
         url: &Url,
-    ) -> Result<Option<HeaderValue>, RegistryError> {
+    ) -> Result<Authorization, RegistryError> {
+        let none = Authorization {
+            value: None,
+            generation: None,
+        };
         if origin(url) != self.origin {
-            return Ok(None); // never send credentials to another host (redirects, uploads)
+            return Ok(none); // never send credentials to another host (redirects, uploads)
         }
-        if let Credentials::Bearer(token) = &self.creds {
-            return Ok(sensitive(&format!("Bearer {}", token.expose())));
-        }
-        match self.scheme() {
-            Scheme::Unknown => Ok(None),
-            Scheme::Basic => Ok(self.creds.basic_header()),
-            Scheme::Bearer { realm, service } => {
+        let scheme = match self.scheme() {
+            Scheme::Bearer { realm, service } if !self.holds_bearer().await => {
+                // A registry token; the credentials are only needed to fetch a new one.
                 let token = self
                     .token(http, retry, &realm, service.as_deref(), scope, false)
                     .await?;
-                Ok(sensitive(&format!("Bearer {}", token.expose())))
+                return Ok(Authorization {
+                    value: sensitive(&format!("Bearer {}", token.expose())),
+                    generation: None,
+                });
             }
-        }
+            Scheme::Unknown if !self.holds_bearer().await => return Ok(none),
+            scheme => scheme,
+        };
+        let in_use = self.current().await?;
+        let value = match (&in_use.creds, scheme) {
+            (Credentials::Bearer(token), _) => sensitive(&format!("Bearer {}", token.expose())),
+            (creds, Scheme::Basic) => creds.basic_header(),
+            // The provider's answer changed from a bearer token: wait for a challenge.
+            (_, Scheme::Unknown | Scheme::Bearer { .. }) => None,
+        };
+        Ok(Authorization {
+            generation: value.is_some().then_some(in_use.generation),
+            value,
+        })
     }
 
-    /// Learns from a 401's challenges and decides whether a retry can succeed.
+    /// Learns from a 401's challenges and decides whether a retry can succeed. `sent` is the
+    /// generation of the credentials the refused request carried, `None` if it carried none.
     pub(crate) async fn on_unauthorized(
         &self,
         http: &reqwest::Client,
         retry: &RetryPolicy,
         scope: &Scope,
         headers: &HeaderMap,
+        sent: Option<u64>,
     ) -> Retry {
         let challenges: Vec<Challenge> = headers
             .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -388,10 +672,26 @@ impl Auth {
             .filter_map(|v| v.to_str().ok())
             .flat_map(parse_challenges)
             .collect();
-        if let Credentials::Bearer(_) = self.creds {
-            return Retry::Fail(self.unauthorized(
-                "the configured bearer token was rejected; it may have expired: get a new one",
-            ));
+        let in_use = match self.current().await {
+            Ok(in_use) => in_use,
+            Err(e) => return Retry::Fail(e),
+        };
+        if let Credentials::Bearer(_) = in_use.creds {
+            let Some(sent) = sent else {
+                return Retry::Again; // the provider's first answer: not sent yet
+            };
+            return match self.renew(sent).await {
+                Ok(Some(_)) => Retry::Again,
+                Ok(None) => Retry::Fail(self.unauthorized(match self.source {
+                    Source::Static(_) => {
+                        "the configured bearer token was rejected; it may have expired: get a new one"
+                    }
+                    Source::Provider(_) => {
+                        "the bearer token from the credentials provider was rejected, and the provider gave no other: check that it hands out current tokens"
+                    }
+                })),
+                Err(e) => Retry::Fail(e),
+            };
         }
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let Some(realm) = bearer.param("realm") else {
@@ -438,7 +738,8 @@ impl Auth {
                 realm: realm.clone(),
                 service: service.clone(),
             });
-            // The token we sent (if any) was not good enough: get a fresh one now.
+            // The token we sent (if any) was not good enough: get a fresh one now (with fresh
+            // credentials if the token server refuses the current ones).
             return match self
                 .token(http, retry, &realm, service.as_deref(), scope, true)
                 .await
@@ -448,21 +749,33 @@ impl Auth {
             };
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
-            let already_basic = self.scheme() == Scheme::Basic;
             self.set_scheme(Scheme::Basic);
             if let Some(unusable) = self.unusable_error() {
                 return Retry::Fail(unusable);
             }
-            return match self.creds {
-                Credentials::Basic { .. } if !already_basic => Retry::Again,
-                _ => Retry::Fail(self.final_unauthorized(scope, headers)),
+            return match (&in_use.creds, sent) {
+                (Credentials::Anonymous, _) => {
+                    Retry::Fail(self.final_unauthorized(scope, headers).await)
+                }
+                // Sent without credentials: send them now.
+                (_, None) => Retry::Again,
+                // Refused: once more only with other credentials.
+                (_, Some(sent)) => match self.renew(sent).await {
+                    Ok(Some(_)) => Retry::Again,
+                    Ok(None) => Retry::Fail(self.final_unauthorized(scope, headers).await),
+                    Err(e) => Retry::Fail(e),
+                },
             };
         }
-        Retry::Fail(self.final_unauthorized(scope, headers))
+        Retry::Fail(self.final_unauthorized(scope, headers).await)
     }
 
     /// The error for a request still refused after authenticating.
-    pub(crate) fn final_unauthorized(&self, scope: &Scope, headers: &HeaderMap) -> RegistryError {
+    pub(crate) async fn final_unauthorized(
+        &self,
+        scope: &Scope,
+        headers: &HeaderMap,
+    ) -> RegistryError {
         let insufficient = headers
             .get_all(reqwest::header::WWW_AUTHENTICATE)
             .iter()
@@ -472,20 +785,29 @@ impl Auth {
         if let Some(unusable) = self.unusable_error() {
             return unusable;
         }
-        match &self.creds {
+        let (creds, shown) = self.describe().await;
+        let from_provider = matches!(self.source, Source::Provider(_));
+        match creds {
+            Credentials::Anonymous if from_provider => self.unauthorized(&format!(
+                "it needs credentials for {}, and the credentials provider gave none",
+                scope.action()
+            )),
             Credentials::Anonymous => self.unauthorized(&format!(
                 "it needs credentials for {}: pass Credentials::Basic to the client builder or add an `auths` entry for {} to the docker config.json (`docker login {}`)",
                 scope.action(),
                 self.host,
                 self.host
             )),
-            creds if insufficient => RegistryError::Denied {
+            _ if insufficient => RegistryError::Denied {
                 registry: self.host.clone(),
-                action: format!("{} to {}", scope.action(), creds.describe()),
+                action: format!("{} to {shown}", scope.action()),
             },
-            creds => self.unauthorized(&format!(
-                "{} was not accepted for {}: check the user name and password and that they are not expired",
-                creds.describe(),
+            _ if from_provider => self.unauthorized(&format!(
+                "{shown} was not accepted for {}, and the provider gave no other: check that it hands out current credentials",
+                scope.action()
+            )),
+            _ => self.unauthorized(&format!(
+                "{shown} was not accepted for {}: check the user name and password and that they are not expired",
                 scope.action()
             )),
         }
@@ -499,7 +821,7 @@ impl Auth {
     }
 
     fn unusable_error(&self) -> Option<RegistryError> {
-        if self.creds != Credentials::Anonymous {
+        if !matches!(self.source, Source::Static(Credentials::Anonymous)) {
             return None;
         }
         self.unusable.as_ref().map(|e| match e {
@@ -513,7 +835,8 @@ impl Auth {
 
     /// A token for `scope`: the cached one unless `force` or it is due for refresh, else a
     /// new one from the token server. Fetches are serialized, so concurrent requests for the
-    /// same scope share one token.
+    /// same scope share one token. When the token server refuses the credentials and a
+    /// provider has other ones, the fetch is repeated once with those.
     async fn token(
         &self,
         http: &reqwest::Client,
@@ -540,9 +863,23 @@ impl Auth {
         {
             scopes.extend(extra.iter().cloned());
         }
-        let (token, lifetime) = self
-            .fetch_token(http, retry, realm, service, &scopes, scope)
-            .await?;
+        // Lock order: tokens, then the provider's answer (never the other way round).
+        let in_use = self.current().await?;
+        let fetched = self
+            .fetch_token(http, retry, realm, service, &scopes, scope, &in_use.creds)
+            .await;
+        let (token, lifetime) = match fetched {
+            Err(refused @ RegistryError::Unauthorized { .. }) => {
+                match self.renew(in_use.generation).await? {
+                    Some(fresh) => {
+                        self.fetch_token(http, retry, realm, service, &scopes, scope, &fresh.creds)
+                            .await?
+                    }
+                    None => return Err(refused),
+                }
+            }
+            other => other?,
+        };
         let refresh_at = Instant::now() + lifetime.saturating_sub(refresh_margin(lifetime));
         tokens.insert(
             key,
@@ -554,7 +891,9 @@ impl Auth {
         Ok(token)
     }
 
-    /// `GET realm?service=…&scope=…` with Basic credentials when configured.
+    /// `GET realm?service=…&scope=…` with `creds` as Basic credentials when they are Basic.
+    /// A 401 or 403 is [`RegistryError::Unauthorized`].
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_token(
         &self,
         http: &reqwest::Client,
@@ -563,6 +902,7 @@ impl Auth {
         service: Option<&str>,
         scopes: &[String],
         scope: &Scope,
+        creds: &Credentials,
     ) -> Result<(Secret, Duration), RegistryError> {
         let mut url = realm.clone();
         {
@@ -575,7 +915,7 @@ impl Auth {
             }
         }
         let mut headers = HeaderMap::new();
-        if let Some(basic) = self.creds.basic_header() {
+        if let Some(basic) = creds.basic_header() {
             headers.insert(AUTHORIZATION, basic);
         }
         let method = Method::GET;
@@ -595,17 +935,24 @@ impl Auth {
         };
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let hint = match &self.creds {
+            let hint = match creds {
                 Credentials::Anonymous => format!(
                     "its token server refused anonymous access for {}: configure credentials",
                     scope.action()
                 ),
-                creds => format!(
-                    "its token server ({}) did not accept {} for {}: check the user name and password",
-                    show_url(realm),
-                    creds.describe(),
-                    scope.action()
-                ),
+                creds => {
+                    let shown = match self.source {
+                        Source::Static(_) => creds.describe(),
+                        Source::Provider(_) => {
+                            format!("{} from the credentials provider", creds.describe())
+                        }
+                    };
+                    format!(
+                        "its token server ({}) did not accept {shown} for {}: check the user name and password",
+                        show_url(realm),
+                        scope.action()
+                    )
+                }
             };
             return Err(self.unauthorized(&hint));
         }
@@ -768,5 +1115,23 @@ mod tests {
         let hv = basic.basic_header().unwrap();
         assert!(hv.is_sensitive());
         assert!(!format!("{hv:?}").contains("YWxpY2U"), "{hv:?}");
+
+        let provided = ProvidedCredentials::new(basic.clone()).with_valid_for(Duration::ZERO);
+        let shown = format!("{provided:?} {:?}", Source::Static(bearer));
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("valid_for"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn deadlines_pass() {
+        assert!(Deadline::after(Duration::ZERO).passed());
+        assert!(!Deadline::after(Duration::from_secs(60)).passed());
+        assert!(
+            !Deadline::after(Duration::MAX).passed(),
+            "capped, not overflowed"
+        );
     }
 }

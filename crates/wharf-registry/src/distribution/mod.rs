@@ -23,8 +23,12 @@
 //!   nothing half-pushed is tagged.
 //! - **Auth:** anonymous, Basic, and the bearer-token flow of the `WWW-Authenticate`
 //!   challenge (a token per repository scope, cached and refreshed before it expires);
-//!   credentials from a docker `config.json`. Credentials are only sent to the registry's own
-//!   origin and its token server, and never appear in errors or logs.
+//!   credentials from a docker `config.json`, or from a [`CredentialsProvider`] for
+//!   credentials that expire or rotate during a run (ECR's 12-hour passwords): the provider
+//!   is asked when credentials are first needed, again when the validity it gave has passed,
+//!   and again after a 401 (the request is repeated once, only with other credentials).
+//!   Credentials are only sent to the registry's own origin and its token server, and never
+//!   appear in errors or logs.
 //! - **Retries** with exponential backoff and full jitter for 5xx, 429, 408 and connection
 //!   errors, honouring `Retry-After` ([`RetryPolicy`]).
 //! - **Referrers:** the OCI 1.1 referrers API, and the `sha256-<hex>` tag schema when the
@@ -72,10 +76,10 @@ use wharf_core::registry::{
 };
 use wharf_core::{BlobStream, Descriptor, Digest, Registry};
 
-pub use auth::Credentials;
+pub use auth::{Credentials, CredentialsProvider, ProvidedCredentials};
 pub use transport::RetryPolicy;
 
-use auth::{Auth, Retry, Scope};
+use auth::{Auth, Retry, Scope, Source};
 use transport::ReqBody;
 
 use crate::RegistryError;
@@ -112,7 +116,7 @@ pub struct DistributionClient {
 #[must_use]
 pub struct DistributionClientBuilder {
     registry: String,
-    credentials: Option<Credentials>,
+    credentials: Option<Source>,
     docker_config: Option<PathBuf>,
     chunk_size: usize,
     file_chunk_size: Option<u64>,
@@ -205,9 +209,20 @@ impl DistributionClient {
 }
 
 impl DistributionClientBuilder {
-    /// Use these credentials (instead of looking in a docker `config.json`).
+    /// Use these credentials (instead of looking in a docker `config.json`). Replaces a
+    /// [`DistributionClientBuilder::credentials_provider`].
     pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+        self.credentials = Some(Source::Static(credentials));
+        self
+    }
+
+    /// Ask `provider` for credentials when they are needed, and again when they expire or
+    /// are rejected (instead of fixed credentials or a docker `config.json`): for credentials
+    /// that expire during a long run, such as ECR's ([`crate::ecr::Ecr`] is a provider).
+    /// See [`CredentialsProvider`] for when it is asked. Replaces
+    /// [`DistributionClientBuilder::credentials`].
+    pub fn credentials_provider(mut self, provider: Arc<dyn CredentialsProvider>) -> Self {
+        self.credentials = Some(Source::Provider(provider));
         self
     }
 
@@ -281,19 +296,23 @@ impl DistributionClientBuilder {
             ));
         }
         let host = auth::host_of(&base);
-        let (creds, unusable) = match self.credentials {
-            Some(c) => (c, None),
+        let (source, unusable) = match self.credentials {
+            Some(source) => (source, None),
             None => {
                 let (path, must_exist) = match self.docker_config {
                     Some(p) => (Some(p), true),
                     None => (docker_config::default_path(), false),
                 };
                 match path {
-                    None => (Credentials::Anonymous, None),
+                    None => (Source::Static(Credentials::Anonymous), None),
                     Some(path) => match docker_config::lookup(&path, &host, must_exist)? {
-                        docker_config::Found::Nothing => (Credentials::Anonymous, None),
-                        docker_config::Found::Credentials(c) => (c, None),
-                        docker_config::Found::Unusable(e) => (Credentials::Anonymous, Some(e)),
+                        docker_config::Found::Nothing => {
+                            (Source::Static(Credentials::Anonymous), None)
+                        }
+                        docker_config::Found::Credentials(c) => (Source::Static(c), None),
+                        docker_config::Found::Unusable(e) => {
+                            (Source::Static(Credentials::Anonymous), Some(e))
+                        }
                     },
                 }
             }
@@ -311,7 +330,7 @@ impl DistributionClientBuilder {
         })?;
         Ok(DistributionClient {
             inner: Arc::new(Inner {
-                auth: Auth::new(&base, creds, unusable),
+                auth: Auth::new(&base, source, unusable),
                 http,
                 host,
                 base,
@@ -492,8 +511,9 @@ impl Inner {
         format!("{}/{repo}", self.host)
     }
 
-    /// Sends a request: authorization for its scope (answering the registry's challenge
-    /// once), retries of temporary failures when the request is safe to repeat.
+    /// Sends a request: authorization for its scope (answering the registry's challenge, or
+    /// renewing refused credentials, once), retries of temporary failures when the request
+    /// is safe to repeat.
     async fn send(&self, mut req: Request) -> Result<Response, RegistryError> {
         let mut attempt = 0u32;
         let mut auth_retried = false;
@@ -502,11 +522,11 @@ impl Inner {
             let may_retry =
                 req.idempotent && req.body.repeatable() && attempt < self.retry.max_attempts;
             let mut headers = req.headers.clone();
-            if let Some(value) = self
+            let authorization = self
                 .auth
                 .header_for(&self.http, &self.retry, &req.scope, &req.url)
-                .await?
-            {
+                .await?;
+            if let Some(value) = authorization.value {
                 headers.insert(AUTHORIZATION, value);
             }
             match transport::execute(&self.http, &req.method, &req.url, &headers, &mut req.body)
@@ -521,12 +541,21 @@ impl Inner {
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     if auth_retried || !req.body.repeatable() {
-                        return Err(self.auth.final_unauthorized(&req.scope, resp.headers()));
+                        return Err(self
+                            .auth
+                            .final_unauthorized(&req.scope, resp.headers())
+                            .await);
                     }
                     auth_retried = true;
                     match self
                         .auth
-                        .on_unauthorized(&self.http, &self.retry, &req.scope, resp.headers())
+                        .on_unauthorized(
+                            &self.http,
+                            &self.retry,
+                            &req.scope,
+                            resp.headers(),
+                            authorization.generation,
+                        )
                         .await
                     {
                         Retry::Again => attempt -= 1,
@@ -583,7 +612,7 @@ impl fmt::Debug for DistributionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DistributionClient")
             .field("registry", &self.inner.base.as_str())
-            .field("credentials", self.inner.auth.credentials())
+            .field("credentials", self.inner.auth.source())
             .field("chunk_size", &self.inner.chunk_size)
             .field("max_concurrency", &self.inner.max_concurrency)
             .field("retry", &self.inner.retry)
@@ -744,6 +773,24 @@ mod tests {
             .unwrap();
         let shown = format!("{client:?} {client}");
         assert!(!shown.contains("canary-secret"), "{shown}");
+
+        #[derive(Debug)]
+        struct Vault;
+        #[async_trait]
+        impl CredentialsProvider for Vault {
+            async fn credentials(&self) -> wharf_core::Result<ProvidedCredentials> {
+                Ok(ProvidedCredentials::new(Credentials::basic("u", "canary")))
+            }
+        }
+        let client = DistributionClient::builder("127.0.0.1:5000")
+            .credentials(Credentials::basic("u", "canary-secret"))
+            .credentials_provider(Arc::new(Vault))
+            .build()
+            .unwrap();
+        assert!(
+            format!("{client:?}").contains("credentials: Provider(Vault)"),
+            "the provider replaces static credentials: {client:?}"
+        );
         assert_eq!(client.to_string(), "registry 127.0.0.1:5000");
         assert_eq!(client.base_url(), "http://127.0.0.1:5000/");
     }

@@ -2,7 +2,7 @@
 //! not (upload resume from the reported `Range`, `Content-Range` checks, tag pagination with
 //! `Link`), and misbehaves on request: wrong bytes, truncated bodies, 500s and hang-ups in
 //! the middle of an upload, 429 with `Retry-After`, manifests that lie about their digest,
-//! an expiring bearer token.
+//! an expiring bearer token, Basic passwords revoked after a number of requests.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -33,6 +33,60 @@ pub(crate) struct Faults {
     pub(crate) lie_manifest: bool,
     /// Requests need a bearer token from `/token`, valid this many seconds.
     pub(crate) bearer: Option<u64>,
+    /// Requests need these Basic credentials (with `bearer`: only `/token` does).
+    pub(crate) basic: Option<BasicAuth>,
+}
+
+/// A user and the passwords accepted for it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct BasicAuth {
+    pub(crate) user: String,
+    /// Each password with the number of requests it is still accepted for (`None`: any);
+    /// at 0 it is revoked.
+    pub(crate) passwords: Vec<(String, Option<usize>)>,
+}
+
+impl BasicAuth {
+    pub(crate) fn new(user: &str, passwords: &[(&str, Option<usize>)]) -> Self {
+        Self {
+            user: user.to_owned(),
+            passwords: passwords
+                .iter()
+                .map(|(p, n)| ((*p).to_owned(), *n))
+                .collect(),
+        }
+    }
+
+    /// Whether `authorization` carries an accepted password; counts the request against it.
+    fn accept(&mut self, authorization: Option<&str>) -> Option<String> {
+        use base64::Engine as _;
+        let encoded = authorization?.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        if user != self.user {
+            return None;
+        }
+        let (_, left) = self
+            .passwords
+            .iter_mut()
+            .find(|(p, left)| p == password && *left != Some(0))?;
+        if let Some(n) = left {
+            *n -= 1;
+        }
+        Some(password.to_owned())
+    }
+
+    /// Revokes `password` now.
+    pub(crate) fn revoke(&mut self, password: &str) {
+        for (p, left) in &mut self.passwords {
+            if p == password {
+                *left = Some(0);
+            }
+        }
+    }
 }
 
 /// An upload in progress.
@@ -56,6 +110,8 @@ pub(crate) struct State {
     pub(crate) patches: usize,
     pub(crate) tokens_issued: usize,
     pub(crate) valid_tokens: HashSet<String>,
+    /// The Basic password of each accepted request (and token request), in order.
+    pub(crate) basic_accepted: Vec<String>,
     next_id: usize,
 }
 
@@ -147,6 +203,23 @@ fn handle(s: &mut State, addr: SocketAddr, req: Request) -> Reply {
         );
     }
     let path = req.path().to_owned();
+    if let Some(basic) = s.faults.basic.as_mut()
+        && (path == "/token" || s.faults.bearer.is_none())
+    {
+        match basic.accept(req.header("authorization")) {
+            Some(password) => s.basic_accepted.push(password),
+            // A token server answers 401 without a challenge; a registry asks for Basic.
+            None if path == "/token" => {
+                return Reply::Send(Response::error(401, "UNAUTHORIZED", "bad credentials"));
+            }
+            None => {
+                return Reply::Send(
+                    Response::error(401, "UNAUTHORIZED", "authentication required")
+                        .header("WWW-Authenticate", "Basic realm=\"fake\""),
+                );
+            }
+        }
+    }
     if path == "/token" {
         s.tokens_issued += 1;
         let token = format!("tok-{}", s.tokens_issued);
