@@ -8,13 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use wharf_core::registry::{
-    ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from, collect_blob,
-};
+use wharf_core::registry::{ManifestBytes, PushBlobOptions, collect_blob};
 use wharf_core::{Descriptor, Digest, ImageIndex, ImageManifest, Registry, media_types};
 
 use crate::RegistryError;
-use crate::package::{ModelSpec, TarItem, write_tar};
+use crate::package::{ModelSpec, TarItem, finish_push, push_file_if_missing, write_tar};
 
 /// Largest image config read into memory.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -85,43 +83,8 @@ impl AppendedImage {
             target.push_blob(repo, &layer.digest, stream, &opts).await?;
         }
         let (desc, path) = &self.model_layer;
-        if target.blob_exists(repo, &desc.digest).await?.is_none() {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| RegistryError::io("opening", path, e))?;
-            let origin = path.clone();
-            let stream = futures_util::StreamExt::map(
-                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                move |r| {
-                    r.map_err(|e| {
-                        wharf_core::Error::from(RegistryError::io("reading", origin.clone(), e))
-                    })
-                },
-            );
-            let mut opts = PushBlobOptions::default();
-            opts.size = Some(desc.size);
-            target
-                .push_blob(repo, &desc.digest, Box::pin(stream), &opts)
-                .await?;
-        }
-        let cfg = &self.config;
-        if target
-            .blob_exists(repo, &cfg.descriptor.digest)
-            .await?
-            .is_none()
-        {
-            target
-                .push_blob(
-                    repo,
-                    &cfg.descriptor.digest,
-                    blob_stream_from(cfg.bytes.clone()),
-                    &PushBlobOptions::default(),
-                )
-                .await?;
-        }
-        let mut opts = PushManifestOptions::default();
-        opts.tag = tag.map(str::to_owned);
-        target.push_manifest(repo, &self.manifest, &opts).await
+        push_file_if_missing(target, repo, desc, path).await?;
+        finish_push(target, repo, &self.config, &self.manifest, tag).await
     }
 }
 
@@ -303,6 +266,7 @@ mod tests {
     use super::*;
     use crate::layout::LayoutRegistry;
     use crate::package::{FileEntry, Role, package_modelpack};
+    use wharf_core::registry::{PushManifestOptions, blob_stream_from};
 
     /// A tiny base image: one layer with /etc/os-release, an entrypoint and a PATH.
     async fn base_image(reg: &LayoutRegistry, staging: &Path) -> Digest {

@@ -202,20 +202,19 @@ impl LayoutRegistry {
         path: &Path,
         digest: &Digest,
     ) -> Result<Descriptor, RegistryError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| RegistryError::io("opening", path, e))?;
-        let size = file
-            .metadata()
+        let size = tokio::fs::metadata(path)
             .await
             .map_err(|e| RegistryError::io("reading", path, e))?
             .len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map(|r| {
-            r.map_err(|e| wharf_core::Error::from(RegistryError::io("reading", PathBuf::new(), e)))
-        });
         let mut opts = PushBlobOptions::default();
         opts.size = Some(size);
-        self.store_blob(repo, digest, Box::pin(stream), &opts).await
+        self.store_blob(
+            repo,
+            digest,
+            crate::package::file_stream(path).await?,
+            &opts,
+        )
+        .await
     }
 
     async fn store_blob(

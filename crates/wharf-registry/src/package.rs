@@ -167,46 +167,70 @@ impl Packaged {
         tag: Option<&str>,
     ) -> wharf_core::Result<Descriptor> {
         for (desc, path) in &self.layers {
-            if registry.blob_exists(repo, &desc.digest).await?.is_some() {
-                continue;
-            }
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| RegistryError::io("opening", path, e))?;
-            let origin = path.clone();
-            let stream = futures_util::StreamExt::map(
-                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                move |r| {
-                    r.map_err(|e| {
-                        wharf_core::Error::from(RegistryError::io("reading", origin.clone(), e))
-                    })
-                },
-            );
-            let mut opts = PushBlobOptions::default();
-            opts.size = Some(desc.size);
-            registry
-                .push_blob(repo, &desc.digest, Box::pin(stream), &opts)
-                .await?;
+            push_file_if_missing(registry, repo, desc, path).await?;
         }
-        let cfg = &self.config;
-        if registry
-            .blob_exists(repo, &cfg.descriptor.digest)
-            .await?
-            .is_none()
-        {
-            registry
-                .push_blob(
-                    repo,
-                    &cfg.descriptor.digest,
-                    blob_stream_from(cfg.bytes.clone()),
-                    &PushBlobOptions::default(),
-                )
-                .await?;
-        }
-        let mut opts = PushManifestOptions::default();
-        opts.tag = tag.map(str::to_owned);
-        registry.push_manifest(repo, &self.manifest, &opts).await
+        finish_push(registry, repo, &self.config, &self.manifest, tag).await
     }
+}
+
+/// A stream over a file's bytes, 1 MiB at a time (never the whole file in memory).
+pub(crate) async fn file_stream(
+    path: &Path,
+) -> Result<wharf_core::registry::BlobStream, RegistryError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| RegistryError::io("opening", path, e))?;
+    let origin = path.to_path_buf();
+    Ok(Box::pin(futures_util::StreamExt::map(
+        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+        move |r| {
+            r.map_err(|e| wharf_core::Error::from(RegistryError::io("reading", origin.clone(), e)))
+        },
+    )))
+}
+
+/// Push the staged file `path` as the blob `desc` unless `registry` already has it.
+pub(crate) async fn push_file_if_missing(
+    registry: &dyn Registry,
+    repo: &str,
+    desc: &Descriptor,
+    path: &Path,
+) -> wharf_core::Result<()> {
+    if registry.blob_exists(repo, &desc.digest).await?.is_none() {
+        let mut opts = PushBlobOptions::default();
+        opts.size = Some(desc.size);
+        registry
+            .push_blob(repo, &desc.digest, file_stream(path).await?, &opts)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Push the config blob (unless present), then the manifest, which sets the tag last.
+pub(crate) async fn finish_push(
+    registry: &dyn Registry,
+    repo: &str,
+    config: &ManifestBytes,
+    manifest: &ManifestBytes,
+    tag: Option<&str>,
+) -> wharf_core::Result<Descriptor> {
+    if registry
+        .blob_exists(repo, &config.descriptor.digest)
+        .await?
+        .is_none()
+    {
+        registry
+            .push_blob(
+                repo,
+                &config.descriptor.digest,
+                blob_stream_from(config.bytes.clone()),
+                &PushBlobOptions::default(),
+            )
+            .await?;
+    }
+    let mut opts = PushManifestOptions::default();
+    opts.tag = tag.map(str::to_owned);
+    registry.push_manifest(repo, manifest, &opts).await
 }
 
 #[derive(Serialize)]
