@@ -86,7 +86,7 @@ fn each_invalid_manifest_exits_with_the_gate_code_and_names_value_and_threshold(
         assert!(stdout.contains("BLOCK governance"), "{stdout}");
         assert!(stdout.contains(&format!("[{rule}]")), "{name}: {stdout}");
         assert!(
-            stdout.contains("(required: "),
+            stdout.contains("(threshold: "),
             "{name} names the threshold: {stdout}"
         );
         assert!(

@@ -43,7 +43,7 @@ fn describe(v: &Violation) -> String {
             serde_json::Value::String(t) => t.clone(),
             other => other.to_string(),
         };
-        s.push_str(&format!(" (required: {t})"));
+        s.push_str(&format!(" (threshold: {t})"));
     }
     s.push_str(": ");
     s.push_str(&v.message);

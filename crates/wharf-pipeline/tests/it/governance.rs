@@ -74,7 +74,7 @@ fn invalid_manifests_block_with_value_and_threshold_in_the_details() {
     assert_eq!(
         report.stages[0].details,
         [
-            "[max_drift] drift.score = 0.42 (required: 0.3): drift score is 0.42, at or above the limit of 0.3 in test: the data has moved since training; retrain on recent data"
+            "[max_drift] drift.score = 0.42 (threshold: 0.3): drift score is 0.42, at or above the limit of 0.3 in test: the data has moved since training; retrain on recent data"
         ]
     );
 }
