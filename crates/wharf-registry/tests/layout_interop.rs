@@ -199,3 +199,49 @@ async fn umoci_unpacks_the_runnable_image_with_the_model_in_its_rootfs() {
         "{env:?}"
     );
 }
+
+#[tokio::test]
+async fn trivy_reads_our_layout_with_input() {
+    let trivy = std::env::var("WHARF_TEST_TRIVY").unwrap_or_else(|_| {
+        panic!("WHARF_TEST_TRIVY is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first")
+    });
+    let root = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(root.path()).unwrap();
+    let packaged = package_modelpack(
+        &ModelSpec::new(example_model(), "fraud-detector", "1.4.0"),
+        staging.path(),
+    )
+    .unwrap();
+    packaged
+        .push(&reg, "models/fraud-detector", Some("v1"))
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(trivy)
+        .args([
+            "image",
+            "--quiet",
+            "--format",
+            "cyclonedx",
+            "--skip-db-update",
+            "--offline-scan",
+            "--cache-dir",
+        ])
+        .arg(cache.path())
+        .arg("--input")
+        .arg(reg.layout_dir("models/fraud-detector").unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trivy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        bom["bomFormat"], "CycloneDX",
+        "trivy produced an SBOM from our layout"
+    );
+    assert_eq!(bom["metadata"]["tools"]["components"][0]["name"], "trivy");
+}
