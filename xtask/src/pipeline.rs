@@ -56,6 +56,7 @@ impl PipelineCmd {
                 .with_writer(std::io::stderr)
                 .with_max_level(tracing::Level::DEBUG)
                 .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
         }
         match self.execute() {
