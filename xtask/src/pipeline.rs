@@ -108,21 +108,35 @@ impl PipelineCmd {
                 .as_deref()
                 .unwrap_or(Path::new(".wharf/oci")),
         );
-        // A registry URL sends the image there (credentials from the docker config);
-        // without one, the OCI layout on disk is the registry.
-        let registry: Arc<dyn wharf_core::Registry> = match &config.registry.url {
-            Some(url) => Arc::new(
-                wharf_registry::distribution::DistributionClient::builder(url.clone())
-                    .build()
-                    .with_context(|| format!("registry.url {url:?}"))?,
-            ),
-            None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
-        };
         let repository = config
             .registry
             .repository
             .clone()
             .unwrap_or_else(|| format!("models/{}", config.project.name));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        // A registry URL sends the image there (ECR: repository ensured and token auth;
+        // otherwise credentials from the docker config); without one, the OCI layout on disk
+        // is the registry.
+        let registry: Arc<dyn wharf_core::Registry> = match &config.registry.url {
+            Some(url) => match ecr_region(url, config.registry.ecr_region.as_deref()) {
+                Some(region) => match runtime.block_on(ecr_registry(url, &region, &repository)) {
+                    Ok(registry) => registry,
+                    Err(e) => {
+                        eprintln!("error: setting up ECR at {url} ({region}): {e:#}");
+                        return Ok(exit::FAILED);
+                    }
+                },
+                None => Arc::new(
+                    wharf_registry::distribution::DistributionClient::builder(url.clone())
+                        .build()
+                        .with_context(|| format!("registry.url {url:?}"))?,
+                ),
+            },
+            None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
+        };
         let mut package = PackageStage::new(
             manifest.clone(),
             registry,
@@ -145,10 +159,6 @@ impl PipelineCmd {
             builder = builder.source_commit(commit);
         }
         let pipeline = builder.build()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
         match runtime.block_on(pipeline.run()) {
             Ok(report) => {
                 let code = exit_code(&report);
@@ -274,6 +284,45 @@ fn local_actor() -> Actor {
     Actor::local(user)
 }
 
+/// The ECR region of a registry URL: `registry.ecr_region` when set, else the `<region>` of
+/// a `<account>.dkr.ecr.<region>.amazonaws.com[.cn]` host; `None` for other registries.
+fn ecr_region(url: &str, configured: Option<&str>) -> Option<String> {
+    if let Some(region) = configured {
+        return Some(region.to_owned());
+    }
+    let host = url.split("://").last()?.split(['/', ':']).next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let is_ecr = labels.len() >= 6
+        && labels[1] == "dkr"
+        && labels[2] == "ecr"
+        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
+    is_ecr.then(|| labels[3].to_owned())
+}
+
+/// ECR behind `url`: the repository created or brought to wharf's policy (immutable tags
+/// except `sha256-*` signature tags, scan-on-push), and a client whose credentials come
+/// from `GetAuthorizationToken`, refreshed before they expire. AWS credentials and API
+/// endpoints come from the environment (`AWS_*`), as for the AWS CLI.
+async fn ecr_registry(
+    url: &str,
+    region: &str,
+    repository: &str,
+) -> anyhow::Result<Arc<dyn wharf_core::Registry>> {
+    use wharf_registry::ecr::{Ecr, RepositorySettings};
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await;
+    let ecr = Ecr::new(&sdk).with_registry_endpoint(url);
+    let repo = ecr
+        .ensure_repository(repository, &RepositorySettings::default())
+        .await?;
+    for change in &repo.changes {
+        eprintln!("ecr: {}: {change}", repo.name);
+    }
+    Ok(Arc::new(ecr.registry().await?))
+}
+
 /// Where a base image comes from: `oci:<layout dir>:<tag>` (an OCI layout on disk, relative
 /// to the config file) or a registry reference (`ghcr.io/acme/python:3.12`, `…@sha256:…`).
 fn base_image(spec: &str, config: &Config) -> anyhow::Result<BaseImageRef> {
@@ -339,4 +388,28 @@ fn git_commit(dir: &Path) -> Option<String> {
         .ok()?;
     let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && sha.len() == 40).then_some(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ecr_region;
+
+    #[test]
+    fn ecr_hosts_are_recognised_and_others_are_not() {
+        assert_eq!(
+            ecr_region("https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", None).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x", None).as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(ecr_region("https://ghcr.io", None), None);
+        assert_eq!(ecr_region("http://127.0.0.1:5000", None), None);
+        assert_eq!(
+            ecr_region("http://127.0.0.1:5000", Some("us-east-1")).as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(ecr_region("https://dkr.ecr.evil.example.com", None), None);
+    }
 }

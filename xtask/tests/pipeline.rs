@@ -399,3 +399,78 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_auth() {
+    // The ECR control plane is moto; the registry endpoint (as for a VPC endpoint) is the
+    // harness registry, which accepts the token's basic credentials like any others.
+    let registry = std::env::var("WHARF_TEST_REGISTRY")
+        .expect("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`");
+    let moto = std::env::var("WHARF_TEST_MOTO")
+        .expect("WHARF_TEST_MOTO is not set: run the tests with `cargo xtask test`");
+    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
+        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = format!("ecr-e2e/fraud-{}", std::process::id());
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["pipeline", "--json"])
+            .current_dir(root())
+            .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+            .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            .env("WHARF__REGISTRY__ECR_REGION", "us-east-1")
+            .env("WHARF__REGISTRY__REPOSITORY", &repo)
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    assert!(
+        text(&first.stderr).contains(&format!("ecr: {repo}: created")),
+        "{}",
+        text(&first.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let tag = v["run"]["stages"][1]["details"]["tag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inspect = Command::new(&skopeo)
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{registry}/{repo}:{tag}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+
+    // Second run: the repository already has wharf's policy, the tag holds the same
+    // content, so nothing changes and the run passes again.
+    let second = run();
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}{}",
+        text(&second.stdout),
+        text(&second.stderr)
+    );
+    assert!(
+        !text(&second.stderr).contains("ecr: "),
+        "no repository change the second time: {}",
+        text(&second.stderr)
+    );
+}

@@ -112,6 +112,10 @@ pub struct RegistryConfig {
     pub layout: Option<PathBuf>,
     /// Base image to append model layers to.
     pub base_image: Option<String>,
+    /// Treat `url` as Amazon ECR in this region: create the repository (immutable tags
+    /// except `sha256-*`, scan-on-push) and authenticate with `GetAuthorizationToken`.
+    /// Implied for `*.dkr.ecr.<region>.amazonaws.com` URLs; set it for VPC endpoints.
+    pub ecr_region: Option<String>,
 }
 
 /// `[scan]`

@@ -405,6 +405,7 @@ pub struct PushedImage {
 pub struct Ecr {
     client: aws_sdk_ecr::Client,
     registry_id: Option<String>,
+    registry_endpoint: Option<String>,
     auth: Arc<Mutex<Option<EcrAuth>>>,
 }
 
@@ -436,6 +437,7 @@ impl Ecr {
         Self {
             client,
             registry_id: None,
+            registry_endpoint: None,
             auth: Arc::new(Mutex::new(None)),
         }
     }
@@ -445,6 +447,15 @@ impl Ecr {
     pub fn with_registry_id(mut self, registry_id: impl Into<String>) -> Self {
         self.registry_id = Some(registry_id.into());
         self.auth = Arc::new(Mutex::new(None));
+        self
+    }
+
+    /// Push and pull through this endpoint instead of the `proxyEndpoint` ECR reports: a VPC
+    /// interface endpoint (PrivateLink), a pull-through proxy, or a local registry in tests.
+    /// Credentials still come from `GetAuthorizationToken`.
+    #[must_use]
+    pub fn with_registry_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.registry_endpoint = Some(endpoint.into());
         self
     }
 
@@ -710,7 +721,10 @@ impl Ecr {
     /// which the client then uses; later calls make no request, even when the cached
     /// credentials have expired (the client renews them when it needs them).
     pub async fn registry(&self) -> Result<DistributionClient, RegistryError> {
-        let endpoint = self.endpoint().await?;
+        let endpoint = match &self.registry_endpoint {
+            Some(e) => e.clone(),
+            None => self.endpoint().await?,
+        };
         DistributionClient::builder(endpoint)
             .credentials_provider(Arc::new(self.clone()))
             .build()
