@@ -1,6 +1,7 @@
 //! `cargo xtask`: wharf's command line (`pipeline`) and the project's chores
 //! (`test`, `ci`, `backends`).
 
+mod audit;
 mod backends;
 mod bench;
 mod ci;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the pipeline on a wharf.toml (default: the example in examples/).
     Pipeline(pipeline::PipelineCmd),
+    /// Verify the audit log's hash chain, or show one run's record.
+    Audit(audit::AuditCmd),
     /// Run every test, with the real local backends started first.
     Test(ci::TestCmd),
     /// Everything CI checks: fmt, clippy, tests, docs, cargo-deny, publish dry run.
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pipeline(cmd) => return cmd.run(),
+        Command::Audit(cmd) => return cmd.run(),
         Command::Test(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
         Command::DenyAdvisories(cmd) => cmd.run(),

@@ -474,3 +474,80 @@ fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_
         text(&second.stderr)
     );
 }
+
+#[test]
+fn audit_verify_finds_tampering_and_show_prints_a_run() {
+    let scratch = tempfile::tempdir().unwrap();
+    // A config that is the example's, with the audit log in the scratch dir.
+    let audit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("audit")
+            .args(args)
+            .current_dir(root())
+            .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+            .output()
+            .unwrap()
+    };
+    let out = audit(&["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("run `cargo xtask pipeline` first"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let first = pipeline(scratch.path(), &["--json"]);
+    let run: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let run_id = run["run"]["run_id"].as_str().unwrap().to_owned();
+    pipeline(
+        scratch.path(),
+        &[
+            "--manifest",
+            "examples/models/fraud-detector/invalid-min_f1.yaml",
+        ],
+    );
+
+    let out = audit(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("2 records, chain intact"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = audit(&["show", &run_id]);
+    assert_eq!(out.status.code(), Some(0));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["event"]["run_id"], run_id);
+    assert_eq!(shown["sequence"], 0);
+
+    // Change one byte of record 0's content (as someone with write access could).
+    let path = scratch.path().join("records/000000000000.json");
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("\"passed\"", "\"failed\"", 1);
+    std::fs::write(&path, edited).unwrap();
+    let out = audit(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("record 0 was altered"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = audit(&["show", "run-nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no record of run run-nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}

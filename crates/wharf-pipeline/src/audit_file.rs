@@ -47,6 +47,17 @@ impl FileAuditLog {
         &self.dir
     }
 
+    /// The record of run `run_id`, if the log holds one (a scan: the file log has no index).
+    pub fn find_run(&self, run_id: &str) -> Result<Option<StoredRecord>> {
+        for s in self.sequences()?.into_iter().rev() {
+            let rec = self.read_path(&self.path_of(s), s)?;
+            if rec.event.run_id() == run_id {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
+    }
+
     fn path_of(&self, sequence: u64) -> PathBuf {
         self.dir.join(format!("{sequence:012}.json"))
     }
