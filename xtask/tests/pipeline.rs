@@ -17,14 +17,19 @@ fn root() -> PathBuf {
 /// Run the pipeline with its audit log in `scratch/records` and its OCI layout in
 /// `scratch/oci` (so tests share neither, and nothing is written into the checkout).
 fn pipeline(scratch: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("pipeline")
-        .args(args)
+    xtask(scratch, "pipeline").args(args).output().unwrap()
+}
+
+/// `xtask <subcommand>` run from the repository root, with the audit log in
+/// `scratch/records` and the OCI layout in `scratch/oci`; callers add arguments and
+/// environment overrides.
+fn xtask(scratch: &Path, subcommand: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg(subcommand)
         .current_dir(root())
         .env("WHARF__AUDIT__DIR", scratch.join("records"))
-        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"))
-        .output()
-        .unwrap()
+        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
+    cmd
 }
 
 fn text(o: &[u8]) -> String {
@@ -39,9 +44,9 @@ fn records(scratch: &Path) -> usize {
 
 #[test]
 fn the_example_passes_in_every_environment() {
-    let audit = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
     for (i, env) in ["dev", "test", "prod"].into_iter().enumerate() {
-        let out = pipeline(audit.path(), &["--env", env]);
+        let out = pipeline(scratch.path(), &["--env", env]);
         let stdout = text(&out.stdout);
         assert_eq!(
             out.status.code(),
@@ -55,13 +60,13 @@ fn the_example_passes_in_every_environment() {
             "{stdout}"
         );
         assert!(stdout.contains("result PASSED (exit 0)"), "{stdout}");
-        assert_eq!(records(audit.path()), i + 1, "one audit record per run");
+        assert_eq!(records(scratch.path()), i + 1, "one audit record per run");
     }
 }
 
 #[test]
 fn each_invalid_manifest_exits_with_the_gate_code_and_names_value_and_threshold() {
-    let audit = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
     let dir = root().join("examples/models/fraud-detector");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -75,7 +80,7 @@ fn each_invalid_manifest_exits_with_the_gate_code_and_names_value_and_threshold(
         };
         n += 1;
         let rel = format!("examples/models/fraud-detector/{name}");
-        let out = pipeline(audit.path(), &["--env", "prod", "--manifest", &rel]);
+        let out = pipeline(scratch.path(), &["--env", "prod", "--manifest", &rel]);
         let stdout = text(&out.stdout);
         assert_eq!(
             out.status.code(),
@@ -95,14 +100,14 @@ fn each_invalid_manifest_exits_with_the_gate_code_and_names_value_and_threshold(
         );
     }
     assert_eq!(n, 10);
-    assert_eq!(records(audit.path()), 10, "blocked runs are recorded too");
+    assert_eq!(records(scratch.path()), 10, "blocked runs are recorded too");
 }
 
 #[test]
 fn json_output_is_the_run_record() {
-    let audit = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
     let out = pipeline(
-        audit.path(),
+        scratch.path(),
         &[
             "--json",
             "--manifest",
@@ -126,7 +131,6 @@ fn json_output_is_the_run_record() {
 
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_problem() {
-    let audit = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let bad_toml = scratch.path().join("wharf.toml");
     std::fs::write(
@@ -166,7 +170,7 @@ fn bad_input_exits_2_with_one_line_naming_the_problem() {
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = pipeline(audit.path(), &args);
+        let out = pipeline(scratch.path(), &args);
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
         assert!(
@@ -194,17 +198,10 @@ fn an_unwritable_audit_dir_fails_the_run() {
 
 #[test]
 fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
-    let audit = tempfile::tempdir().unwrap();
-    let layout = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
     let mut digests = Vec::new();
     for _ in 0..2 {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["pipeline", "--json"])
-            .current_dir(root())
-            .env("WHARF__AUDIT__DIR", audit.path())
-            .env("WHARF__REGISTRY__LAYOUT", layout.path())
-            .output()
-            .unwrap();
+        let out = pipeline(scratch.path(), &["--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["run"]["stages"][1]["name"], "package");
@@ -213,7 +210,8 @@ fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
     }
     assert_eq!(digests[0], digests[1]);
     let index =
-        std::fs::read_to_string(layout.path().join("models/fraud-detector/index.json")).unwrap();
+        std::fs::read_to_string(scratch.path().join("oci/models/fraud-detector/index.json"))
+            .unwrap();
     assert!(index.contains(&digests[0]), "{index}");
 }
 
@@ -224,11 +222,8 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
     let skopeo = std::env::var("WHARF_TEST_SKOPEO")
         .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
     let scratch = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["pipeline", "--json"])
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
-        .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+    let out = xtask(scratch.path(), "pipeline")
+        .arg("--json")
         .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
         .env("WHARF__REGISTRY__REPOSITORY", "e2e/fraud-detector")
         .output()
@@ -324,11 +319,8 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
         .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
     let scratch = tempfile::tempdir().unwrap();
     make_base_image(&scratch.path().join("bases"));
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["pipeline", "--json"])
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
-        .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+    let out = xtask(scratch.path(), "pipeline")
+        .arg("--json")
         .env(
             "WHARF__REGISTRY__BASE_IMAGE",
             format!("oci:{}:3.12", scratch.path().join("bases/python").display()),
@@ -366,11 +358,7 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
 
     // A base that does not exist fails the package stage with the reference named.
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["pipeline"])
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
-        .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+    let out = xtask(scratch.path(), "pipeline")
         .env(
             "WHARF__REGISTRY__BASE_IMAGE",
             format!("oci:{}:9.9", scratch.path().join("bases/python").display()),
@@ -384,10 +372,7 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
         "{stdout}"
     );
     // A malformed spec is refused before the run.
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["pipeline"])
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
+    let out = xtask(scratch.path(), "pipeline")
         .env("WHARF__REGISTRY__BASE_IMAGE", "oci:nowhere")
         .output()
         .unwrap();
@@ -413,11 +398,8 @@ fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_
     let scratch = tempfile::tempdir().unwrap();
     let repo = format!("ecr-e2e/fraud-{}", std::process::id());
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["pipeline", "--json"])
-            .current_dir(root())
-            .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
-            .env("WHARF__REGISTRY__LAYOUT", scratch.path().join("oci"))
+        xtask(scratch.path(), "pipeline")
+            .arg("--json")
             .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
             .env("WHARF__REGISTRY__ECR_REGION", "us-east-1")
             .env("WHARF__REGISTRY__REPOSITORY", &repo)
@@ -479,15 +461,7 @@ fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_
 fn audit_verify_finds_tampering_and_show_prints_a_run() {
     let scratch = tempfile::tempdir().unwrap();
     // A config that is the example's, with the audit log in the scratch dir.
-    let audit = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("audit")
-            .args(args)
-            .current_dir(root())
-            .env("WHARF__AUDIT__DIR", scratch.path().join("records"))
-            .output()
-            .unwrap()
-    };
+    let audit = |args: &[&str]| xtask(scratch.path(), "audit").args(args).output().unwrap();
     let out = audit(&["verify"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
