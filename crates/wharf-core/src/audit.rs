@@ -135,12 +135,12 @@ pub enum ChainProblem {
         /// Sequence number.
         sequence: u64,
     },
-    /// Sequence numbers are missing.
+    /// Records are missing.
     Gap {
-        /// Last present sequence before the gap.
-        after: u64,
-        /// First present sequence after it.
-        next: u64,
+        /// First missing sequence.
+        first: u64,
+        /// Last missing sequence.
+        last: u64,
     },
     /// The record's sequence field differs from its position.
     OutOfOrder {
@@ -149,13 +149,80 @@ pub enum ChainProblem {
         /// Sequence the record claims.
         claims: u64,
     },
-    /// The same event (same run) was recorded more than once.
+    /// An exact copy of an earlier record was stored again (a replay).
     Replay {
-        /// Sequence of the repeat.
+        /// Sequence (position) of the repeat.
         sequence: u64,
         /// Sequence of the original.
         original: u64,
     },
+    /// A second, different record for a run that already has one.
+    Duplicate {
+        /// Sequence of the second record.
+        sequence: u64,
+        /// Sequence of the first.
+        original: u64,
+        /// The run id both name.
+        run_id: String,
+    },
+    /// The stored object is not a readable record (not UTF-8, not JSON, missing fields).
+    Unreadable {
+        /// Sequence (position) of the object.
+        sequence: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The record's time is earlier than its predecessor's by more than the tolerated skew.
+    ClockWentBackwards {
+        /// Sequence of the record.
+        sequence: u64,
+    },
+    /// The store holds more than one version of the record: it was overwritten.
+    Overwritten {
+        /// Sequence of the record.
+        sequence: u64,
+        /// How many versions the store holds.
+        versions: u64,
+    },
+    /// A signed checkpoint covers records that are no longer in the log (tail truncated).
+    Truncated {
+        /// The checkpoint's sequence.
+        checkpoint: u64,
+        /// The last record present, `None` for an empty log.
+        last: Option<u64>,
+    },
+    /// A signed checkpoint names a different hash for its record than the log holds.
+    CheckpointMismatch {
+        /// The checkpoint's sequence.
+        checkpoint: u64,
+    },
+    /// A checkpoint's signature does not verify, or the checkpoint is unreadable.
+    BadCheckpoint {
+        /// The checkpoint's sequence.
+        checkpoint: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ChainProblem {
+    /// The sequence number the problem is at (the first, for a gap).
+    pub fn sequence(&self) -> u64 {
+        match self {
+            ChainProblem::HashMismatch { sequence }
+            | ChainProblem::BrokenLink { sequence }
+            | ChainProblem::Replay { sequence, .. }
+            | ChainProblem::Duplicate { sequence, .. }
+            | ChainProblem::Unreadable { sequence, .. }
+            | ChainProblem::ClockWentBackwards { sequence }
+            | ChainProblem::Overwritten { sequence, .. } => *sequence,
+            ChainProblem::Gap { first, .. } => *first,
+            ChainProblem::OutOfOrder { position, .. } => *position,
+            ChainProblem::Truncated { last, .. } => last.map_or(0, |l| l + 1),
+            ChainProblem::CheckpointMismatch { checkpoint }
+            | ChainProblem::BadCheckpoint { checkpoint, .. } => *checkpoint,
+        }
+    }
 }
 
 impl fmt::Display for ChainProblem {
@@ -172,14 +239,10 @@ impl fmt::Display for ChainProblem {
                 "record {sequence} does not link to record {}: the chain is broken",
                 sequence.saturating_sub(1)
             ),
-            ChainProblem::Gap { after, next } => {
-                write!(
-                    f,
-                    "records {}..{} are missing",
-                    after + 1,
-                    next.saturating_sub(1)
-                )
+            ChainProblem::Gap { first, last } if first == last => {
+                write!(f, "record {first} is missing")
             }
+            ChainProblem::Gap { first, last } => write!(f, "records {first}..={last} are missing"),
             ChainProblem::OutOfOrder { position, claims } => {
                 write!(
                     f,
@@ -187,7 +250,47 @@ impl fmt::Display for ChainProblem {
                 )
             }
             ChainProblem::Replay { sequence, original } => {
-                write!(f, "record {sequence} replays record {original}")
+                write!(
+                    f,
+                    "record {sequence} is a replayed copy of record {original}"
+                )
+            }
+            ChainProblem::Duplicate {
+                sequence,
+                original,
+                run_id,
+            } => write!(
+                f,
+                "record {sequence} is a second record of run {run_id} (first: record {original})"
+            ),
+            ChainProblem::Unreadable { sequence, reason } => {
+                write!(f, "record {sequence} is unreadable: {reason}")
+            }
+            ChainProblem::ClockWentBackwards { sequence } => write!(
+                f,
+                "record {sequence} is dated before record {}: the clock went backwards",
+                sequence.saturating_sub(1)
+            ),
+            ChainProblem::Overwritten { sequence, versions } => write!(
+                f,
+                "record {sequence} was overwritten: the store holds {versions} versions of it"
+            ),
+            ChainProblem::Truncated { checkpoint, last } => match last {
+                Some(last) => write!(
+                    f,
+                    "the log was truncated: checkpoint {checkpoint} is signed but the last record is {last}"
+                ),
+                None => write!(
+                    f,
+                    "the log was truncated: checkpoint {checkpoint} is signed but no record is left"
+                ),
+            },
+            ChainProblem::CheckpointMismatch { checkpoint } => write!(
+                f,
+                "record {checkpoint} differs from what its signed checkpoint names: the chain was rewritten"
+            ),
+            ChainProblem::BadCheckpoint { checkpoint, reason } => {
+                write!(f, "checkpoint {checkpoint} cannot be trusted: {reason}")
             }
         }
     }
@@ -206,6 +309,15 @@ pub struct ChainReport {
 }
 
 impl ChainReport {
+    /// A report of `checked` records ending at `head`.
+    pub fn new(checked: u64, head: Option<Digest>, problems: Vec<ChainProblem>) -> Self {
+        Self {
+            checked,
+            head,
+            problems,
+        }
+    }
+
     /// True when the chain is intact.
     pub fn is_intact(&self) -> bool {
         self.problems.is_empty()
@@ -216,7 +328,8 @@ impl ChainReport {
 /// first record must link to (`None` when the range starts at the beginning of the log).
 pub fn verify_chain(records: &[StoredRecord], expected_prev: Option<&Digest>) -> ChainReport {
     let mut problems = Vec::new();
-    let mut seen_runs: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut seen_runs: std::collections::HashMap<&str, (u64, &Digest)> =
+        std::collections::HashMap::new();
     let mut prev: Option<&StoredRecord> = None;
     for r in records {
         if !r.hash_is_valid() {
@@ -240,8 +353,8 @@ pub fn verify_chain(records: &[StoredRecord], expected_prev: Option<&Digest>) ->
                     });
                 } else if r.sequence > p.sequence + 1 {
                     problems.push(ChainProblem::Gap {
-                        after: p.sequence,
-                        next: r.sequence,
+                        first: p.sequence + 1,
+                        last: r.sequence - 1,
                     });
                 } else if r.prev_hash.as_ref() != Some(&p.hash) {
                     problems.push(ChainProblem::BrokenLink {
@@ -250,11 +363,21 @@ pub fn verify_chain(records: &[StoredRecord], expected_prev: Option<&Digest>) ->
                 }
             }
         }
-        if let Some(original) = seen_runs.insert(r.event.run_id(), r.sequence) {
-            problems.push(ChainProblem::Replay {
-                sequence: r.sequence,
-                original,
+        if let Some(&(original, original_hash)) = seen_runs.get(r.event.run_id()) {
+            problems.push(if original_hash == &r.hash {
+                ChainProblem::Replay {
+                    sequence: r.sequence,
+                    original,
+                }
+            } else {
+                ChainProblem::Duplicate {
+                    sequence: r.sequence,
+                    original,
+                    run_id: r.event.run_id().to_owned(),
+                }
             });
+        } else {
+            seen_runs.insert(r.event.run_id(), (r.sequence, &r.hash));
         }
         prev = Some(r);
     }
@@ -306,11 +429,7 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
                 out.extend_from_slice(u.to_string().as_bytes());
             } else {
                 let f = n.as_f64().unwrap_or(0.0);
-                if f.fract() == 0.0 && f.abs() < 1e21 {
-                    out.extend_from_slice(format!("{f:.0}").as_bytes());
-                } else {
-                    out.extend_from_slice(n.to_string().as_bytes());
-                }
+                out.extend_from_slice(es_number(f).as_bytes());
             }
         }
         Value::Array(items) => {
@@ -342,10 +461,66 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
+/// A finite double as ECMAScript's `Number.prototype.toString` writes it (RFC 8785 §3.2.2.3):
+/// the shortest round-trip digits, plain notation for 1e-6 ≤ |f| < 1e21, else `d.ddde±x`.
+fn es_number(f: f64) -> String {
+    if f == 0.0 || !f.is_finite() {
+        // JSON has no NaN or infinity; serde_json never produces them.
+        return "0".to_owned();
+    }
+    let sci = format!("{:e}", f.abs()); // shortest round-trip digits, e.g. "1.5e-7"
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let n = exp + 1;
+    let body = if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let sign = if e < 0 { '-' } else { '+' };
+        let (first, rest) = digits.split_at(1);
+        if rest.is_empty() {
+            format!("{first}e{sign}{}", e.abs())
+        } else {
+            format!("{first}.{rest}e{sign}{}", e.abs())
+        }
+    };
+    if f < 0.0 { format!("-{body}") } else { body }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numbers_are_written_as_ecmascript_does() {
+        // RFC 8785 Appendix B's IEEE 754 → JSON table, and ES's plain/exponent boundaries.
+        for (f, want) in [
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (1e-7, "1e-7"),
+            (0.000001, "0.000001"),
+            (333333333.3333333, "333333333.3333333"),
+            (-5e-324, "-5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (9007199254740992.0, "9007199254740992"),
+            (295147905179352830000.0, "295147905179352830000"),
+            (4.5, "4.5"),
+            (0.93, "0.93"),
+            (-0.0, "0"),
+            (1.5e-7, "1.5e-7"),
+        ] {
+            assert_eq!(es_number(f), want, "{f:e}");
+        }
+        let v = json!({"n": 1e21, "m": 2.0_f64, "k": 1e-7});
+        assert_eq!(canonical_json(&v), br#"{"k":1e-7,"m":2,"n":1e+21}"#);
+    }
 
     #[test]
     fn canonical_json_sorts_and_compacts() {

@@ -240,7 +240,8 @@ pub async fn registry(reg: &dyn Registry, repo_prefix: &str) {
     assert!(none.is_empty(), "{reg}: artifact-type filter must apply");
 }
 
-fn run_record(run_id: &str) -> AuditEvent {
+/// A small, valid run record event with id `run_id`, for audit log tests.
+pub fn run_record(run_id: &str) -> AuditEvent {
     let now = OffsetDateTime::now_utc();
     AuditEvent::Run(RunRecord {
         run_id: run_id.to_owned(),

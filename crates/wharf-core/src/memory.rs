@@ -733,7 +733,7 @@ mod tests {
         assert!(
             report
                 .problems
-                .contains(&crate::audit::ChainProblem::Gap { after: 5, next: 7 }),
+                .contains(&crate::audit::ChainProblem::Gap { first: 6, last: 6 }),
             "{report:?}"
         );
     }

@@ -1,0 +1,896 @@
+//! [`WormLog`]: the hash-chained audit log over any [`WormStore`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use wharf_core::audit::{
+    AppendOptions, AuditReceipt, ChainProblem, ChainReport, StoredRecord, VerifyRange,
+    canonical_json,
+};
+use wharf_core::sign::{Signer, Verifier};
+use wharf_core::{AuditEvent, AuditLog, Digest, Error, ErrorKind, Result};
+
+use crate::checkpoint::Checkpoint;
+use crate::store::{Created, WormStore};
+
+/// Largest record accepted by default (1 MiB): put large evidence in storage and record its
+/// digest.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+/// How far a record's time may be behind its predecessor's before the log refuses it (writers
+/// on different machines have slightly different clocks).
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// A signed checkpoint every this many records, by default (when a signer is set).
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
+
+const RECORDS: &str = "records/";
+const CHECKPOINTS: &str = "checkpoints/";
+/// Records read per batch while walking the log.
+const BATCH: usize = 512;
+/// How many times an append re-reads the head after losing a race before giving up.
+const MAX_RACES: u32 = 10_000;
+
+/// The key of record `sequence`.
+pub fn record_key(sequence: u64) -> String {
+    format!("{RECORDS}{sequence:012}.json")
+}
+
+fn checkpoint_key(sequence: u64) -> String {
+    format!("{CHECKPOINTS}{sequence:012}.json")
+}
+
+fn sequence_of(key: &str, prefix: &str) -> Option<u64> {
+    key.strip_prefix(prefix)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// A tamper-evident audit log: each [`AuditEvent`] is stored as one write-once object
+/// holding canonical JSON (RFC 8785) of a [`StoredRecord`] — sequence, previous record's
+/// hash, time, event, and its own hash — under `records/<sequence:012>.json`. With a signer,
+/// every `checkpoint_every` records a signed [`Checkpoint`] is stored under `checkpoints/`.
+///
+/// Writers in many processes may share one store: a create-only put decides who gets each
+/// sequence number, and the loser re-reads the head and appends after it, so the chain never
+/// forks.
+pub struct WormLog<S> {
+    store: S,
+    signer: Option<Arc<dyn Signer>>,
+    verifier: Option<Arc<dyn Verifier>>,
+    checkpoint_every: u64,
+    max_record_bytes: usize,
+    clock_skew: Duration,
+    verify_writes: bool,
+    clock: Clock,
+    /// The head this process last saw; appends in one process go one at a time.
+    head: tokio::sync::Mutex<Option<Option<Head>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Head {
+    sequence: u64,
+    hash: Digest,
+    recorded_at: OffsetDateTime,
+}
+
+impl Head {
+    fn of(r: &StoredRecord) -> Self {
+        Self {
+            sequence: r.sequence,
+            hash: r.hash.clone(),
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for WormLog<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WormLog")
+            .field("store", &self.store)
+            .field(
+                "signer",
+                &self.signer.as_ref().map(|s| s.key_id().to_owned()),
+            )
+            .field("checkpoint_every", &self.checkpoint_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: WormStore> WormLog<S> {
+    /// A log over `store`, without checkpoints until [`WormLog::with_signer`].
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            signer: None,
+            verifier: None,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            verify_writes: true,
+            clock: Arc::new(OffsetDateTime::now_utc),
+            head: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Sign a checkpoint every [`WormLog::checkpoint_every`] records with `signer`.
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Check checkpoint signatures with `verifier` in [`AuditLog::verify`].
+    pub fn with_verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// A checkpoint after every `n` records (0: only when [`WormLog::checkpoint`] is called).
+    pub fn checkpoint_every(mut self, n: u64) -> Self {
+        self.checkpoint_every = n;
+        self
+    }
+
+    /// Refuse records larger than `bytes`.
+    pub fn max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
+        self
+    }
+
+    /// How far behind its predecessor a record's time may be.
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Read every record back after writing it and compare (on by default).
+    pub fn verify_writes(mut self, on: bool) -> Self {
+        self.verify_writes = on;
+        self
+    }
+
+    /// Take record times from `clock` instead of the system clock (tests).
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> OffsetDateTime + Send + Sync + 'static,
+    ) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Where record `sequence` lives.
+    pub fn location(&self, sequence: u64) -> String {
+        self.store.location(&record_key(sequence))
+    }
+
+    /// The newest record in the store, found by listing.
+    async fn discover_head(&self) -> Result<Option<Head>> {
+        let keys = self.store.list(RECORDS).await?;
+        match keys.iter().filter_map(|k| sequence_of(k, RECORDS)).max() {
+            None => Ok(None),
+            Some(s) => Ok(Some(Head::of(&self.read_checked(s).await?))),
+        }
+    }
+
+    /// Read record `sequence`, refusing anything that is not exactly that record, intact.
+    async fn read_checked(&self, sequence: u64) -> Result<StoredRecord> {
+        let key = record_key(sequence);
+        let bytes = self.store.get(&key).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "audit record {sequence} does not exist ({})",
+                self.store.location(&key)
+            ))
+        })?;
+        let decoded = decode(&bytes, self.max_record_bytes).map_err(|reason| {
+            Error::integrity(format!(
+                "audit record {} is unreadable: {reason}; run `verify` on the log",
+                self.store.location(&key)
+            ))
+        })?;
+        if decoded.record.sequence != sequence {
+            return Err(Error::integrity(format!(
+                "audit record {} claims sequence {}: the store returned another record",
+                self.store.location(&key),
+                decoded.record.sequence
+            )));
+        }
+        if !decoded.hash_ok {
+            return Err(Error::integrity(format!(
+                "audit record {} was altered: its content does not match its hash",
+                self.store.location(&key)
+            )));
+        }
+        Ok(decoded.record)
+    }
+
+    async fn append_event(&self, event: &AuditEvent) -> Result<AuditReceipt> {
+        let mut cached = self.head.lock().await;
+        let mut head = match cached.take() {
+            Some(h) => h,
+            None => self.discover_head().await?,
+        };
+        for race in 0..MAX_RACES {
+            let sequence = head.as_ref().map_or(0, |h| h.sequence + 1);
+            let now = (self.clock)();
+            if let Some(h) = &head
+                && now + self.clock_skew < h.recorded_at
+            {
+                return Err(Error::invalid(format!(
+                    "the clock went backwards: it says {now}, but audit record {} was recorded at {}; fix the system clock (NTP) and retry",
+                    h.sequence, h.recorded_at
+                )));
+            }
+            let record = StoredRecord::chain(
+                sequence,
+                head.as_ref().map(|h| h.hash.clone()),
+                now,
+                event.clone(),
+            )?;
+            let bytes = encode(&record)?;
+            if bytes.len() > self.max_record_bytes {
+                return Err(Error::invalid(format!(
+                    "audit record for run {} is {} bytes, over the {}-byte limit: put large evidence in storage and record its digest",
+                    event.run_id(),
+                    bytes.len(),
+                    self.max_record_bytes
+                )));
+            }
+            let key = record_key(sequence);
+            let bytes = Bytes::from(bytes);
+            match self.store.create(&key, bytes.clone()).await? {
+                Created::Stored => {
+                    if self.verify_writes {
+                        self.check_written(&key, &bytes).await?;
+                    }
+                    *cached = Some(Some(Head::of(&record)));
+                    drop(cached);
+                    if self.checkpoint_every > 0
+                        && (sequence + 1) % self.checkpoint_every == 0
+                        && let Err(e) = self.write_checkpoint(sequence, record.hash.clone()).await
+                    {
+                        // The record is stored and the next checkpoint will cover it: say so
+                        // loudly, but do not fail an append that succeeded.
+                        tracing::error!(sequence, error = %e, "audit checkpoint not written");
+                    }
+                    return Ok(AuditReceipt::new(
+                        sequence,
+                        record.hash,
+                        self.store.location(&key),
+                    ));
+                }
+                Created::Exists => {
+                    // Another writer took this sequence: read what it wrote and go after it.
+                    tracing::debug!(sequence, race, "audit append lost a race");
+                    head = Some(Head::of(&self.read_checked(sequence).await?));
+                    if race >= 2 {
+                        tokio::time::sleep(jitter(race)).await;
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Transient,
+            format!("audit log is contended: {MAX_RACES} attempts to append lost the race"),
+        ))
+    }
+
+    async fn check_written(&self, key: &str, bytes: &Bytes) -> Result<()> {
+        match self.store.get(key).await? {
+            Some(read) if read == *bytes => Ok(()),
+            Some(_) => Err(Error::integrity(format!(
+                "the store returned a different object for {} than was written: the audit record is not trustworthy",
+                self.store.location(key)
+            ))),
+            None => Err(Error::integrity(format!(
+                "the store lost {} right after writing it",
+                self.store.location(key)
+            ))),
+        }
+    }
+
+    async fn write_checkpoint(&self, sequence: u64, head: Digest) -> Result<Option<Checkpoint>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let cp = Checkpoint::sign(signer.as_ref(), sequence, head, (self.clock)()).await?;
+        let key = checkpoint_key(sequence);
+        match self.store.create(&key, Bytes::from(cp.to_bytes()?)).await? {
+            Created::Stored | Created::Exists => Ok(Some(cp)),
+        }
+    }
+
+    /// Sign and store a checkpoint of the current head now (no-op without a signer or on an
+    /// empty log). Call it at the end of a batch of appends, so the tail is covered.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        if self.signer.is_none() {
+            return Err(Error::invalid(
+                "no checkpoint signer is configured for this audit log",
+            ));
+        }
+        match self.discover_head().await? {
+            None => Ok(None),
+            Some(h) => self.write_checkpoint(h.sequence, h.hash).await,
+        }
+    }
+
+    /// The signed checkpoints in the store, oldest first. Unreadable ones are returned as
+    /// problems.
+    async fn checkpoints(&self) -> Result<Vec<(u64, std::result::Result<Checkpoint, String>)>> {
+        let keys = self.store.list(CHECKPOINTS).await?;
+        let keys: Vec<(u64, String)> = keys
+            .into_iter()
+            .filter_map(|k| Some((sequence_of(&k, CHECKPOINTS)?, k)))
+            .collect();
+        let names: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
+        let objects = self.store.get_many(&names).await?;
+        Ok(keys
+            .into_iter()
+            .zip(objects)
+            .map(|((seq, _), obj)| {
+                let cp = obj
+                    .ok_or_else(|| "it disappeared while being read".to_owned())
+                    .and_then(|b| {
+                        serde_json::from_slice::<Checkpoint>(&b)
+                            .map_err(|e| format!("not a checkpoint: {e}"))
+                    })
+                    .and_then(|cp| {
+                        if cp.statement.sequence == seq {
+                            Ok(cp)
+                        } else {
+                            Err(format!(
+                                "it is stored as {seq} but states {}",
+                                cp.statement.sequence
+                            ))
+                        }
+                    });
+                (seq, cp)
+            })
+            .collect())
+    }
+
+    /// Walk the records in `range` in order, decoding batches in parallel; `each` sees every
+    /// record's position, stored bytes and decoding.
+    async fn walk(
+        &self,
+        range: &VerifyRange,
+        mut each: impl FnMut(u64, Option<&Bytes>, &std::result::Result<Decoded, String>) -> Result<()>,
+    ) -> Result<()> {
+        let from = range.from.unwrap_or(0);
+        let to = range.to.unwrap_or(u64::MAX);
+        let mut positions: Vec<u64> = self
+            .store
+            .list(RECORDS)
+            .await?
+            .iter()
+            .filter_map(|k| sequence_of(k, RECORDS))
+            .filter(|s| (from..=to).contains(s))
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        let max = self.max_record_bytes;
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let batches: Vec<_> = positions
+            .chunks(BATCH)
+            .map(|chunk| {
+                let keys: Vec<String> = chunk.iter().map(|s| record_key(*s)).collect();
+                let chunk = chunk.to_vec();
+                async move {
+                    let objects = self.store.get_many(&keys).await?;
+                    tokio::task::spawn_blocking(move || {
+                        chunk
+                            .into_iter()
+                            .zip(objects)
+                            .map(|(pos, obj)| {
+                                let decoded = match &obj {
+                                    Some(b) => decode(b, max),
+                                    None => Err("it disappeared while being read".to_owned()),
+                                };
+                                (pos, obj, decoded)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("audit verification task failed: {e}")))
+                }
+            })
+            .collect();
+        let mut stream = futures_util::stream::iter(batches).buffered(parallel.max(2));
+        while let Some(batch) = stream.try_next().await? {
+            for (pos, obj, decoded) in &batch {
+                each(*pos, obj.as_ref(), decoded)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Walk the chain over `range`: recompute every hash and link, check every checkpoint
+    /// (signatures with `verifier`; without one they are counted as unverified), and report
+    /// every problem — altered, missing, reordered, replayed or duplicated records, an
+    /// overwritten version, a clock that went backwards, a tail truncated after a checkpoint.
+    pub async fn verify_with(
+        &self,
+        range: &VerifyRange,
+        verifier: Option<&dyn Verifier>,
+    ) -> Result<VerificationReport> {
+        self.verify_and_export(range, verifier, None).await
+    }
+
+    /// Write the records of `range` to `out` as JSON lines (each line the stored canonical
+    /// JSON) and return the verification report of the same walk, for an auditor.
+    pub async fn export(
+        &self,
+        range: &VerifyRange,
+        verifier: Option<&dyn Verifier>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<VerificationReport> {
+        self.verify_and_export(range, verifier, Some(out)).await
+    }
+
+    async fn verify_and_export(
+        &self,
+        range: &VerifyRange,
+        verifier: Option<&dyn Verifier>,
+        mut out: Option<&mut (dyn Write + Send)>,
+    ) -> Result<VerificationReport> {
+        let from = range.from.unwrap_or(0);
+        let expected_prev = match from.checked_sub(1) {
+            None => None,
+            Some(p) => Some(self.read_checked(p).await?.hash),
+        };
+        let checkpoints = self.checkpoints().await?;
+        let mut walker = Walker::new(from, expected_prev, self.clock_skew);
+        for (seq, cp) in &checkpoints {
+            if let Ok(cp) = cp
+                && (from..=range.to.unwrap_or(u64::MAX)).contains(seq)
+            {
+                walker.watch.insert(*seq, cp.statement.head.clone());
+            }
+        }
+        self.walk(range, |pos, bytes, decoded| {
+            walker.push(pos, decoded);
+            if let (Some(out), Some(bytes), Ok(_)) = (out.as_deref_mut(), bytes, decoded) {
+                out.write_all(bytes).map_err(|e| {
+                    Error::internal(format!("cannot write the audit export: {e}")).with_source(e)
+                })?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(out) = out {
+            out.flush().map_err(|e| {
+                Error::internal(format!("cannot write the audit export: {e}")).with_source(e)
+            })?;
+        }
+        for (key, versions) in self.store.overwritten(RECORDS).await? {
+            if let Some(sequence) = sequence_of(&key, RECORDS)
+                && (from..=range.to.unwrap_or(u64::MAX)).contains(&sequence)
+            {
+                walker
+                    .problems
+                    .push(ChainProblem::Overwritten { sequence, versions });
+            }
+        }
+        let mut report = walker.finish(range, self.store.location(RECORDS));
+        for (seq, cp) in checkpoints {
+            if !(from..=range.to.unwrap_or(u64::MAX)).contains(&seq) {
+                continue;
+            }
+            let cp = match cp {
+                Ok(cp) => cp,
+                Err(reason) => {
+                    report.problems.push(ChainProblem::BadCheckpoint {
+                        checkpoint: seq,
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            match verifier {
+                Some(v) => match cp.verify(v).await {
+                    Ok(()) => report.checkpoints_verified += 1,
+                    Err(e) => {
+                        report.problems.push(ChainProblem::BadCheckpoint {
+                            checkpoint: seq,
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                },
+                None => report.checkpoints_unverified += 1,
+            }
+            match report.last_sequence {
+                Some(last) if last >= seq => {
+                    if report.hash_at.get(&seq) != Some(&cp.statement.head) {
+                        report
+                            .problems
+                            .push(ChainProblem::CheckpointMismatch { checkpoint: seq });
+                    }
+                }
+                last => {
+                    if range.to.is_none() {
+                        report.problems.push(ChainProblem::Truncated {
+                            checkpoint: seq,
+                            last,
+                        });
+                    }
+                }
+            }
+            report.last_checkpoint = Some(report.last_checkpoint.map_or(seq, |c: u64| c.max(seq)));
+        }
+        report.first_problem = report.problems.iter().map(ChainProblem::sequence).min();
+        Ok(report)
+    }
+
+    /// The records that match `query`, oldest first. The log has no index: this reads
+    /// every record in the query's sequence range, in parallel batches.
+    pub async fn query(&self, query: &Query) -> Result<Vec<StoredRecord>> {
+        let mut found = Vec::new();
+        let mut range = VerifyRange::default();
+        range.from = query.from_sequence;
+        range.to = query.to_sequence;
+        self.walk(&range, |_, _, decoded| {
+            if let Ok(d) = decoded
+                && query.matches(&d.record)
+            {
+                found.push(d.record.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// The record of run `run_id`, if the log holds one.
+    pub async fn find_run(&self, run_id: &str) -> Result<Option<StoredRecord>> {
+        Ok(self
+            .query(&Query::default().run_id(run_id))
+            .await?
+            .into_iter()
+            .next())
+    }
+}
+
+#[async_trait]
+impl<S: WormStore> AuditLog for WormLog<S> {
+    async fn append(&self, event: &AuditEvent, _opts: &AppendOptions) -> Result<AuditReceipt> {
+        self.append_event(event).await
+    }
+
+    async fn read(&self, sequence: u64) -> Result<StoredRecord> {
+        self.read_checked(sequence).await
+    }
+
+    async fn head(&self) -> Result<Option<AuditReceipt>> {
+        Ok(self
+            .discover_head()
+            .await?
+            .map(|h| AuditReceipt::new(h.sequence, h.hash, self.location(h.sequence))))
+    }
+
+    async fn verify(&self, range: &VerifyRange) -> Result<ChainReport> {
+        let report = self.verify_with(range, self.verifier.as_deref()).await?;
+        Ok(ChainReport::new(
+            report.checked,
+            report.head,
+            report.problems,
+        ))
+    }
+}
+
+/// Which records [`WormLog::query`] returns: all conditions must hold.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Query {
+    /// Only this run.
+    pub run_id: Option<String>,
+    /// Only records about this image.
+    pub image_digest: Option<Digest>,
+    /// Recorded at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Recorded before.
+    pub until: Option<OffsetDateTime>,
+    /// First sequence to look at.
+    pub from_sequence: Option<u64>,
+    /// Last sequence to look at.
+    pub to_sequence: Option<u64>,
+}
+
+impl Query {
+    /// Only run `run_id`.
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Only records about `digest`.
+    pub fn image_digest(mut self, digest: Digest) -> Self {
+        self.image_digest = Some(digest);
+        self
+    }
+
+    /// Only records stored in `[since, until)`.
+    pub fn between(mut self, since: Option<OffsetDateTime>, until: Option<OffsetDateTime>) -> Self {
+        self.since = since;
+        self.until = until;
+        self
+    }
+
+    fn matches(&self, r: &StoredRecord) -> bool {
+        self.run_id
+            .as_deref()
+            .is_none_or(|id| r.event.run_id() == id)
+            && self
+                .image_digest
+                .as_ref()
+                .is_none_or(|d| r.event.image_digest() == Some(d))
+            && self.since.is_none_or(|t| r.recorded_at >= t)
+            && self.until.is_none_or(|t| r.recorded_at < t)
+    }
+}
+
+/// What a verification found, for people and for an auditor's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VerificationReport {
+    /// Where the records are.
+    pub log: String,
+    /// First sequence of the range.
+    pub from: u64,
+    /// Last sequence of the range, `None` for the head.
+    pub to: Option<u64>,
+    /// Records checked.
+    pub checked: u64,
+    /// The last record present in the range.
+    pub last_sequence: Option<u64>,
+    /// Its hash.
+    pub head: Option<Digest>,
+    /// Checkpoints whose signature verified.
+    pub checkpoints_verified: u64,
+    /// Checkpoints not checked because no verifier was given.
+    pub checkpoints_unverified: u64,
+    /// The newest checkpoint in the range.
+    pub last_checkpoint: Option<u64>,
+    /// The lowest sequence with a problem: where the chain stops being trustworthy.
+    pub first_problem: Option<u64>,
+    /// Every problem, records first (in chain order), then storage and checkpoints.
+    pub problems: Vec<ChainProblem>,
+    /// When the verification ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub verified_at: OffsetDateTime,
+    #[serde(skip)]
+    hash_at: HashMap<u64, Digest>,
+}
+
+impl VerificationReport {
+    /// True when nothing is wrong.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Records after the newest verified checkpoint: their presence is vouched for by the
+    /// store alone until the next checkpoint.
+    pub fn unanchored(&self) -> u64 {
+        match (self.last_sequence, self.last_checkpoint) {
+            (Some(last), Some(cp)) => last.saturating_sub(cp),
+            (Some(last), None) => last + 1 - self.from,
+            (None, _) => 0,
+        }
+    }
+}
+
+impl fmt::Display for VerificationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = self
+            .head
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string);
+        if self.is_intact() {
+            write!(
+                f,
+                "{}: {} records, chain intact, head {head}",
+                self.log, self.checked
+            )?;
+        } else {
+            write!(
+                f,
+                "{}: {} records, {} problems, first at record {}",
+                self.log,
+                self.checked,
+                self.problems.len(),
+                self.first_problem.unwrap_or(0)
+            )?;
+            for p in &self.problems {
+                write!(f, "\n  - {p}")?;
+            }
+        }
+        write!(
+            f,
+            "\ncheckpoints: {} verified, {} unverified (no key given); {} records after the last checkpoint",
+            self.checkpoints_verified,
+            self.checkpoints_unverified,
+            self.unanchored()
+        )
+    }
+}
+
+/// A record decoded from its stored bytes.
+struct Decoded {
+    record: StoredRecord,
+    /// Whether the bytes hash to the record's `hash`.
+    hash_ok: bool,
+}
+
+/// The stored form of a record: its canonical JSON and a newline.
+fn encode(record: &StoredRecord) -> Result<Vec<u8>> {
+    let value = serde_json::to_value(record)
+        .map_err(|e| Error::invalid(format!("audit record cannot be serialized: {e}")))?;
+    let mut out = canonical_json(&value);
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Decode stored bytes and recompute the hash the way any auditor can: parse, drop `hash`,
+/// canonicalize (RFC 8785), SHA-256.
+fn decode(bytes: &[u8], max: usize) -> std::result::Result<Decoded, String> {
+    if bytes.len() > max {
+        return Err(format!("{} bytes, over the {max}-byte limit", bytes.len()));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let record =
+        StoredRecord::deserialize(&value).map_err(|e| format!("not an audit record: {e}"))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("hash");
+    }
+    let hash_ok = Digest::sha256_of(&canonical_json(&value)) == record.hash;
+    Ok(Decoded { record, hash_ok })
+}
+
+/// Walks records in position order and collects problems.
+struct Walker {
+    from: u64,
+    next: u64,
+    /// The previous position's hash and time; `None` after an unreadable record or a gap.
+    prev: Option<(Digest, OffsetDateTime)>,
+    skew: time::Duration,
+    problems: Vec<ChainProblem>,
+    by_hash: HashMap<Digest, u64>,
+    by_run: HashMap<String, u64>,
+    watch: HashMap<u64, Digest>,
+    hash_at: HashMap<u64, Digest>,
+    checked: u64,
+    last: Option<(u64, Digest)>,
+}
+
+impl Walker {
+    fn new(from: u64, expected_prev: Option<Digest>, skew: Duration) -> Self {
+        Self {
+            from,
+            next: from,
+            prev: expected_prev.map(|h| (h, OffsetDateTime::UNIX_EPOCH)),
+            skew: time::Duration::try_from(skew).unwrap_or(time::Duration::MAX),
+            problems: Vec::new(),
+            by_hash: HashMap::new(),
+            by_run: HashMap::new(),
+            watch: HashMap::new(),
+            hash_at: HashMap::new(),
+            checked: 0,
+            last: None,
+        }
+    }
+
+    fn push(&mut self, pos: u64, decoded: &std::result::Result<Decoded, String>) {
+        self.checked += 1;
+        let linkable = pos == self.next;
+        if pos > self.next {
+            self.problems.push(ChainProblem::Gap {
+                first: self.next,
+                last: pos - 1,
+            });
+        }
+        self.next = pos + 1;
+        let d = match decoded {
+            Ok(d) => d,
+            Err(reason) => {
+                self.problems.push(ChainProblem::Unreadable {
+                    sequence: pos,
+                    reason: reason.clone(),
+                });
+                self.prev = None;
+                return;
+            }
+        };
+        let r = &d.record;
+        if !d.hash_ok {
+            self.problems
+                .push(ChainProblem::HashMismatch { sequence: pos });
+        }
+        if r.sequence != pos {
+            match self.by_hash.get(&r.hash) {
+                Some(&original) if d.hash_ok => self.problems.push(ChainProblem::Replay {
+                    sequence: pos,
+                    original,
+                }),
+                _ => self.problems.push(ChainProblem::OutOfOrder {
+                    position: pos,
+                    claims: r.sequence,
+                }),
+            }
+        } else if linkable {
+            match &self.prev {
+                Some((prev_hash, prev_time)) => {
+                    if r.prev_hash.as_ref() != Some(prev_hash) {
+                        self.problems
+                            .push(ChainProblem::BrokenLink { sequence: pos });
+                    } else if r.recorded_at + self.skew < *prev_time {
+                        self.problems
+                            .push(ChainProblem::ClockWentBackwards { sequence: pos });
+                    }
+                }
+                None if pos == 0 && pos == self.from && r.prev_hash.is_some() => {
+                    self.problems
+                        .push(ChainProblem::BrokenLink { sequence: pos });
+                }
+                None => {} // after an unreadable record: already named
+            }
+        }
+        if r.sequence == pos {
+            if let Some(&original) = self.by_run.get(r.event.run_id()) {
+                self.problems.push(ChainProblem::Duplicate {
+                    sequence: pos,
+                    original,
+                    run_id: r.event.run_id().to_owned(),
+                });
+            } else {
+                self.by_run.insert(r.event.run_id().to_owned(), pos);
+            }
+            self.by_hash.insert(r.hash.clone(), pos);
+        }
+        if self.watch.contains_key(&pos) {
+            self.hash_at.insert(pos, r.hash.clone());
+        }
+        self.prev = Some((r.hash.clone(), r.recorded_at));
+        self.last = Some((pos, r.hash.clone()));
+    }
+
+    fn finish(self, range: &VerifyRange, log: String) -> VerificationReport {
+        VerificationReport {
+            log,
+            from: self.from,
+            to: range.to,
+            checked: self.checked,
+            last_sequence: self.next.checked_sub(1).filter(|_| self.checked > 0),
+            head: self.last.map(|(_, h)| h),
+            checkpoints_verified: 0,
+            checkpoints_unverified: 0,
+            last_checkpoint: None,
+            first_problem: None,
+            problems: self.problems,
+            verified_at: OffsetDateTime::now_utc(),
+            hash_at: self.hash_at,
+        }
+    }
+}
+
+/// A random pause of up to `race` × 100 µs (capped at 5 ms), so writers that keep losing
+/// races spread out instead of colliding again.
+fn jitter(race: u32) -> Duration {
+    let nanos = OffsetDateTime::now_utc().nanosecond() as u64;
+    let cap = u64::from(race.min(50)) * 100_000;
+    Duration::from_nanos(nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) % cap.max(1))
+}
