@@ -35,6 +35,8 @@
 
 mod checkpoint;
 mod log;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod store;
 
 pub use checkpoint::{CHECKPOINT_TYPE, Checkpoint, Statement, StoredSignature};
@@ -42,6 +44,8 @@ pub use log::{
     DEFAULT_CHECKPOINT_EVERY, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_RECORD_BYTES, Query,
     VerificationReport, WormLog, record_key,
 };
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
 pub use store::{Created, FileStore, WormStore};
 
 /// The embedded default audit log: write-once files in a directory.
