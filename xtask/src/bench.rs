@@ -19,17 +19,29 @@ pub(crate) struct BenchCmd {
     /// Where to put the generated data (default: target/bench).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Which benchmarks: `registry` (hashing, packaging, pushing), `audit` (appends and
+    /// verification of the audit log) or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit"])]
+    suite: String,
+    /// Records in the log that `audit` verifies.
+    #[arg(long, default_value_t = 100_000)]
+    verify_records: u64,
 }
 
 /// One timed command.
-struct Sample {
-    what: String,
-    tool: String,
-    seconds: f64,
-    rss_kib: u64,
+pub(crate) struct Sample {
+    pub(crate) what: String,
+    pub(crate) tool: String,
+    pub(crate) seconds: f64,
+    pub(crate) rss_kib: u64,
 }
 
-fn timed(what: &str, tool: &str, program: &Path, args: &[&str]) -> anyhow::Result<Sample> {
+pub(crate) fn timed(
+    what: &str,
+    tool: &str,
+    program: &Path,
+    args: &[&str],
+) -> anyhow::Result<Sample> {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%e %M"])
         .arg(program)
@@ -71,6 +83,12 @@ impl BenchCmd {
             .clone()
             .unwrap_or_else(|| root.join("target/bench"));
         let _ = std::fs::remove_dir_all(&dir);
+        if self.suite == "audit" || self.suite == "all" {
+            crate::bench_audit::run(&ours, &dir.join("audit"), self.verify_records)?;
+        }
+        if self.suite == "audit" {
+            return Ok(());
+        }
         let model = dir.join("model");
         std::fs::create_dir_all(&model)?;
         let weights = model.join("weights.safetensors");

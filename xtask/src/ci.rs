@@ -93,7 +93,7 @@ impl Counts {
 fn cargo_test(sh: &Shell, env: &[(String, String)], extra: &[String]) -> anyhow::Result<Counts> {
     use std::io::BufRead;
     let mut child = std::process::Command::new("cargo")
-        .args(["test", "--workspace", "--locked"])
+        .args(["test", "--workspace", "--locked", "--all-features"])
         .args(extra)
         .current_dir(sh.current_dir())
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -143,7 +143,7 @@ impl CiCmd {
         step("clippy", &mut || {
             Ok(cmd!(
                 sh,
-                "cargo clippy --workspace --all-targets --locked -- -D warnings"
+                "cargo clippy --workspace --all-targets --all-features --locked -- -D warnings"
             )
             .run()?)
         })?;
@@ -154,7 +154,11 @@ impl CiCmd {
         })?;
         step("doc", &mut || {
             let _env = sh.push_env("RUSTDOCFLAGS", "-D warnings");
-            Ok(cmd!(sh, "cargo doc --workspace --no-deps --locked").run()?)
+            Ok(cmd!(
+                sh,
+                "cargo doc --workspace --no-deps --all-features --locked"
+            )
+            .run()?)
         })?;
         step("deny", &mut || {
             ensure_cargo_deny(&sh)?;

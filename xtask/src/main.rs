@@ -4,6 +4,7 @@
 mod audit;
 mod backends;
 mod bench;
+mod bench_audit;
 mod ci;
 mod pipeline;
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
 use wharf_pipeline::stages::{BaseImageRef, GovernanceStage, PackageStage, TagPolicy};
-use wharf_pipeline::{Config, FileAuditLog, Pipeline, PipelineError, RunReport};
+use wharf_pipeline::{Config, Pipeline, PipelineError, RunReport};
 
 /// Exit codes of `cargo xtask pipeline`.
 pub(crate) mod exit {
@@ -83,13 +83,14 @@ impl PipelineCmd {
             .manifest
             .clone()
             .unwrap_or_else(|| config.manifest_path());
-        let audit = match FileAuditLog::open(config.audit_dir()) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let audit = match runtime.block_on(crate::audit::open_log(&config)) {
             Ok(log) => Arc::new(log),
             Err(e) => {
-                eprintln!(
-                    "error: no run without an audit record: {}",
-                    wharf_core::display_chain(&e)
-                );
+                eprintln!("error: no run without an audit record: {e:#}");
                 return Ok(exit::AUDIT);
             }
         };
@@ -113,10 +114,6 @@ impl PipelineCmd {
             .repository
             .clone()
             .unwrap_or_else(|| format!("models/{}", config.project.name));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
         // A registry URL sends the image there (ECR: repository ensured and token auth;
         // otherwise credentials from the docker config); without one, the OCI layout on disk
         // is the registry.

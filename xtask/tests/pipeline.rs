@@ -28,6 +28,10 @@ fn xtask(scratch: &Path, subcommand: &str) -> Command {
     cmd.arg(subcommand)
         .current_dir(root())
         .env("WHARF__AUDIT__DIR", scratch.join("records"))
+        .env(
+            "WHARF__AUDIT__CHECKPOINT_KEY",
+            scratch.join("keys/audit-checkpoint.pem"),
+        )
         .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
     cmd
 }
@@ -37,7 +41,7 @@ fn text(o: &[u8]) -> String {
 }
 
 fn records(scratch: &Path) -> usize {
-    std::fs::read_dir(scratch.join("records"))
+    std::fs::read_dir(scratch.join("records/records"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
@@ -494,6 +498,11 @@ fn audit_verify_finds_tampering_and_show_prints_a_run() {
         "{}",
         text(&out.stdout)
     );
+    assert!(
+        text(&out.stdout).contains("checkpoints: 2 signatures verified"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = audit(&["show", &run_id]);
     assert_eq!(out.status.code(), Some(0));
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -501,7 +510,7 @@ fn audit_verify_finds_tampering_and_show_prints_a_run() {
     assert_eq!(shown["sequence"], 0);
 
     // Change one byte of record 0's content (as someone with write access could).
-    let path = scratch.path().join("records/000000000000.json");
+    let path = scratch.path().join("records/records/000000000000.json");
     let mut perms = std::fs::metadata(&path).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
@@ -521,6 +530,205 @@ fn audit_verify_finds_tampering_and_show_prints_a_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("no record of run run-nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `audit query` finds runs by id, digest and time; `audit export` writes JSON lines and a
+/// report; an auditor holding only the public key verifies the checkpoints, and a wrong key
+/// is named.
+#[test]
+fn audit_query_export_and_an_auditors_public_key() {
+    let scratch = tempfile::tempdir().unwrap();
+    let audit = |args: &[&str]| xtask(scratch.path(), "audit").args(args).output().unwrap();
+    let first = pipeline(scratch.path(), &["--json"]);
+    let run: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let digest = run["run"]["image_digest"].as_str().unwrap().to_owned();
+    pipeline(
+        scratch.path(),
+        &[
+            "--manifest",
+            "examples/models/fraud-detector/invalid-min_f1.yaml",
+        ],
+    );
+
+    let out = audit(&["query", "--digest", &digest, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "only the passing run pushed an image");
+    assert_eq!(lines[0]["event"]["run_id"], run["run"]["run_id"]);
+    let out = audit(&["query", "--since", "2000-01-01T00:00:00Z"]);
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("blocked"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = audit(&["query", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not an RFC 3339 time"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let export = scratch.path().join("export.jsonl");
+    let out = audit(&["export", "--out", export.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&export).unwrap().lines().count(), 2);
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(scratch.path().join("export.jsonl.report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["checked"], 2);
+    assert_eq!(report["checkpoints_verified"], 2);
+    assert_eq!(report["problems"], serde_json::json!([]));
+
+    // The auditor's copy of the public key verifies; another key does not.
+    let public = scratch.path().join("keys/audit-checkpoint.pem.pub");
+    let out = audit(&["verify", "--public-key", public.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let other = tempfile::tempdir().unwrap();
+    let other_key = other.path().join("k.pem");
+    wharf_sign::EcdsaP256Key::load_or_generate(&other_key).unwrap();
+    let out = audit(&[
+        "verify",
+        "--public-key",
+        wharf_sign::public_path(&other_key).to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("checkpoint 0 cannot be trusted: the signature does not verify"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// With `[audit] url = "s3://…"` every run's record is a locked object in the bucket (moto),
+/// checkpoints beside it; a bucket without Object Lock is refused before the run (exit 4).
+#[test]
+fn audit_records_go_to_s3_object_lock() {
+    let moto = std::env::var("WHARF_TEST_MOTO")
+        .expect("WHARF_TEST_MOTO is not set: run the tests with `cargo xtask test`");
+    let scratch = tempfile::tempdir().unwrap();
+    let bucket = format!("wharf-e2e-audit-{}", std::process::id());
+    let plain = format!("wharf-e2e-nolock-{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&moto)
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(async {
+        s3.create_bucket()
+            .bucket(&bucket)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .unwrap();
+        s3.create_bucket().bucket(&plain).send().await.unwrap();
+    });
+    let with_s3 = |subcommand: &str, bucket: &str| {
+        let mut cmd = xtask(scratch.path(), subcommand);
+        cmd.env("WHARF__AUDIT__URL", format!("s3://{bucket}/fraud-detector"))
+            .env("WHARF__AUDIT__FORCE_PATH_STYLE", "true")
+            .env("WHARF__AUDIT__RETENTION_DAYS", "30")
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE");
+        cmd
+    };
+    let out = with_s3("pipeline", &bucket).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "-> s3://{bucket}/fraud-detector/records/000000000000.json"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    with_s3("pipeline", &bucket).output().unwrap();
+    let out = with_s3("audit", &bucket).arg("verify").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("2 records, chain intact"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("2 signatures verified"),
+        "{}",
+        text(&out.stdout)
+    );
+    let head = rt.block_on(async {
+        s3.head_object()
+            .bucket(&bucket)
+            .key("fraud-detector/records/000000000001.json")
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        head.object_lock_mode(),
+        Some(&aws_sdk_s3::types::ObjectLockMode::Compliance)
+    );
+    assert_eq!(
+        records(scratch.path()),
+        0,
+        "nothing went to the local directory"
+    );
+
+    let out = with_s3("pipeline", &plain).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "no run without an audit record: s3://{plain} does not have Object Lock enabled"
+        )),
         "{}",
         text(&out.stderr)
     );

@@ -35,6 +35,8 @@
 
 mod checkpoint;
 mod log;
+#[cfg(feature = "object-store")]
+mod object;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod store;
@@ -44,6 +46,8 @@ pub use log::{
     DEFAULT_CHECKPOINT_EVERY, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_RECORD_BYTES, Query,
     VerificationReport, WormLog, record_key,
 };
+#[cfg(feature = "object-store")]
+pub use object::ObjectStoreStore;
 #[cfg(feature = "s3")]
 pub use s3::S3Store;
 pub use store::{Created, FileStore, WormStore};

@@ -717,13 +717,21 @@ impl fmt::Display for VerificationReport {
                 write!(f, "\n  - {p}")?;
             }
         }
-        write!(
-            f,
-            "\ncheckpoints: {} verified, {} unverified (no key given); {} records after the last checkpoint",
-            self.checkpoints_verified,
-            self.checkpoints_unverified,
-            self.unanchored()
-        )
+        match (self.checkpoints_verified, self.checkpoints_unverified) {
+            (0, 0) => write!(f, "\ncheckpoints: none signed in this range"),
+            (v, 0) => write!(f, "\ncheckpoints: {v} signatures verified"),
+            (v, u) => write!(
+                f,
+                "\ncheckpoints: {v} signatures verified, {u} NOT verified (no public key given)"
+            ),
+        }?;
+        match self.unanchored() {
+            0 => Ok(()),
+            n => write!(
+                f,
+                "; {n} records after the last checkpoint (vouched for by the store alone)"
+            ),
+        }
     }
 }
 

@@ -63,6 +63,29 @@ pub trait WormStore: fmt::Debug + Send + Sync + 'static {
     fn location(&self, key: &str) -> String;
 }
 
+/// A store chosen at run time (from a URL in a config file).
+#[async_trait]
+impl WormStore for Box<dyn WormStore> {
+    async fn create(&self, key: &str, bytes: Bytes) -> Result<Created> {
+        (**self).create(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        (**self).get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        (**self).get_many(keys).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        (**self).list(prefix).await
+    }
+    async fn overwritten(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        (**self).overwritten(prefix).await
+    }
+    fn location(&self, key: &str) -> String {
+        (**self).location(key)
+    }
+}
+
 /// The embedded default: files in a directory, each created atomically and exclusively
 /// (written to a temporary file, synced, then hard-linked to its name, which fails if the
 /// name exists) and made read-only. A crash never leaves a torn record behind.

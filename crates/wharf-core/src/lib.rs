@@ -51,7 +51,9 @@ pub use error::{BoxError, Error, ErrorKind, Result, display_chain};
 pub use finding::{Finding, ScanReport, Severity};
 pub use identity::{CloudCredentials, Credentials, IdToken, IdTokenSource};
 pub use policy::{Decision, PolicyGate, Violation};
-pub use record::{Actor, AuditEvent, Evidence, RunOutcome, RunRecord, StageRecord, StageStatus};
+pub use record::{
+    Actor, AuditEvent, Evidence, ModelId, RunOutcome, RunRecord, StageRecord, StageStatus,
+};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{BlobStream, Registry};
 pub use scan::{ScanTarget, Scanner};

@@ -150,10 +150,41 @@ pub struct SignConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AuditConfig {
-    /// Directory of the embedded write-once audit log (default `.wharf/audit`).
+    /// Directory of the embedded write-once audit log (default `.wharf/audit`), used when
+    /// `url` is not set.
     pub dir: Option<PathBuf>,
-    /// `s3://bucket/prefix` for S3 Object Lock.
+    /// Where the log lives instead: `s3://bucket/prefix` (S3 Object Lock), `az://container/prefix`
+    /// (Azure Blob), `gs://bucket/prefix` (GCS), `file:///dir`.
     pub url: Option<String>,
+    /// Days each record is locked on S3 (default 2557, seven years). The bucket must have
+    /// Object Lock, and no shorter default retention.
+    pub retention_days: Option<u64>,
+    /// S3 lock mode: `compliance` (default; nobody can delete early) or `governance`.
+    pub lock_mode: Option<LockModeConfig>,
+    /// Also place a legal hold on every S3 record.
+    #[serde(default)]
+    pub legal_hold: bool,
+    /// Address S3 buckets by path (`http://host/bucket`): for S3-compatible stores and
+    /// local test endpoints.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// A signed checkpoint every this many records (default 1: after every run).
+    pub checkpoint_every: Option<u64>,
+    /// The checkpoint signing key file (ECDSA P-256, PKCS#8 PEM; created on first use);
+    /// default `.wharf/keys/audit-checkpoint.pem`. `"none"` turns checkpoints off.
+    pub checkpoint_key: Option<String>,
+}
+
+/// `[audit] lock_mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LockModeConfig {
+    /// COMPLIANCE: nobody can shorten the retention or delete a record, not even root.
+    #[default]
+    Compliance,
+    /// GOVERNANCE: users with `s3:BypassGovernanceRetention` can.
+    Governance,
 }
 
 /// `[environments.<name>]`: overrides of the environment's defaults.

@@ -32,10 +32,10 @@
 //! # Ok::<(), wharf_pipeline::PipelineError>(())
 //! ```
 //!
-//! [`Config`] reads `wharf.toml`; [`FileAuditLog`] is the embedded write-once audit log;
+//! [`Config`] reads `wharf.toml`; [`FileAuditLog`] (from `wharf-audit`) is the embedded
+//! write-once audit log;
 //! [`stages`] holds the stages wharf ships.
 
-mod audit_file;
 pub mod config;
 mod context;
 mod error;
@@ -43,12 +43,12 @@ mod pipeline;
 mod stage;
 pub mod stages;
 
-pub use audit_file::{FileAuditLog, MAX_RECORD_BYTES};
 pub use config::Config;
 pub use context::{RunContext, new_run_id};
 pub use error::PipelineError;
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use stage::{Stage, StageOutcome};
+pub use wharf_audit::FileAuditLog;
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

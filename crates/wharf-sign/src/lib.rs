@@ -1,0 +1,28 @@
+//! wharf-sign: signing for ML model supply chains.
+//!
+//! Today: [`EcdsaP256Key`], an ECDSA P-256 key (the algorithm cosign uses) as a
+//! [`wharf_core::Signer`], generated on first use and kept as a PKCS#8 PEM file (mode
+//! 0600), and [`PublicKey`], its public half as a [`wharf_core::Verifier`] — what
+//! `wharf-audit` signs its checkpoints with. Cosign-compatible image signatures and
+//! attestations, KMS and keyless signing arrive with the sign issue.
+//!
+//! ```
+//! use wharf_core::{Signer, Verifier, sign::{SignOptions, VerifyOptions}};
+//! use wharf_sign::EcdsaP256Key;
+//! # futures::executor::block_on(async {
+//! let key = EcdsaP256Key::generate()?;
+//! let sig = key.sign(b"checkpoint", &SignOptions::default()).await?;
+//! key.public_key().verify(b"checkpoint", &sig, &VerifyOptions::default()).await?;
+//! assert!(key.public_key().verify(b"tampered", &sig, &VerifyOptions::default()).await.is_err());
+//! # Ok::<(), wharf_core::Error>(()) }).unwrap();
+//! ```
+
+mod key;
+mod pem;
+
+pub use key::{ALGORITHM, EcdsaP256Key, PublicKey, public_path};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
