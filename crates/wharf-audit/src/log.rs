@@ -1,6 +1,5 @@
 //! [`WormLog`]: the hash-chained audit log over any [`WormStore`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
@@ -12,8 +11,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use wharf_core::audit::{
-    AppendOptions, AuditReceipt, ChainProblem, ChainReport, StoredRecord, VerifyRange,
-    canonical_json,
+    AppendOptions, AuditReceipt, ChainEntry, ChainProblem, ChainReport, ChainWalker, StoredRecord,
+    VerifyRange, canonical_json, is_canonical_json_str,
 };
 use wharf_core::sign::{Signer, Verifier};
 use wharf_core::{AuditEvent, AuditLog, Digest, Error, ErrorKind, Result};
@@ -24,9 +23,7 @@ use crate::store::{Created, WormStore};
 /// Largest record accepted by default (1 MiB): put large evidence in storage and record its
 /// digest.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
-/// How far a record's time may be behind its predecessor's before the log refuses it (writers
-/// on different machines have slightly different clocks).
-pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+pub use wharf_core::audit::DEFAULT_CLOCK_SKEW;
 /// A signed checkpoint every this many records, by default (when a signer is set).
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
 
@@ -364,10 +361,11 @@ impl<S: WormStore> WormLog<S> {
 
     /// Walk the records in `range` in order, decoding batches in parallel; `each` sees every
     /// record's position, stored bytes and decoding.
-    async fn walk(
+    async fn walk<T: Send + 'static>(
         &self,
         range: &VerifyRange,
-        mut each: impl FnMut(u64, Option<&Bytes>, &std::result::Result<Decoded, String>) -> Result<()>,
+        decode: fn(&[u8], usize) -> std::result::Result<T, String>,
+        mut each: impl FnMut(u64, Option<&Bytes>, &std::result::Result<T, String>) -> Result<()>,
     ) -> Result<()> {
         let from = range.from.unwrap_or(0);
         let to = range.to.unwrap_or(u64::MAX);
@@ -408,7 +406,8 @@ impl<S: WormStore> WormLog<S> {
                 }
             })
             .collect();
-        let mut stream = futures_util::stream::iter(batches).buffered(parallel.max(2));
+        // Reads of one batch overlap the decoding of others.
+        let mut stream = futures_util::stream::iter(batches).buffered(parallel.max(2) * 2);
         while let Some(batch) = stream.try_next().await? {
             for (pos, obj, decoded) in &batch {
                 each(*pos, obj.as_ref(), decoded)?;
@@ -452,16 +451,23 @@ impl<S: WormStore> WormLog<S> {
             Some(p) => Some(self.read_checked(p).await?.hash),
         };
         let checkpoints = self.checkpoints().await?;
-        let mut walker = Walker::new(from, expected_prev, self.clock_skew);
-        for (seq, cp) in &checkpoints {
-            if let Ok(cp) = cp
-                && (from..=range.to.unwrap_or(u64::MAX)).contains(seq)
-            {
-                walker.watch.insert(*seq, cp.statement.head.clone());
+        let to = range.to.unwrap_or(u64::MAX);
+        let mut walker = ChainWalker::new(from, expected_prev, self.clock_skew);
+        self.walk(range, decode_entry, |pos, bytes, decoded| {
+            match decoded {
+                Ok(e) => walker.record(
+                    pos,
+                    ChainEntry::new(
+                        e.sequence,
+                        &e.hash,
+                        e.prev_hash.as_ref(),
+                        e.recorded_at,
+                        &e.run_id,
+                    ),
+                    e.hash_ok,
+                ),
+                Err(reason) => walker.unreadable(pos, reason.clone()),
             }
-        }
-        self.walk(range, |pos, bytes, decoded| {
-            walker.push(pos, decoded);
             if let (Some(out), Some(bytes), Ok(_)) = (out.as_deref_mut(), bytes, decoded) {
                 out.write_all(bytes).map_err(|e| {
                     Error::internal(format!("cannot write the audit export: {e}")).with_source(e)
@@ -477,22 +483,21 @@ impl<S: WormStore> WormLog<S> {
         }
         for (key, versions) in self.store.overwritten(RECORDS).await? {
             if let Some(sequence) = sequence_of(&key, RECORDS)
-                && (from..=range.to.unwrap_or(u64::MAX)).contains(&sequence)
+                && (from..=to).contains(&sequence)
             {
-                walker
-                    .problems
-                    .push(ChainProblem::Overwritten { sequence, versions });
+                walker.problem(ChainProblem::Overwritten { sequence, versions });
             }
         }
-        let mut report = walker.finish(range, self.store.location(RECORDS));
+        let last = walker.last_position();
+        let (mut verified, mut unverified, mut last_checkpoint) = (0, 0, None);
         for (seq, cp) in checkpoints {
-            if !(from..=range.to.unwrap_or(u64::MAX)).contains(&seq) {
+            if !(from..=to).contains(&seq) {
                 continue;
             }
             let cp = match cp {
                 Ok(cp) => cp,
                 Err(reason) => {
-                    report.problems.push(ChainProblem::BadCheckpoint {
+                    walker.problem(ChainProblem::BadCheckpoint {
                         checkpoint: seq,
                         reason,
                     });
@@ -501,36 +506,49 @@ impl<S: WormStore> WormLog<S> {
             };
             match verifier {
                 Some(v) => match cp.verify(v).await {
-                    Ok(()) => report.checkpoints_verified += 1,
+                    Ok(()) => verified += 1,
                     Err(e) => {
-                        report.problems.push(ChainProblem::BadCheckpoint {
+                        walker.problem(ChainProblem::BadCheckpoint {
                             checkpoint: seq,
                             reason: e.to_string(),
                         });
                         continue;
                     }
                 },
-                None => report.checkpoints_unverified += 1,
+                None => unverified += 1,
             }
-            match report.last_sequence {
+            match last {
                 Some(last) if last >= seq => {
-                    if report.hash_at.get(&seq) != Some(&cp.statement.head) {
-                        report
-                            .problems
-                            .push(ChainProblem::CheckpointMismatch { checkpoint: seq });
+                    if walker.hash_at(seq) != Some(&cp.statement.head) {
+                        walker.problem(ChainProblem::CheckpointMismatch { checkpoint: seq });
                     }
                 }
                 last => {
                     if range.to.is_none() {
-                        report.problems.push(ChainProblem::Truncated {
+                        walker.problem(ChainProblem::Truncated {
                             checkpoint: seq,
                             last,
                         });
                     }
                 }
             }
-            report.last_checkpoint = Some(report.last_checkpoint.map_or(seq, |c: u64| c.max(seq)));
+            last_checkpoint = Some(last_checkpoint.map_or(seq, |c: u64| c.max(seq)));
         }
+        let chain = walker.finish();
+        let mut report = VerificationReport {
+            log: self.store.location(RECORDS),
+            from,
+            to: range.to,
+            checked: chain.checked,
+            last_sequence: last,
+            head: chain.head,
+            checkpoints_verified: verified,
+            checkpoints_unverified: unverified,
+            last_checkpoint,
+            first_problem: None,
+            problems: chain.problems,
+            verified_at: OffsetDateTime::now_utc(),
+        };
         report.first_problem = report.problems.iter().map(ChainProblem::sequence).min();
         Ok(report)
     }
@@ -542,7 +560,7 @@ impl<S: WormStore> WormLog<S> {
         let mut range = VerifyRange::default();
         range.from = query.from_sequence;
         range.to = query.to_sequence;
-        self.walk(&range, |_, _, decoded| {
+        self.walk(&range, decode, |_, _, decoded| {
             if let Ok(d) = decoded
                 && query.matches(&d.record)
             {
@@ -671,8 +689,6 @@ pub struct VerificationReport {
     /// When the verification ran.
     #[serde(with = "time::serde::rfc3339")]
     pub verified_at: OffsetDateTime,
-    #[serde(skip)]
-    hash_at: HashMap<u64, Digest>,
 }
 
 impl VerificationReport {
@@ -769,130 +785,91 @@ fn decode(bytes: &[u8], max: usize) -> std::result::Result<Decoded, String> {
     Ok(Decoded { record, hash_ok })
 }
 
-/// Walks records in position order and collects problems.
-struct Walker {
-    from: u64,
-    next: u64,
-    /// The previous position's hash and time; `None` after an unreadable record or a gap.
-    prev: Option<(Digest, OffsetDateTime)>,
-    skew: time::Duration,
-    problems: Vec<ChainProblem>,
-    by_hash: HashMap<Digest, u64>,
-    by_run: HashMap<String, u64>,
-    watch: HashMap<u64, Digest>,
-    hash_at: HashMap<u64, Digest>,
-    checked: u64,
-    last: Option<(u64, Digest)>,
+/// What verification needs of a stored record, decoded without building the whole record.
+struct Entry {
+    sequence: u64,
+    hash: Digest,
+    prev_hash: Option<Digest>,
+    recorded_at: OffsetDateTime,
+    run_id: String,
+    /// Whether the bytes hash to `hash`.
+    hash_ok: bool,
 }
 
-impl Walker {
-    fn new(from: u64, expected_prev: Option<Digest>, skew: Duration) -> Self {
-        Self {
-            from,
-            next: from,
-            prev: expected_prev.map(|h| (h, OffsetDateTime::UNIX_EPOCH)),
-            skew: time::Duration::try_from(skew).unwrap_or(time::Duration::MAX),
-            problems: Vec::new(),
-            by_hash: HashMap::new(),
-            by_run: HashMap::new(),
-            watch: HashMap::new(),
-            hash_at: HashMap::new(),
-            checked: 0,
-            last: None,
-        }
-    }
+/// The top level of a stored record, borrowed from its bytes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct View<'a> {
+    #[serde(borrow)]
+    event: EventView<'a>,
+    #[serde(borrow)]
+    hash: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    prev_hash: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    recorded_at: std::borrow::Cow<'a, str>,
+    sequence: u64,
+}
 
-    fn push(&mut self, pos: u64, decoded: &std::result::Result<Decoded, String>) {
-        self.checked += 1;
-        let linkable = pos == self.next;
-        if pos > self.next {
-            self.problems.push(ChainProblem::Gap {
-                first: self.next,
-                last: pos - 1,
-            });
-        }
-        self.next = pos + 1;
-        let d = match decoded {
-            Ok(d) => d,
-            Err(reason) => {
-                self.problems.push(ChainProblem::Unreadable {
-                    sequence: pos,
-                    reason: reason.clone(),
-                });
-                self.prev = None;
-                return;
-            }
-        };
-        let r = &d.record;
-        if !d.hash_ok {
-            self.problems
-                .push(ChainProblem::HashMismatch { sequence: pos });
-        }
-        if r.sequence != pos {
-            match self.by_hash.get(&r.hash) {
-                Some(&original) if d.hash_ok => self.problems.push(ChainProblem::Replay {
-                    sequence: pos,
-                    original,
-                }),
-                _ => self.problems.push(ChainProblem::OutOfOrder {
-                    position: pos,
-                    claims: r.sequence,
-                }),
-            }
-        } else if linkable {
-            match &self.prev {
-                Some((prev_hash, prev_time)) => {
-                    if r.prev_hash.as_ref() != Some(prev_hash) {
-                        self.problems
-                            .push(ChainProblem::BrokenLink { sequence: pos });
-                    } else if r.recorded_at + self.skew < *prev_time {
-                        self.problems
-                            .push(ChainProblem::ClockWentBackwards { sequence: pos });
-                    }
-                }
-                None if pos == 0 && pos == self.from && r.prev_hash.is_some() => {
-                    self.problems
-                        .push(ChainProblem::BrokenLink { sequence: pos });
-                }
-                None => {} // after an unreadable record: already named
-            }
-        }
-        if r.sequence == pos {
-            if let Some(&original) = self.by_run.get(r.event.run_id()) {
-                self.problems.push(ChainProblem::Duplicate {
-                    sequence: pos,
-                    original,
-                    run_id: r.event.run_id().to_owned(),
-                });
-            } else {
-                self.by_run.insert(r.event.run_id().to_owned(), pos);
-            }
-            self.by_hash.insert(r.hash.clone(), pos);
-        }
-        if self.watch.contains_key(&pos) {
-            self.hash_at.insert(pos, r.hash.clone());
-        }
-        self.prev = Some((r.hash.clone(), r.recorded_at));
-        self.last = Some((pos, r.hash.clone()));
-    }
+#[derive(Deserialize)]
+struct EventView<'a> {
+    #[serde(borrow)]
+    run_id: std::borrow::Cow<'a, str>,
+}
 
-    fn finish(self, range: &VerifyRange, log: String) -> VerificationReport {
-        VerificationReport {
-            log,
-            from: self.from,
-            to: range.to,
-            checked: self.checked,
-            last_sequence: self.next.checked_sub(1).filter(|_| self.checked > 0),
-            head: self.last.map(|(_, h)| h),
-            checkpoints_verified: 0,
-            checkpoints_unverified: 0,
-            last_checkpoint: None,
-            first_problem: None,
-            problems: self.problems,
-            verified_at: OffsetDateTime::now_utc(),
-            hash_at: self.hash_at,
-        }
+/// The fast path of verification. Records are stored as canonical JSON, so when the bytes
+/// are canonical (checked in one pass) the hash is SHA-256 over the bytes with the
+/// top-level `hash` member cut out — the same value as parse, drop `hash`, canonicalize,
+/// hash — and only the fields the walk needs are decoded. Anything else takes that slow
+/// path.
+fn decode_entry(bytes: &[u8], max: usize) -> std::result::Result<Entry, String> {
+    if bytes.len() > max {
+        return Err(format!("{} bytes, over the {max}-byte limit", bytes.len()));
     }
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let view: View<'_> =
+        serde_json::from_str(text).map_err(|e| format!("not an audit record: {e}"))?;
+    let digest = |s: &str, field: &str| {
+        s.parse::<Digest>()
+            .map_err(|e| format!("not an audit record: {field} {s:?} is not a digest: {e}"))
+    };
+    let hash = digest(&view.hash, "hash")?;
+    let prev_hash = view
+        .prev_hash
+        .as_deref()
+        .map(|p| digest(p, "prev_hash"))
+        .transpose()?;
+    let recorded_at = OffsetDateTime::parse(
+        &view.recorded_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| {
+        format!(
+            "not an audit record: recorded_at {:?}: {e}",
+            view.recorded_at
+        )
+    })?;
+    // The top-level `hash` member is the last `,"hash":"` in canonical bytes: only
+    // `prev_hash`, `recorded_at` and `sequence` (no objects, no such text) follow it.
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let member = format!(",\"hash\":\"{}\"", view.hash);
+    let hash_ok = match body.rfind(&member) {
+        Some(at) if is_canonical_json_str(body) => {
+            let mut h = wharf_core::Hasher::new(wharf_core::Algorithm::Sha256);
+            h.update(&body.as_bytes()[..at]);
+            h.update(&body.as_bytes()[at + member.len()..]);
+            h.finish() == hash
+        }
+        _ => decode(bytes, max)?.hash_ok,
+    };
+    Ok(Entry {
+        sequence: view.sequence,
+        hash,
+        prev_hash,
+        recorded_at,
+        run_id: view.event.run_id.into_owned(),
+        hash_ok,
+    })
 }
 
 /// A random pause of up to `race` × 100 µs (capped at 5 ms), so writers that keep losing

@@ -528,3 +528,27 @@ async fn eight_writers_make_one_chain() {
     assert_eq!(report.checked, (WRITERS * EACH) as u64);
     assert_eq!(report.last_sequence, Some((WRITERS * EACH - 1) as u64));
 }
+
+/// The hash is over the canonical form, not the bytes: a record reformatted (pretty-printed,
+/// keys reordered) is the same record and still verifies — through the slow path that
+/// canonicalizes — while a changed value does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reformatted_record_is_the_same_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileAuditLog::open(dir.path()).unwrap();
+    append_n(&log, 0, 3).await;
+    let p = record_path(dir.path(), 1);
+    unlock(&p);
+    let value: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    fs::write(&p, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    let report = log.verify_with(&all(), None).await.unwrap();
+    assert!(report.is_intact(), "{report}");
+    let pretty = fs::read_to_string(&p).unwrap().replace("run-1", "run-9");
+    fs::write(&p, pretty).unwrap();
+    let report = log.verify_with(&all(), None).await.unwrap();
+    assert_eq!(
+        report.problems,
+        [ChainProblem::HashMismatch { sequence: 1 }],
+        "{report}"
+    );
+}

@@ -324,67 +324,234 @@ impl ChainReport {
     }
 }
 
+/// How far a record's time may be behind its predecessor's before it counts as the clock
+/// going backwards (writers on different machines have slightly different clocks).
+pub const DEFAULT_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Walk records in storage order and report every problem. `expected_prev` is the hash the
 /// first record must link to (`None` when the range starts at the beginning of the log).
+/// Records are placed at the sequence they claim, so a missing one shows as a gap.
 pub fn verify_chain(records: &[StoredRecord], expected_prev: Option<&Digest>) -> ChainReport {
-    let mut problems = Vec::new();
-    let mut seen_runs: std::collections::HashMap<&str, (u64, &Digest)> =
-        std::collections::HashMap::new();
-    let mut prev: Option<&StoredRecord> = None;
+    let from = records.first().map_or(0, |r| r.sequence);
+    let mut walker = ChainWalker::new(from, expected_prev.cloned(), DEFAULT_CLOCK_SKEW);
     for r in records {
-        if !r.hash_is_valid() {
-            problems.push(ChainProblem::HashMismatch {
-                sequence: r.sequence,
-            });
-        }
-        match prev {
-            None => {
-                if r.prev_hash.as_ref() != expected_prev {
-                    problems.push(ChainProblem::BrokenLink {
-                        sequence: r.sequence,
-                    });
-                }
-            }
-            Some(p) => {
-                if r.sequence <= p.sequence {
-                    problems.push(ChainProblem::OutOfOrder {
-                        position: p.sequence + 1,
-                        claims: r.sequence,
-                    });
-                } else if r.sequence > p.sequence + 1 {
-                    problems.push(ChainProblem::Gap {
-                        first: p.sequence + 1,
-                        last: r.sequence - 1,
-                    });
-                } else if r.prev_hash.as_ref() != Some(&p.hash) {
-                    problems.push(ChainProblem::BrokenLink {
-                        sequence: r.sequence,
-                    });
-                }
-            }
-        }
-        if let Some(&(original, original_hash)) = seen_runs.get(r.event.run_id()) {
-            problems.push(if original_hash == &r.hash {
-                ChainProblem::Replay {
-                    sequence: r.sequence,
-                    original,
-                }
-            } else {
-                ChainProblem::Duplicate {
-                    sequence: r.sequence,
-                    original,
-                    run_id: r.event.run_id().to_owned(),
-                }
-            });
-        } else {
-            seen_runs.insert(r.event.run_id(), (r.sequence, &r.hash));
-        }
-        prev = Some(r);
+        // A record claiming an earlier sequence sits in the next slot of storage order.
+        let position = r.sequence.max(walker.next_position());
+        walker.record(position, r.into(), r.hash_is_valid());
     }
-    ChainReport {
-        checked: records.len() as u64,
-        head: records.last().map(|r| r.hash.clone()),
-        problems,
+    walker.finish()
+}
+
+/// What a [`ChainWalker`] needs of a record (borrowed, so a verifier need not build a
+/// whole [`StoredRecord`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ChainEntry<'a> {
+    /// The sequence the record claims.
+    pub sequence: u64,
+    /// Its stated hash.
+    pub hash: &'a Digest,
+    /// The previous record's hash it links to.
+    pub prev_hash: Option<&'a Digest>,
+    /// When it was stored.
+    pub recorded_at: OffsetDateTime,
+    /// The run it records.
+    pub run_id: &'a str,
+}
+
+impl<'a> ChainEntry<'a> {
+    /// An entry from its parts.
+    pub fn new(
+        sequence: u64,
+        hash: &'a Digest,
+        prev_hash: Option<&'a Digest>,
+        recorded_at: OffsetDateTime,
+        run_id: &'a str,
+    ) -> Self {
+        Self {
+            sequence,
+            hash,
+            prev_hash,
+            recorded_at,
+            run_id,
+        }
+    }
+}
+
+impl<'a> From<&'a StoredRecord> for ChainEntry<'a> {
+    fn from(r: &'a StoredRecord) -> Self {
+        Self::new(
+            r.sequence,
+            &r.hash,
+            r.prev_hash.as_ref(),
+            r.recorded_at,
+            r.event.run_id(),
+        )
+    }
+}
+
+/// Walks a log's records in storage order and names every problem — the one piece of
+/// chain-checking logic every backend's `verify` uses. Feed it each stored object, by
+/// position (its sequence number in the store's keys), with [`ChainWalker::record`] or
+/// [`ChainWalker::unreadable`]; positions must not decrease.
+#[derive(Debug)]
+pub struct ChainWalker {
+    from: u64,
+    next: u64,
+    /// The previous position's hash and time; `None` after an unreadable record or a gap.
+    prev: Option<(Digest, OffsetDateTime)>,
+    skew: time::Duration,
+    problems: Vec<ChainProblem>,
+    /// The hash of the record at each position from `from` on (`None` for a gap or an
+    /// unreadable object): replays are copies of the record at the position they claim.
+    hashes: Vec<Option<Digest>>,
+    by_run: std::collections::HashMap<String, u64>,
+    checked: u64,
+    head: Option<Digest>,
+}
+
+impl ChainWalker {
+    /// A walk starting at position `from`, whose first record must link to `expected_prev`
+    /// (`None` at the start of the log), tolerating `clock_skew` between neighbours' times.
+    pub fn new(from: u64, expected_prev: Option<Digest>, clock_skew: std::time::Duration) -> Self {
+        Self {
+            from,
+            next: from,
+            prev: expected_prev.map(|h| (h, OffsetDateTime::UNIX_EPOCH)),
+            skew: time::Duration::try_from(clock_skew).unwrap_or(time::Duration::MAX),
+            problems: Vec::new(),
+            hashes: Vec::new(),
+            by_run: Default::default(),
+            checked: 0,
+            head: None,
+        }
+    }
+
+    /// The hash of the record found at `position` (to compare with a checkpoint's).
+    pub fn hash_at(&self, position: u64) -> Option<&Digest> {
+        let i = usize::try_from(position.checked_sub(self.from)?).ok()?;
+        self.hashes.get(i).and_then(Option::as_ref)
+    }
+
+    /// The position the next record is expected at.
+    pub fn next_position(&self) -> u64 {
+        self.next
+    }
+
+    /// The last position seen, `None` before any.
+    pub fn last_position(&self) -> Option<u64> {
+        self.next.checked_sub(1).filter(|_| self.checked > 0)
+    }
+
+    /// Add a problem found outside the records (storage, checkpoints).
+    pub fn problem(&mut self, problem: ChainProblem) {
+        self.problems.push(problem);
+    }
+
+    fn set_hash(&mut self, position: u64, hash: Option<Digest>) {
+        if let Some(i) = position
+            .checked_sub(self.from)
+            .and_then(|i| usize::try_from(i).ok())
+        {
+            if self.hashes.len() <= i {
+                self.hashes.resize(i + 1, None);
+            }
+            self.hashes[i] = hash;
+        }
+    }
+
+    fn advance(&mut self, position: u64) -> bool {
+        self.checked += 1;
+        let linkable = position == self.next;
+        if position > self.next {
+            self.problems.push(ChainProblem::Gap {
+                first: self.next,
+                last: position - 1,
+            });
+        }
+        self.next = self.next.max(position + 1);
+        linkable
+    }
+
+    /// An object at `position` that is not a readable record.
+    pub fn unreadable(&mut self, position: u64, reason: impl Into<String>) {
+        self.advance(position);
+        self.problems.push(ChainProblem::Unreadable {
+            sequence: position,
+            reason: reason.into(),
+        });
+        self.prev = None;
+    }
+
+    /// The record stored at `position`; `hash_ok` says whether its content hashes to its
+    /// `hash`.
+    pub fn record(&mut self, position: u64, r: ChainEntry<'_>, hash_ok: bool) {
+        let linkable = self.advance(position);
+        if !hash_ok {
+            self.problems
+                .push(ChainProblem::HashMismatch { sequence: position });
+        }
+        if r.sequence != position {
+            match self.hash_at(r.sequence) {
+                Some(original) if hash_ok && original == r.hash => {
+                    self.problems.push(ChainProblem::Replay {
+                        sequence: position,
+                        original: r.sequence,
+                    })
+                }
+                _ => self.problems.push(ChainProblem::OutOfOrder {
+                    position,
+                    claims: r.sequence,
+                }),
+            }
+        } else if linkable {
+            match &self.prev {
+                Some((prev_hash, prev_time)) => {
+                    if r.prev_hash != Some(prev_hash) {
+                        self.problems
+                            .push(ChainProblem::BrokenLink { sequence: position });
+                    } else if r.recorded_at + self.skew < *prev_time {
+                        self.problems
+                            .push(ChainProblem::ClockWentBackwards { sequence: position });
+                    }
+                }
+                None if position == 0 && r.prev_hash.is_some() => {
+                    self.problems
+                        .push(ChainProblem::BrokenLink { sequence: position });
+                }
+                None => {} // after an unreadable record or at a range's start: already named
+            }
+        }
+        if r.sequence == position {
+            let run_id = r.run_id;
+            if let Some(&original) = self.by_run.get(run_id) {
+                self.problems.push(ChainProblem::Duplicate {
+                    sequence: position,
+                    original,
+                    run_id: run_id.to_owned(),
+                });
+            } else {
+                self.by_run.insert(run_id.to_owned(), position);
+            }
+        }
+        self.set_hash(position, Some(r.hash.clone()));
+        self.prev = Some((r.hash.clone(), r.recorded_at));
+        self.head = Some(r.hash.clone());
+    }
+
+    /// The problems so far, in the order found.
+    pub fn problems(&self) -> &[ChainProblem] {
+        &self.problems
+    }
+
+    /// The first position walked.
+    pub fn from(&self) -> u64 {
+        self.from
+    }
+
+    /// End the walk.
+    pub fn finish(self) -> ChainReport {
+        ChainReport::new(self.checked, self.head, self.problems)
     }
 }
 
@@ -418,10 +585,10 @@ pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
 fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
-        Value::Null | Value::Bool(_) | Value::String(_) => {
-            // serde_json's escaping of strings is the minimal JSON escaping RFC 8785 asks for.
-            out.extend_from_slice(value.to_string().as_bytes());
-        }
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::String(s) => write_string(s, out),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 out.extend_from_slice(i.to_string().as_bytes());
@@ -443,20 +610,242 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
             out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
+            // A map already in UTF-16 order (serde_json's sorted map, keys below U+E000,
+            // where byte order and UTF-16 order agree) is written as it is; else sorted.
+            let in_order = map.keys().all(|k| !k.bytes().any(|b| b >= 0xEE))
+                && map
+                    .keys()
+                    .zip(map.keys().skip(1))
+                    .all(|(a, b)| a.as_bytes() < b.as_bytes());
+            let mut write_member = |i: usize, k: &String, v: &Value| {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(serde_json::Value::String(k.clone()).to_string().as_bytes());
+                write_string(k, out);
                 out.push(b':');
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, out);
+                write_canonical(v, out);
+            };
+            if in_order {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    write_member(i, k, v);
+                }
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+                for (i, (k, v)) in members.into_iter().enumerate() {
+                    write_member(i, k, v);
                 }
             }
             out.push(b'}');
+        }
+    }
+}
+
+/// A JSON string as RFC 8785 writes it: `"` and `\` escaped, the two-letter escapes for
+/// backspace, tab, newline, form feed and carriage return, `\u00xx` (lowercase) for other
+/// control characters, everything else as UTF-8.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0a => b"\\n",
+            0x0c => b"\\f",
+            0x0d => b"\\r",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// True when `bytes` is exactly the canonical JSON (as [`canonical_json`] writes it) of the
+/// value they hold: no whitespace, members sorted, minimal string escapes, numbers in
+/// ECMAScript form. Lets a verifier hash stored canonical bytes as they are.
+pub fn is_canonical_json(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(is_canonical_json_str)
+}
+
+/// [`is_canonical_json`] for text already known to be UTF-8.
+pub fn is_canonical_json_str(text: &str) -> bool {
+    let mut p = Canon {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.value(0) && p.i == p.s.len()
+}
+
+/// A validating scanner for [`is_canonical_json`].
+struct Canon<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Canon<'_> {
+    const MAX_DEPTH: u32 = 128;
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn eat(&mut self, lit: &[u8]) -> bool {
+        if self.s[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, depth: u32) -> bool {
+        if depth > Self::MAX_DEPTH {
+            return false;
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => {
+                self.i += 1;
+                if self.eat(b"]") {
+                    return true;
+                }
+                loop {
+                    if !self.value(depth + 1) {
+                        return false;
+                    }
+                    if self.eat(b"]") {
+                        return true;
+                    }
+                    if !self.eat(b",") {
+                        return false;
+                    }
+                }
+            }
+            Some(b'"') => self.string().is_some(),
+            Some(b'n') => self.eat(b"null"),
+            Some(b't') => self.eat(b"true"),
+            Some(b'f') => self.eat(b"false"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn object(&mut self, depth: u32) -> bool {
+        self.i += 1;
+        if self.eat(b"}") {
+            return true;
+        }
+        let mut prev: Option<(usize, usize)> = None;
+        loop {
+            let Some(key) = self.string() else {
+                return false;
+            };
+            if let Some(p) = prev {
+                // Keys strictly increasing in UTF-16 order (escapes compare as written,
+                // which is exact for the keys a canonical writer produces).
+                let (a, b) = (&self.s[p.0..p.1], &self.s[key.0..key.1]);
+                let (a, b) = match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    _ => return false,
+                };
+                if a.encode_utf16().cmp(b.encode_utf16()) != std::cmp::Ordering::Less {
+                    return false;
+                }
+            }
+            prev = Some(key);
+            if !self.eat(b":") || !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b"}") {
+                return true;
+            }
+            if !self.eat(b",") {
+                return false;
+            }
+        }
+    }
+
+    /// A string with only the escapes a canonical writer uses; returns its raw content span.
+    fn string(&mut self) -> Option<(usize, usize)> {
+        if !self.eat(b"\"") {
+            return None;
+        }
+        let start = self.i;
+        loop {
+            // Skip plain characters in one tight scan; stop at a quote, backslash or control.
+            let rest = &self.s[self.i..];
+            let plain = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(rest.len());
+            self.i += plain;
+            let b = self.peek()?;
+            match b {
+                b'"' => {
+                    let end = self.i;
+                    self.i += 1;
+                    return Some((start, end));
+                }
+                0x00..=0x1f => return None,
+                b'\\' => {
+                    let e = *self.s.get(self.i + 1)?;
+                    match e {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.i += 2,
+                        b'u' => {
+                            // Only for control characters without a short escape, lowercase.
+                            let hex = self.s.get(self.i + 2..self.i + 6)?;
+                            let ok = hex.starts_with(b"00")
+                                && matches!(hex[2], b'0' | b'1')
+                                && matches!(hex[3], b'0'..=b'9' | b'a'..=b'f');
+                            let v = u8::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16)
+                                .ok()?;
+                            if !ok || matches!(v, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn number(&mut self) -> bool {
+        let start = self.i;
+        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        let Ok(text) = std::str::from_utf8(&self.s[start..self.i]) else {
+            return false;
+        };
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'))
+        {
+            return text != "-0"; // an integer, written as canonical_json writes integers
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => es_number(f) == text,
+            _ => false,
         }
     }
 }
@@ -520,6 +909,39 @@ mod tests {
         }
         let v = json!({"n": 1e21, "m": 2.0_f64, "k": 1e-7});
         assert_eq!(canonical_json(&v), br#"{"k":1e-7,"m":2,"n":1e+21}"#);
+    }
+
+    #[test]
+    fn canonical_bytes_are_recognised_and_anything_else_is_not() {
+        let v = json!({"b": [1, 2.5, true, null, -0.5, 1e21], "a": {"z": "\u{e9}\n\u{1}\"\\", "y": 1.0},
+                       "\u{20ac}": 0, "\u{1f600}": {}, "e": [], "n": -12});
+        let c = canonical_json(&v);
+        assert!(is_canonical_json(&c), "{}", String::from_utf8_lossy(&c));
+        for bad in [
+            &br#"{"a":1, "b":2}"#[..], // whitespace
+            br#"{"b":1,"a":2}"#,       // unsorted
+            br#"{"a":1,"a":2}"#,       // duplicate key
+            br#"{"a":"\u0041"}"#,      // needless escape
+            br#"{"a":"\u000a"}"#,      // \n has a short form
+            br#"{"a":"\u001F"}"#,      // uppercase hex
+            br#"{"a":"\/"}"#,          // needless escape
+            br#"{"a":1.0}"#,           // not the shortest form
+            br#"{"a":1e21}"#,          // ES writes 1e+21
+            br#"{"a":01}"#,
+            br#"{"a":-0}"#,
+            br#"{"a":1}x"#,
+            b"{\"a\":\"\x01\"}", // raw control character
+            b"{\"a\":\"\xff\"}", // not UTF-8
+            br#"[1,]"#,
+            br#"{"a":nul}"#,
+        ] {
+            assert!(!is_canonical_json(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(
+            !is_canonical_json(deep.as_bytes()),
+            "too deep is refused, not a stack overflow"
+        );
     }
 
     #[test]
