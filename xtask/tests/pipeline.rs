@@ -40,6 +40,19 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
+/// Assert the command exited with `code` and its stdout holds every one of `needles`;
+/// on failure, show both streams.
+fn expect_stdout(out: &Output, code: i32, needles: &[&str]) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
+    for needle in needles {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} not in:\n{stdout}{stderr}"
+        );
+    }
+}
+
 fn records(scratch: &Path) -> usize {
     std::fs::read_dir(scratch.join("records/records"))
         .map(|d| d.count())
@@ -485,23 +498,13 @@ fn audit_verify_finds_tampering_and_show_prints_a_run() {
         ],
     );
 
-    let out = audit(&["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stdout).contains("2 records, chain intact"),
-        "{}",
-        text(&out.stdout)
-    );
-    assert!(
-        text(&out.stdout).contains("checkpoints: 2 signatures verified"),
-        "{}",
-        text(&out.stdout)
+    expect_stdout(
+        &audit(&["verify"]),
+        0,
+        &[
+            "2 records, chain intact",
+            "checkpoints: 2 signatures verified",
+        ],
     );
     let out = audit(&["show", &run_id]);
     assert_eq!(out.status.code(), Some(0));
@@ -681,23 +684,10 @@ fn audit_records_go_to_s3_object_lock() {
         text(&out.stdout)
     );
     with_s3("pipeline", &bucket).output().unwrap();
-    let out = with_s3("audit", &bucket).arg("verify").output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stdout).contains("2 records, chain intact"),
-        "{}",
-        text(&out.stdout)
-    );
-    assert!(
-        text(&out.stdout).contains("2 signatures verified"),
-        "{}",
-        text(&out.stdout)
+    expect_stdout(
+        &with_s3("audit", &bucket).arg("verify").output().unwrap(),
+        0,
+        &["2 records, chain intact", "2 signatures verified"],
     );
     let head = rt.block_on(async {
         s3.head_object()

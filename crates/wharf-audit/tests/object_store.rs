@@ -245,38 +245,25 @@ mod stores {
     /// Four writers, each with its own log and client, on one container: one chain, no gaps.
     #[tokio::test(flavor = "multi_thread")]
     async fn four_writers_on_azurite_make_one_chain() {
-        const WRITERS: usize = 4;
-        const EACH: usize = 50;
         let (_, _, container) = azurite_store().await;
-        let mut tasks = Vec::new();
-        for w in 0..WRITERS {
-            let store = ObjectStoreStore::new(azurite_object_store(&container), "audit/").unwrap();
-            let log = WormLog::new(store);
-            tasks.push(tokio::spawn(async move {
-                for i in 0..EACH {
-                    log.append(
-                        &run_record(&format!("writer-{w}-{i}")),
-                        &AppendOptions::default(),
-                    )
-                    .await
-                    .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(300), t)
-                .await
-                .unwrap()
-                .unwrap();
-        }
+        let logs: Vec<WormLog<ObjectStoreStore>> = (0..4)
+            .map(|_| {
+                WormLog::new(
+                    ObjectStoreStore::new(azurite_object_store(&container), "audit/").unwrap(),
+                )
+            })
+            .collect();
+        let writers: Vec<&dyn AuditLog> = logs.iter().map(|l| l as &dyn AuditLog).collect();
+        tokio::time::timeout(
+            Duration::from_secs(300),
+            wharf_core::conformance::audit_log_writers(&writers, 50),
+        )
+        .await
+        .unwrap();
         let store = ObjectStoreStore::new(azurite_object_store(&container), "audit/").unwrap();
         let log = WormLog::new(store);
-        let report = log.verify_with(&all(), None).await.unwrap();
-        assert!(report.is_intact(), "{report}");
-        assert_eq!(report.checked, (WRITERS * EACH) as u64);
-        assert_eq!(report.last_sequence, Some((WRITERS * EACH - 1) as u64));
         let keys = log.store().list("records/").await.unwrap();
-        let expected: Vec<String> = (0..(WRITERS * EACH) as u64).map(record_key).collect();
+        let expected: Vec<String> = (0..200).map(record_key).collect();
         assert_eq!(keys, expected, "no gaps, no extras");
     }
 

@@ -359,6 +359,47 @@ pub async fn audit_log(log: &dyn AuditLog) {
     );
 }
 
+/// Several writers — separate log instances over one store, as separate processes would
+/// be — append `each` records concurrently to a log that is empty at the start: the result
+/// is one linear chain of `writers.len() × each` records, no gaps, no forks. Each
+/// writer runs as its own future, so the writers' requests interleave.
+pub async fn audit_log_writers(writers: &[&dyn AuditLog], each: usize) {
+    async fn write(w: usize, log: &dyn AuditLog, each: usize) -> Vec<u64> {
+        let mut seqs = Vec::with_capacity(each);
+        for i in 0..each {
+            let ev = run_record(&format!("writer-{w}-{i}"));
+            let receipt = log.append(&ev, &AppendOptions::default()).await;
+            seqs.push(receipt.expect("concurrent append").sequence);
+        }
+        seqs
+    }
+    let per_writer = futures_util::future::join_all(
+        writers
+            .iter()
+            .enumerate()
+            .map(|(w, log)| write(w, *log, each)),
+    )
+    .await;
+    let total = (writers.len() * each) as u64;
+    let mut all: Vec<u64> = per_writer.into_iter().flatten().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..total).collect::<Vec<u64>>(),
+        "{:?}: every append got its own sequence, none skipped",
+        writers[0]
+    );
+    let report = writers[0]
+        .verify(&VerifyRange::default())
+        .await
+        .expect("verify");
+    assert!(
+        report.is_intact() && report.checked == total,
+        "{:?}: one linear chain: {report:?}",
+        writers[0]
+    );
+}
+
 /// Sign and verify; tampered payloads, signatures and foreign keys are rejected.
 pub async fn signer_verifier(signer: &dyn Signer, verifier: &dyn Verifier, other_key: &dyn Signer) {
     let payload = br#"{"critical":{"type":"cosign container image signature"}}"#;
