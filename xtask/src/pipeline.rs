@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
-use wharf_pipeline::stages::{BaseImageRef, GovernanceStage, PackageStage, TagPolicy};
+use wharf_pipeline::stages::{BaseImageRef, GovernanceStage, PackageStage, SignStage, TagPolicy};
 use wharf_pipeline::{Config, Pipeline, PipelineError, RunReport};
 
 /// Exit codes of `cargo xtask pipeline`.
@@ -134,6 +134,7 @@ impl PipelineCmd {
             },
             None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
         };
+        let sign = sign_stage(&config, registry.clone(), &repository)?;
         let mut package = PackageStage::new(
             manifest.clone(),
             registry,
@@ -150,8 +151,9 @@ impl PipelineCmd {
         let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
             .environment_policy(config.environment_policy(env))
             .stage(GovernanceStage::new(config.governance(env), manifest))
-            .stage(package)
-            .audit_log(audit);
+            .stage(package);
+        let verify = sign.verify_stage();
+        builder = builder.stage(sign).stage(verify).audit_log(audit);
         if let Some(commit) = commit {
             builder = builder.source_commit(commit);
         }
@@ -385,6 +387,53 @@ fn git_commit(dir: &Path) -> Option<String> {
         .ok()?;
     let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && sha.len() == 40).then_some(sha)
+}
+
+/// The default signing key, relative to the config: generated on first use.
+const DEFAULT_SIGNING_KEY: &str = ".wharf/keys/signing.pem";
+
+/// The sign stage `[sign]` describes: an ECDSA P-256 key file (generated on first use, its
+/// public key beside it as `<key>.pub`), signing images in `repository` under the name a
+/// registry client would use (`host/repository`; the repository alone for the OCI layout).
+fn sign_stage(
+    config: &Config,
+    registry: Arc<dyn wharf_core::Registry>,
+    repository: &str,
+) -> anyhow::Result<SignStage> {
+    let key_path = match config.sign.key.as_deref() {
+        None => config.resolve(Path::new(DEFAULT_SIGNING_KEY)),
+        Some(k) if k.starts_with("awskms://") || k == "keyless" => anyhow::bail!(
+            "[sign] key {k:?}: KMS and keyless signing are not available yet; use a key file path"
+        ),
+        Some(k) => config.resolve(Path::new(k)),
+    };
+    if let Some(format) = config.sign.format.as_deref()
+        && format != "legacy"
+    {
+        anyhow::bail!(
+            "[sign] format {format:?}: only \"legacy\" (cosign .sig tags) is available yet"
+        );
+    }
+    let key = wharf_sign::EcdsaP256Key::load_or_generate(&key_path)
+        .with_context(|| format!("[sign] key {}", key_path.display()))?;
+    let public = Arc::new(key.public_key().clone());
+    let docker_reference = match &config.registry.url {
+        Some(url) => {
+            let host = url
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/');
+            format!("{host}/{repository}")
+        }
+        None => repository.to_owned(),
+    };
+    Ok(SignStage::new(
+        registry,
+        repository,
+        docker_reference,
+        Arc::new(key),
+        public,
+    ))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ fn xtask(scratch: &Path, subcommand: &str) -> Command {
             "WHARF__AUDIT__CHECKPOINT_KEY",
             scratch.join("keys/audit-checkpoint.pem"),
         )
+        .env("WHARF__SIGN__KEY", scratch.join("keys/signing.pem"))
         .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
     cmd
 }
@@ -217,19 +218,44 @@ fn an_unwritable_audit_dir_fails_the_run() {
 fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
     let scratch = tempfile::tempdir().unwrap();
     let mut digests = Vec::new();
+    let mut signed = Vec::new();
     for _ in 0..2 {
         let out = pipeline(scratch.path(), &["--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["run"]["stages"][1]["name"], "package");
         assert_eq!(v["run"]["stages"][1]["status"], "passed");
+        assert_eq!(v["run"]["stages"][2]["name"], "sign");
+        assert_eq!(
+            v["run"]["stages"][3]["status"], "passed",
+            "verified after signing"
+        );
         digests.push(v["run"]["image_digest"].as_str().unwrap().to_owned());
+        signed.push(
+            v["run"]["stages"][2]["summary"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     assert_eq!(digests[0], digests[1]);
     let index =
         std::fs::read_to_string(scratch.path().join("oci/models/fraud-detector/index.json"))
             .unwrap();
     assert!(index.contains(&digests[0]), "{index}");
+    // Signed once (the signature tag in the layout), not again on the second run.
+    let sig_tag = format!("sha256-{}.sig", &digests[0]["sha256:".len()..]);
+    assert!(index.contains(&sig_tag), "{index}");
+    assert!(
+        signed[0].contains("signed") && signed[0].contains("(1 signature)"),
+        "{}",
+        signed[0]
+    );
+    assert!(
+        signed[1].contains("already carries a valid signature"),
+        "{}",
+        signed[1]
+    );
 }
 
 #[test]
@@ -239,10 +265,13 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
     let skopeo = std::env::var("WHARF_TEST_SKOPEO")
         .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
     let scratch = tempfile::tempdir().unwrap();
+    // A repository of this run's own: the registry outlives test runs, and an earlier run's
+    // signature (by another generated key) would otherwise be the first layer.
+    let repo = format!("e2e/fraud-detector-{}", std::process::id());
     let out = xtask(scratch.path(), "pipeline")
         .arg("--json")
         .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
-        .env("WHARF__REGISTRY__REPOSITORY", "e2e/fraud-detector")
+        .env("WHARF__REGISTRY__REPOSITORY", &repo)
         .output()
         .unwrap();
     assert_eq!(
@@ -258,12 +287,12 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let inspect = Command::new(skopeo)
+    let inspect = Command::new(&skopeo)
         .args([
             "inspect",
             "--raw",
             "--tls-verify=false",
-            &format!("docker://{registry}/e2e/fraud-detector:{tag}"),
+            &format!("docker://{registry}/{repo}:{tag}"),
         ])
         .output()
         .unwrap();
@@ -277,6 +306,87 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
         actual, digest,
         "the registry holds exactly the manifest the run record names"
     );
+
+    // The image is signed as cosign signs: tools we did not write read the signature image
+    // (skopeo), fetch its payload (curl) and verify the signature (openssl) with our
+    // public key; the payload names this exact image. (Debian's skopeo is built with
+    // sigstore verification disabled, so it cannot check the signature itself.)
+    assert_eq!(v["run"]["stages"][2]["name"], "sign");
+    assert_eq!(v["run"]["stages"][3]["name"], "verify-signature");
+    assert_eq!(v["run"]["stages"][3]["status"], "passed");
+    let sig_tag = format!("sha256-{}.sig", &digest["sha256:".len()..]);
+    let sig_manifest = Command::new(&skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{registry}/{repo}:{sig_tag}"))
+        .output()
+        .unwrap();
+    assert!(
+        sig_manifest.status.success(),
+        "{}",
+        text(&sig_manifest.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&sig_manifest.stdout).unwrap();
+    let layer = &m["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let payload_path = work.path().join("payload.json");
+    let curl = Command::new("curl")
+        .args(["-sSf", "-o"])
+        .arg(&payload_path)
+        .arg(format!(
+            "http://{registry}/v2/{repo}/blobs/{}",
+            layer["digest"].as_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{}", text(&curl.stderr));
+    let payload: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&payload_path).unwrap()).unwrap();
+    assert_eq!(
+        payload["critical"]["image"]["docker-manifest-digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        payload["critical"]["identity"]["docker-reference"],
+        format!("{registry}/{repo}")
+    );
+    assert_eq!(
+        payload["critical"]["type"],
+        "cosign container image signature"
+    );
+    use base64::Engine as _;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(
+            layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    std::fs::write(work.path().join("sig.der"), sig).unwrap();
+    let openssl = |key: &Path| {
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(key)
+            .arg("-signature")
+            .arg(work.path().join("sig.der"))
+            .arg(&payload_path)
+            .output()
+            .unwrap()
+    };
+    let ok = openssl(&scratch.path().join("keys/signing.pem.pub"));
+    assert_eq!(
+        text(&ok.stdout).trim(),
+        "Verified OK",
+        "{}",
+        text(&ok.stderr)
+    );
+    let other = scratch.path().join("other.pem");
+    wharf_sign::EcdsaP256Key::load_or_generate(&other).unwrap();
+    let refused = openssl(&wharf_sign::public_path(&other));
+    assert!(!refused.status.success(), "another key must not verify");
 }
 
 fn hex_lower(bytes: &[u8]) -> String {

@@ -191,6 +191,11 @@ impl PublicKey {
         pem::encode("PUBLIC KEY", &self.spki_der)
     }
 
+    /// The SubjectPublicKeyInfo DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
     /// The key id: `sha256:` of the SubjectPublicKeyInfo DER.
     pub fn key_id(&self) -> &str {
         &self.key_id

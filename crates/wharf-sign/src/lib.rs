@@ -1,10 +1,10 @@
 //! wharf-sign: signing for ML model supply chains.
 //!
-//! Today: [`EcdsaP256Key`], an ECDSA P-256 key (the algorithm cosign uses) as a
+//! [`EcdsaP256Key`], an ECDSA P-256 key (the algorithm cosign uses) as a
 //! [`wharf_core::Signer`], generated on first use and kept as a PKCS#8 PEM file (mode
-//! 0600), and [`PublicKey`], its public half as a [`wharf_core::Verifier`] — what
-//! `wharf-audit` signs its checkpoints with. Cosign-compatible image signatures and
-//! attestations, KMS and keyless signing arrive with the sign issue.
+//! 0600), and [`PublicKey`], its public half as a [`wharf_core::Verifier`]; [`cosign`]
+//! signs and verifies images in cosign's `.sig` format; [`rekor`] checks Rekor bundles
+//! offline. Sigstore bundles, KMS, keyless and attestations are next.
 //!
 //! ```
 //! use wharf_core::{Signer, Verifier, sign::{SignOptions, VerifyOptions}};
@@ -17,8 +17,10 @@
 //! # Ok::<(), wharf_core::Error>(()) }).unwrap();
 //! ```
 
+pub mod cosign;
 mod key;
 mod pem;
+pub mod rekor;
 
 pub use key::{ALGORITHM, EcdsaP256Key, PublicKey, public_path};
 

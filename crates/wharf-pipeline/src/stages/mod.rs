@@ -2,6 +2,8 @@
 
 mod governance;
 mod package;
+mod sign;
 
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
+pub use sign::{SignStage, VerifySignatureStage};

@@ -7,6 +7,7 @@ mod config;
 mod governance;
 mod package;
 mod runs;
+mod sign;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,154 @@
+//! The sign and verify-signature stages on a real OCI layout: sign after package, verify
+//! right after; in prod a missing or foreign signature blocks the run, in dev it warns.
+
+use std::sync::Arc;
+
+use wharf_core::memory::MemoryAuditLog;
+use wharf_core::{Actor, Environment, Registry, RunOutcome, StageStatus};
+use wharf_pipeline::stages::{PackageStage, SignStage, TagPolicy, VerifySignatureStage};
+use wharf_pipeline::{Pipeline, RunReport};
+use wharf_registry::layout::LayoutRegistry;
+use wharf_sign::EcdsaP256Key;
+
+use crate::examples_dir;
+
+const REPO: &str = "models/fraud-detector";
+
+fn package(reg: Arc<dyn Registry>, root: &std::path::Path) -> PackageStage {
+    PackageStage::new(
+        examples_dir().join("models/fraud-detector/model.yaml"),
+        reg,
+        REPO,
+        root.join(".staging"),
+        TagPolicy::ContentDerived,
+    )
+}
+
+async fn run(env: Environment, stages: Vec<Box<dyn wharf_pipeline::Stage>>) -> RunReport {
+    let mut b = Pipeline::builder("fraud", env, Actor::local("u"));
+    for s in stages {
+        b = b.boxed_stage(s);
+    }
+    b.audit_log(Arc::new(MemoryAuditLog::new()))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sign_then_verify_passes_and_a_second_run_adds_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let reg: Arc<dyn Registry> = Arc::new(LayoutRegistry::open(root.path()).unwrap());
+    let key = Arc::new(EcdsaP256Key::generate().unwrap());
+    for round in 0..2 {
+        let sign = SignStage::new(
+            reg.clone(),
+            REPO,
+            REPO,
+            key.clone(),
+            Arc::new(key.public_key().clone()),
+        );
+        let verify = sign.verify_stage();
+        let report = run(
+            Environment::Prod,
+            vec![
+                Box::new(package(reg.clone(), root.path())),
+                Box::new(sign),
+                Box::new(verify),
+            ],
+        )
+        .await;
+        assert_eq!(
+            report.record.outcome,
+            RunOutcome::Passed,
+            "{:?}",
+            report.stages
+        );
+        let summary = &report.record.stages[1].summary;
+        if round == 0 {
+            assert!(summary.contains("(1 signature)"), "{summary}");
+            assert!(
+                report.record.stages[1]
+                    .evidence
+                    .iter()
+                    .any(|e| e.kind == "signature-manifest")
+            );
+        } else {
+            assert!(
+                summary.contains("already carries a valid signature"),
+                "{summary}"
+            );
+        }
+        assert!(
+            report.record.stages[2].summary.contains("1 signature on"),
+            "{}",
+            report.record.stages[2].summary
+        );
+    }
+}
+
+#[tokio::test]
+async fn prod_blocks_an_image_without_a_valid_signature_and_dev_warns() {
+    let root = tempfile::tempdir().unwrap();
+    let reg: Arc<dyn Registry> = Arc::new(LayoutRegistry::open(root.path()).unwrap());
+    let ours = EcdsaP256Key::generate().unwrap();
+    let verify = || -> Box<dyn wharf_pipeline::Stage> {
+        Box::new(VerifySignatureStage::new(
+            reg.clone(),
+            REPO,
+            REPO,
+            Arc::new(ours.public_key().clone()),
+        ))
+    };
+    // Unsigned.
+    let report = run(
+        Environment::Prod,
+        vec![Box::new(package(reg.clone(), root.path())), verify()],
+    )
+    .await;
+    assert_eq!(report.record.outcome, RunOutcome::Blocked);
+    let s = &report.record.stages[1];
+    assert_eq!(s.status, StageStatus::Failed);
+    assert!(
+        s.summary.contains("has no cosign signature")
+            && s.summary.contains("prod requires a verified signature"),
+        "{}",
+        s.summary
+    );
+    let report = run(
+        Environment::Dev,
+        vec![Box::new(package(reg.clone(), root.path())), verify()],
+    )
+    .await;
+    assert_eq!(report.record.outcome, RunOutcome::Passed);
+    assert_eq!(report.record.stages[1].status, StageStatus::Warned);
+
+    // Signed, but by someone else's key.
+    let stranger = Arc::new(EcdsaP256Key::generate().unwrap());
+    let sign = SignStage::new(
+        reg.clone(),
+        REPO,
+        REPO,
+        stranger.clone(),
+        Arc::new(stranger.public_key().clone()),
+    );
+    let report = run(
+        Environment::Prod,
+        vec![
+            Box::new(package(reg.clone(), root.path())),
+            Box::new(sign),
+            verify(),
+        ],
+    )
+    .await;
+    assert_eq!(report.record.outcome, RunOutcome::Blocked);
+    assert!(
+        report.record.stages[2]
+            .summary
+            .contains("does not verify with key"),
+        "{}",
+        report.record.stages[2].summary
+    );
+}

@@ -1,0 +1,427 @@
+//! Cosign's legacy signature format: a "simple signing" payload naming the image digest,
+//! signed, stored as a layer of an OCI image tagged `sha256-<hex>.sig` in the image's
+//! repository, with the signature (and certificate, chain, Rekor bundle) in the layer's
+//! annotations. What `cosign sign --key` writes and `cosign verify --key` reads.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions};
+use wharf_core::sign::{SignOptions, Signature, Signer, Verifier, VerifyOptions};
+use wharf_core::{Descriptor, Digest, Error, ErrorKind, ImageManifest, Registry, Result};
+
+use crate::PublicKey;
+use crate::rekor::{RekorBundle, verify_bundle};
+
+/// The payload layer's media type.
+pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The `critical.type` of an image signature payload.
+pub const SIGNATURE_TYPE: &str = "cosign container image signature";
+/// Annotation: the base64 signature over the payload.
+pub const ANNOTATION_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+/// Annotation: the signing certificate (PEM), keyless.
+pub const ANNOTATION_CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
+/// Annotation: the certificate chain (PEM), keyless.
+pub const ANNOTATION_CHAIN: &str = "dev.sigstore.cosign/chain";
+/// Annotation: the Rekor bundle (signed entry timestamp and entry).
+pub const ANNOTATION_BUNDLE: &str = "dev.sigstore.cosign/bundle";
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// The tag cosign stores an image's signatures under: `sha256-<hex>.sig`.
+pub fn signature_tag(image: &Digest) -> String {
+    format!("{}.sig", image.tag_form())
+}
+
+/// The simple-signing payload: which image (by digest) under which name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimpleSigning {
+    /// `critical.identity.docker-reference`: the repository the image was signed in.
+    pub docker_reference: String,
+    /// `critical.image.docker-manifest-digest`.
+    pub manifest_digest: Digest,
+    /// `optional`: extra claims (cosign's `-a key=value`).
+    pub optional: BTreeMap<String, serde_json::Value>,
+}
+
+impl SimpleSigning {
+    /// A payload for `digest` in `docker_reference` (e.g. `ghcr.io/acme/model`).
+    pub fn new(docker_reference: impl Into<String>, manifest_digest: Digest) -> Self {
+        Self {
+            docker_reference: docker_reference.into(),
+            manifest_digest,
+            optional: BTreeMap::new(),
+        }
+    }
+
+    /// The bytes cosign signs (its field order; `"optional":null` when empty).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let optional = if self.optional.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::to_value(&self.optional).unwrap_or(serde_json::Value::Null)
+        };
+        #[derive(Serialize)]
+        struct Critical<'a> {
+            identity: Identity<'a>,
+            image: Image,
+            #[serde(rename = "type")]
+            kind: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Identity<'a> {
+            #[serde(rename = "docker-reference")]
+            docker_reference: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Image {
+            #[serde(rename = "docker-manifest-digest")]
+            digest: String,
+        }
+        #[derive(Serialize)]
+        struct Payload<'a> {
+            critical: Critical<'a>,
+            optional: serde_json::Value,
+        }
+        serde_json::to_vec(&Payload {
+            critical: Critical {
+                identity: Identity {
+                    docker_reference: &self.docker_reference,
+                },
+                image: Image {
+                    digest: self.manifest_digest.to_string(),
+                },
+                kind: SIGNATURE_TYPE,
+            },
+            optional,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Parse a payload; accepts `docker-manifest-digest` and the older
+    /// `Docker-manifest-digest`.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid(format!("signature payload is not JSON: {e}")))?;
+        let critical = &v["critical"];
+        let kind = critical["type"].as_str().unwrap_or_default();
+        if kind != SIGNATURE_TYPE {
+            return Err(Error::invalid(format!(
+                "signature payload critical.type is {kind:?}, not {SIGNATURE_TYPE:?}"
+            )));
+        }
+        let image = &critical["image"];
+        let digest = image["docker-manifest-digest"]
+            .as_str()
+            .or_else(|| image["Docker-manifest-digest"].as_str())
+            .ok_or_else(|| {
+                Error::invalid("signature payload has no critical.image.docker-manifest-digest")
+            })?;
+        let manifest_digest: Digest = digest.parse().map_err(|e| {
+            Error::invalid(format!(
+                "signature payload docker-manifest-digest {digest:?}: {e}"
+            ))
+        })?;
+        let docker_reference = critical["identity"]["docker-reference"]
+            .as_str()
+            .ok_or_else(|| {
+                Error::invalid("signature payload has no critical.identity.docker-reference")
+            })?
+            .to_owned();
+        let optional = match &v["optional"] {
+            serde_json::Value::Object(m) => m.clone().into_iter().collect(),
+            _ => BTreeMap::new(),
+        };
+        Ok(Self {
+            docker_reference,
+            manifest_digest,
+            optional,
+        })
+    }
+}
+
+/// What a caller requires of a signature beyond a valid signature over the right digest.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Requirements<'a> {
+    /// The payload must name this repository (`host/path`, no tag or digest).
+    pub docker_reference: Option<&'a str>,
+    /// A Rekor bundle must be present and its signed entry timestamp verify with this key.
+    pub rekor_key: Option<&'a PublicKey>,
+}
+
+/// One signature that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifiedSignature {
+    /// The payload it signs.
+    pub payload: SimpleSigning,
+    /// The key or identity that signed.
+    pub key_id: String,
+    /// The Rekor entry's integrated time (seconds since the epoch), when a bundle verified.
+    pub integrated_time: Option<i64>,
+    /// The Rekor entry's log index.
+    pub log_index: Option<u64>,
+}
+
+/// Verify one signature: `payload` (the exact signed bytes) and its layer `annotations`,
+/// for the image `expected`. Fails with a specific error for a bad signature, a payload
+/// for another digest or repository, or a bundle that does not verify or match.
+pub async fn verify_payload(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    expected: &Digest,
+    verifier: &dyn Verifier,
+    req: &Requirements<'_>,
+) -> Result<VerifiedSignature> {
+    let sig_b64 = annotations.get(ANNOTATION_SIGNATURE).ok_or_else(|| {
+        Error::invalid(format!(
+            "the signature layer has no {ANNOTATION_SIGNATURE} annotation"
+        ))
+    })?;
+    let sig_bytes = STANDARD.decode(sig_b64.trim()).map_err(|e| {
+        Error::invalid(format!(
+            "the {ANNOTATION_SIGNATURE} annotation is not base64: {e}"
+        ))
+    })?;
+    let sig = Signature::new(sig_bytes, crate::ALGORITHM, "");
+    let verified = verifier
+        .verify(payload, &sig, &VerifyOptions::default())
+        .await?;
+    let parsed = SimpleSigning::parse(payload)?;
+    if &parsed.manifest_digest != expected {
+        return Err(Error::integrity(format!(
+            "the signature is for {}, not for {expected}",
+            parsed.manifest_digest
+        )));
+    }
+    if let Some(repo) = req.docker_reference
+        && parsed.docker_reference != repo
+    {
+        return Err(Error::integrity(format!(
+            "the signature names repository {:?}, not {repo:?}",
+            parsed.docker_reference
+        )));
+    }
+    let (mut integrated_time, mut log_index) = (None, None);
+    match (annotations.get(ANNOTATION_BUNDLE), req.rekor_key) {
+        (Some(bundle), Some(rekor)) => {
+            let bundle = RekorBundle::parse(bundle)?;
+            verify_bundle(&bundle, rekor, payload, sig_b64.trim()).await?;
+            integrated_time = Some(bundle.payload.integrated_time);
+            log_index = Some(bundle.payload.log_index);
+        }
+        (None, Some(_)) => {
+            return Err(Error::integrity(
+                "the signature has no Rekor bundle, and a transparency-log entry is required",
+            ));
+        }
+        _ => {}
+    }
+    Ok(VerifiedSignature {
+        payload: parsed,
+        key_id: verified.key_id,
+        integrated_time,
+        log_index,
+    })
+}
+
+/// The outcome of [`sign_image`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignOutcome {
+    /// A signature was added; the signature image is now this manifest.
+    Added {
+        /// The `.sig` manifest's digest.
+        signature_manifest: Digest,
+        /// Signatures it holds now.
+        signatures: usize,
+    },
+    /// A valid signature by the same key was already there: nothing was written.
+    AlreadySigned,
+}
+
+/// Sign `image` in `repo` as cosign does: add a layer holding the simple-signing payload
+/// (naming `docker_reference`) and its signature to the image tagged `sha256-<hex>.sig`,
+/// keeping the signatures already there. Idempotent: when a signature that `verifier` (the
+/// signer's public key) accepts for this image is already there, nothing is written.
+pub async fn sign_image(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    docker_reference: &str,
+    signer: &dyn Signer,
+    verifier: &dyn Verifier,
+) -> Result<SignOutcome> {
+    // Sign only what is there: a digest nobody pushed is a mistake upstream.
+    registry.fetch_manifest(repo, image).await.map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::not_found(format!(
+                "cannot sign {repo}@{image}: no such image in the registry"
+            ))
+        } else {
+            e
+        }
+    })?;
+    let tag = signature_tag(image);
+    let existing = existing_signatures(registry, repo, &tag).await?;
+    if let Some((_, layers)) = &existing {
+        for (desc, payload) in layers {
+            if verify_payload(
+                payload,
+                &desc.annotations,
+                image,
+                verifier,
+                &Requirements::default(),
+            )
+            .await
+            .is_ok()
+            {
+                return Ok(SignOutcome::AlreadySigned);
+            }
+        }
+    }
+    let payload = SimpleSigning::new(docker_reference, image.clone()).to_bytes();
+    let sig = signer.sign(&payload, &SignOptions::default()).await?;
+    let payload_digest = Digest::sha256_of(&payload);
+    registry
+        .push_blob(
+            repo,
+            &payload_digest,
+            wharf_core::registry::blob_stream_from(payload.clone()),
+            &PushBlobOptions::default(),
+        )
+        .await?;
+    let mut layer = Descriptor::new(
+        SIMPLE_SIGNING_MEDIA_TYPE,
+        payload_digest,
+        payload.len() as u64,
+    );
+    let mut annotations = BTreeMap::new();
+    annotations.insert(ANNOTATION_SIGNATURE.to_owned(), STANDARD.encode(&sig.bytes));
+    if let Some(cert) = &sig.certificate {
+        annotations.insert(ANNOTATION_CERTIFICATE.to_owned(), cert.clone());
+    }
+    if let Some(chain) = &sig.chain {
+        annotations.insert(ANNOTATION_CHAIN.to_owned(), chain.clone());
+    }
+    layer.annotations = annotations;
+    let mut layers: Vec<Descriptor> = existing.map(|(m, _)| m.layers).unwrap_or_default();
+    layers.push(layer);
+    // cosign's config: an empty image whose rootfs lists the payload layers.
+    let config = serde_json::json!({
+        "architecture": "",
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+        },
+        "config": {},
+    });
+    let config = serde_json::to_vec(&config)
+        .map_err(|e| Error::internal(format!("signature config: {e}")))?;
+    let config_digest = Digest::sha256_of(&config);
+    registry
+        .push_blob(
+            repo,
+            &config_digest,
+            wharf_core::registry::blob_stream_from(config.clone()),
+            &PushBlobOptions::default(),
+        )
+        .await?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "size": config.len(), "digest": config_digest.to_string()},
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::internal(format!("signature manifest: {e}")))?;
+    let digest = Digest::sha256_of(&bytes);
+    registry
+        .push_manifest(
+            repo,
+            &ManifestBytes::new(OCI_MANIFEST, bytes),
+            &PushManifestOptions::tagged(tag),
+        )
+        .await?;
+    Ok(SignOutcome::Added {
+        signature_manifest: digest,
+        signatures: layers.len(),
+    })
+}
+
+/// The `.sig` manifest under `tag` and each layer's payload, `None` when there is none.
+async fn existing_signatures(
+    registry: &dyn Registry,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<(ImageManifest, Vec<(Descriptor, Vec<u8>)>)>> {
+    let desc = match registry.resolve_tag(repo, tag).await {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let m = registry.fetch_manifest(repo, &desc.digest).await?;
+    let manifest = ImageManifest::from_slice(&m.bytes, &format!("{repo}:{tag}"))?;
+    let mut layers = Vec::new();
+    for layer in &manifest.layers {
+        if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+            continue;
+        }
+        let blob = registry.fetch_blob(repo, &layer.digest).await?;
+        let bytes = wharf_core::registry::collect_blob(blob, 1 << 20).await?;
+        if Digest::sha256_of(&bytes) != layer.digest {
+            return Err(Error::integrity(format!(
+                "signature payload {} in {repo} does not match its digest",
+                layer.digest
+            )));
+        }
+        layers.push((layer.clone(), bytes.to_vec()));
+    }
+    Ok(Some((manifest, layers)))
+}
+
+/// Verify the cosign signatures of `image` in `repo`: every signature layer under
+/// `sha256-<hex>.sig` is checked; the ones that verify are returned. No signature, or none
+/// that verifies, is an error naming why each failed — verification never passes by default.
+pub async fn verify_image(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    verifier: &dyn Verifier,
+    req: &Requirements<'_>,
+) -> Result<Vec<VerifiedSignature>> {
+    let tag = signature_tag(image);
+    let Some((_, layers)) = existing_signatures(registry, repo, &tag).await? else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{repo}@{image} has no cosign signature ({repo}:{tag} does not exist)"),
+        ));
+    };
+    let mut verified = Vec::new();
+    let mut failures = Vec::new();
+    for (i, (desc, payload)) in layers.iter().enumerate() {
+        match verify_payload(payload, &desc.annotations, image, verifier, req).await {
+            Ok(v) => verified.push(v),
+            Err(e) => failures.push(format!("signature {}: {e}", i + 1)),
+        }
+    }
+    if verified.is_empty() {
+        return Err(Error::integrity(format!(
+            "no valid signature for {repo}@{image}: {}",
+            if failures.is_empty() {
+                "the signature image holds no signature layer".to_owned()
+            } else {
+                failures.join("; ")
+            }
+        )));
+    }
+    Ok(verified)
+}
