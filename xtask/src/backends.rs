@@ -210,6 +210,18 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_TRIVY", Value::Program)],
     },
     Backend {
+        // PyNaCl (libsodium) beside Python's scrypt: an implementation of cosign's encrypted
+        // key format (nacl/secretbox + scrypt) that wharf did not write.
+        name: "pynacl",
+        install: Install::Venv {
+            venv: "pynacl-venv",
+            requirements: &["pynacl==1.5.0"],
+            binary: "python",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_PYNACL_PYTHON", Value::Program)],
+    },
+    Backend {
         name: "umoci",
         install: Install::Apt {
             packages: &["umoci"],

@@ -134,7 +134,7 @@ impl PipelineCmd {
             },
             None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
         };
-        let sign = sign_stage(&config, registry.clone(), &repository)?;
+        let sign = sign_stage(&config, env, registry.clone(), &repository)?;
         let mut package = PackageStage::new(
             manifest.clone(),
             registry,
@@ -389,14 +389,78 @@ fn git_commit(dir: &Path) -> Option<String> {
     (out.status.success() && sha.len() == 40).then_some(sha)
 }
 
-/// The default signing key, relative to the config: generated on first use.
-const DEFAULT_SIGNING_KEY: &str = ".wharf/keys/signing.pem";
+/// The signing key's password: from `password_env`; else asked for on a terminal (never in
+/// CI); else, outside prod, empty (cosign's unprotected key) with a warning. Prod refuses a
+/// key without a password.
+fn key_password(
+    key_path: &Path,
+    password_env: &str,
+    env: Environment,
+) -> anyhow::Result<wharf_core::Secret> {
+    use std::io::IsTerminal;
+    if let Ok(p) = std::env::var(password_env) {
+        return Ok(wharf_core::Secret::new(p));
+    }
+    let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
+    if interactive {
+        let new = !key_path.exists();
+        let prompt = format!(
+            "{} signing key {} ({password_env} is not set): ",
+            if new {
+                "Password for the new"
+            } else {
+                "Password of the"
+            },
+            key_path.display()
+        );
+        return read_password(&prompt).context("reading the key password from the terminal");
+    }
+    if env == Environment::Prod {
+        anyhow::bail!(
+            "[sign] key {}: prod signs only with a password-protected key: set {password_env}",
+            key_path.display()
+        );
+    }
+    eprintln!(
+        "warning: the {env} signing key {} has no password; set {password_env} to protect it",
+        key_path.display()
+    );
+    Ok(wharf_core::Secret::new(""))
+}
+
+/// Read a line from the terminal without echo (`stty -echo`).
+fn read_password(prompt: &str) -> anyhow::Result<wharf_core::Secret> {
+    use std::io::Write;
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let tty = || std::fs::File::open("/dev/tty");
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(tty()?)
+            .status()
+            .map(|_| ())
+    };
+    stty("-echo")?;
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    let _ = stty("echo");
+    eprintln!();
+    read?;
+    Ok(wharf_core::Secret::new(line.trim_end_matches(['\r', '\n'])))
+}
+
+/// The default signing key, relative to the config: a cosign.key generated on first use.
+const DEFAULT_SIGNING_KEY: &str = ".wharf/keys/cosign.key";
+/// Where the key password comes from by default: cosign's own variable.
+const DEFAULT_PASSWORD_ENV: &str = "COSIGN_PASSWORD";
 
 /// The sign stage `[sign]` describes: an ECDSA P-256 key file (generated on first use, its
 /// public key beside it as `<key>.pub`), signing images in `repository` under the name a
 /// registry client would use (`host/repository`; the repository alone for the OCI layout).
 fn sign_stage(
     config: &Config,
+    env: Environment,
     registry: Arc<dyn wharf_core::Registry>,
     repository: &str,
 ) -> anyhow::Result<SignStage> {
@@ -414,8 +478,19 @@ fn sign_stage(
             "[sign] format {format:?}: only \"legacy\" (cosign .sig tags) is available yet"
         );
     }
-    let key = wharf_sign::EcdsaP256Key::load_or_generate(&key_path)
-        .with_context(|| format!("[sign] key {}", key_path.display()))?;
+    let password_env = config
+        .sign
+        .password_env
+        .as_deref()
+        .unwrap_or(DEFAULT_PASSWORD_ENV);
+    let password = key_password(&key_path, password_env, env)?;
+    let key = wharf_sign::EcdsaP256Key::load_or_generate_with(&key_path, Some(&password))
+        .with_context(|| {
+            format!(
+                "[sign] key {} (password from {password_env})",
+                key_path.display()
+            )
+        })?;
     let public = Arc::new(key.public_key().clone());
     let docker_reference = match &config.registry.url {
         Some(url) => {

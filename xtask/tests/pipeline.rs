@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The password of the tests' signing keys: must never show in output.
+const TEST_KEY_PASSWORD: &str = "wharf-canary-cosign-password-Hd27Kp";
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -32,7 +35,8 @@ fn xtask(scratch: &Path, subcommand: &str) -> Command {
             "WHARF__AUDIT__CHECKPOINT_KEY",
             scratch.join("keys/audit-checkpoint.pem"),
         )
-        .env("WHARF__SIGN__KEY", scratch.join("keys/signing.pem"))
+        .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
+        .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
         .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
     cmd
 }
@@ -376,7 +380,7 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
             .output()
             .unwrap()
     };
-    let ok = openssl(&scratch.path().join("keys/signing.pem.pub"));
+    let ok = openssl(&scratch.path().join("keys/cosign.pub"));
     assert_eq!(
         text(&ok.stdout).trim(),
         "Verified OK",
@@ -832,4 +836,60 @@ fn audit_records_go_to_s3_object_lock() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The signing key is a cosign.key, encrypted with the password from COSIGN_PASSWORD; prod
+/// refuses to sign without a password; a wrong password is a one-line error naming the
+/// variable; the password never shows in output.
+#[test]
+fn the_signing_key_is_an_encrypted_cosign_key() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = pipeline(scratch.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let key = std::fs::read_to_string(scratch.path().join("keys/cosign.key")).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"),
+        "{key}"
+    );
+    assert!(scratch.path().join("keys/cosign.pub").exists());
+
+    let wrong = xtask(scratch.path(), "pipeline")
+        .env("COSIGN_PASSWORD", "not-the-password")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    let err = text(&wrong.stderr);
+    assert!(
+        err.contains("wrong password") && err.contains("COSIGN_PASSWORD"),
+        "{err}"
+    );
+
+    let fresh = tempfile::tempdir().unwrap();
+    let no_password = xtask(fresh.path(), "pipeline")
+        .args(["--env", "prod"])
+        .env_remove("COSIGN_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(no_password.status.code(), Some(2));
+    let err = text(&no_password.stderr);
+    assert!(
+        err.contains("prod signs only with a password-protected key: set COSIGN_PASSWORD"),
+        "{err}"
+    );
+    let dev = xtask(fresh.path(), "pipeline")
+        .env_remove("COSIGN_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(dev.status.code(), Some(0), "{}", text(&dev.stderr));
+    assert!(
+        text(&dev.stderr).contains("has no password; set COSIGN_PASSWORD"),
+        "{}",
+        text(&dev.stderr)
+    );
+    for out in [&out, &wrong, &no_password, &dev] {
+        assert!(
+            !text(&out.stdout).contains(TEST_KEY_PASSWORD)
+                && !text(&out.stderr).contains(TEST_KEY_PASSWORD)
+        );
+    }
 }

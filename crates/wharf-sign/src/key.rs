@@ -16,6 +16,7 @@ use aws_lc_rs::signature::{
 use wharf_core::sign::{SignOptions, Signature, Signer, Verified, Verifier, VerifyOptions};
 use wharf_core::{Digest, Error, ErrorKind, Result, Secret};
 
+use crate::cosign_key::{self, COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};
 use crate::pem;
 
 /// The algorithm name in [`Signature::algorithm`].
@@ -52,11 +53,13 @@ impl EcdsaP256Key {
     }
 
     fn from_pkcs8_der(der: &[u8], origin: &str) -> Result<Self> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).map_err(|e| {
-            Error::invalid(format!(
-                "{origin} is not an ECDSA P-256 private key in PKCS#8 form: {e}"
-            ))
-        })?;
+        // PKCS#8 (what cosign and openssl's pkcs8 write) or SEC1 ECPrivateKey.
+        let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, der)
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "{origin} is not an ECDSA P-256 private key in PKCS#8 form: {e}"
+                ))
+            })?;
         let spki = pair
             .public_key()
             .as_der()
@@ -75,13 +78,20 @@ impl EcdsaP256Key {
     }
 
     /// Load the key at `path`, or generate one there on first use: the private key is
-    /// written with mode 0600 and its public key beside it as `<path>.pub`.
+    /// written with mode 0600 (PKCS#8 PEM) and its public key beside it (see
+    /// [`public_path`]).
     pub fn load_or_generate(path: &Path) -> Result<Self> {
+        Self::load_or_generate_with(path, None)
+    }
+
+    /// Like [`EcdsaP256Key::load_or_generate`], with a password: an existing cosign.key is
+    /// decrypted with it, and a new key is written encrypted as cosign writes `cosign.key`.
+    pub fn load_or_generate_with(path: &Path, password: Option<&Secret>) -> Result<Self> {
         match fs::read_to_string(path) {
-            Ok(text) => Self::from_pkcs8_pem(&text, &path.display().to_string()),
+            Ok(text) => Self::from_pem(&text, password, &path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate()?;
-                key.write_new(path)?;
+                key.write_new(path, password)?;
                 Ok(key)
             }
             Err(e) => Err(Error::new(
@@ -91,7 +101,40 @@ impl EcdsaP256Key {
         }
     }
 
-    fn write_new(&self, path: &Path) -> Result<()> {
+    /// A key from PEM: PKCS#8 (`PRIVATE KEY`) or cosign's encrypted key
+    /// (`ENCRYPTED SIGSTORE PRIVATE KEY`, `ENCRYPTED COSIGN PRIVATE KEY`), which needs
+    /// `password`.
+    pub fn from_pem(text: &str, password: Option<&Secret>, origin: &str) -> Result<Self> {
+        match pem::label(text) {
+            Some("PRIVATE KEY") => Self::from_pkcs8_pem(text, origin),
+            Some(label @ (COSIGN_KEY_LABEL | LEGACY_COSIGN_KEY_LABEL)) => {
+                let password = password.ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{origin} is an encrypted cosign key: its password is needed (set the variable [sign] password_env names, COSIGN_PASSWORD by default)"
+                    ))
+                })?;
+                let sealed = pem::decode(text, label, origin)?;
+                let der = cosign_key::open(&sealed, password, origin)?;
+                Self::from_pkcs8_der(&der, origin)
+            }
+            Some(other) => Err(Error::invalid(format!(
+                "{origin}: a PEM {other}, not an ECDSA private key (PRIVATE KEY or a cosign.key)"
+            ))),
+            None => Err(Error::invalid(format!("{origin}: not a PEM key file"))),
+        }
+    }
+
+    /// The key as cosign's encrypted `cosign.key` (PEM), sealed under `password`.
+    pub fn to_cosign_key(&self, password: &Secret) -> Result<Secret> {
+        let doc = self
+            .pair
+            .to_pkcs8v1()
+            .map_err(|_| Error::internal("cannot encode the private key"))?;
+        let sealed = cosign_key::seal(doc.as_ref(), password)?;
+        Ok(Secret::new(pem::encode(COSIGN_KEY_LABEL, &sealed)))
+    }
+
+    fn write_new(&self, path: &Path, password: Option<&Secret>) -> Result<()> {
         let fail = |e: std::io::Error| {
             Error::new(
                 ErrorKind::Denied,
@@ -106,7 +149,11 @@ impl EcdsaP256Key {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(path).map_err(fail)?;
-        f.write_all(self.to_pkcs8_pem()?.expose().as_bytes())
+        let text = match password {
+            Some(p) => self.to_cosign_key(p)?,
+            None => self.to_pkcs8_pem()?,
+        };
+        f.write_all(text.expose().as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(fail)?;
         fs::write(public_path(path), self.public.to_pem()).map_err(fail)
@@ -120,6 +167,10 @@ impl EcdsaP256Key {
 
 /// Where [`EcdsaP256Key::load_or_generate`] puts the public key of the key at `path`.
 pub fn public_path(path: &Path) -> PathBuf {
+    // cosign's pair: cosign.key and cosign.pub.
+    if path.extension().is_some_and(|e| e == "key") {
+        return path.with_extension("pub");
+    }
     let mut name = path.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)

@@ -18,10 +18,12 @@
 //! ```
 
 pub mod cosign;
+mod cosign_key;
 mod key;
 mod pem;
 pub mod rekor;
 
+pub use cosign_key::{COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};
 pub use key::{ALGORITHM, EcdsaP256Key, PublicKey, public_path};
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -16,6 +16,13 @@ pub(crate) fn encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// The label of the first PEM block in `text` (`PRIVATE KEY`, …).
+pub(crate) fn label(text: &str) -> Option<&str> {
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let end = text[start..].find("-----")? + start;
+    Some(&text[start..end])
+}
+
 /// The DER of the first `label` block in `text`; `origin` names the source in errors.
 pub(crate) fn decode(text: &str, label: &str, origin: &str) -> Result<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
