@@ -210,16 +210,16 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_TRIVY", Value::Program)],
     },
     Backend {
-        // PyNaCl (libsodium) beside Python's scrypt: an implementation of cosign's encrypted
-        // key format (nacl/secretbox + scrypt) that wharf did not write.
-        name: "pynacl",
+        // Crypto written by others, for interop tests: PyNaCl (libsodium) with Python's
+        // scrypt for cosign's encrypted key format, `cryptography` for ECDSA/DSSE checks.
+        name: "python-crypto",
         install: Install::Venv {
-            venv: "pynacl-venv",
-            requirements: &["pynacl==1.5.0"],
+            venv: "python-crypto-venv",
+            requirements: &["pynacl==1.5.0", "cryptography>=42,<47"],
             binary: "python",
         },
         kind: Kind::Tool,
-        env: &[("WHARF_TEST_PYNACL_PYTHON", Value::Program)],
+        env: &[("WHARF_TEST_CRYPTO_PYTHON", Value::Program)],
     },
     Backend {
         name: "umoci",

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
-use wharf_pipeline::stages::{BaseImageRef, GovernanceStage, PackageStage, SignStage, TagPolicy};
+use wharf_pipeline::stages::{
+    AttestStage, BaseImageRef, GovernanceStage, PackageStage, SignStage, TagPolicy,
+};
 use wharf_pipeline::{Config, Pipeline, PipelineError, RunReport};
 
 /// Exit codes of `cargo xtask pipeline`.
@@ -150,10 +152,21 @@ impl PipelineCmd {
         }
         let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
             .environment_policy(config.environment_policy(env))
-            .stage(GovernanceStage::new(config.governance(env), manifest))
+            .stage(GovernanceStage::new(
+                config.governance(env),
+                manifest.clone(),
+            ))
             .stage(package);
-        let verify = sign.verify_stage();
-        builder = builder.stage(sign).stage(verify).audit_log(audit);
+        let verify = sign
+            .verify_stage()
+            .require_attestation(wharf_sign::attest::MODEL_EVALUATION_V1)
+            .require_attestation(wharf_sign::attest::SLSA_PROVENANCE_V1);
+        let attest = AttestStage::new(&sign, &manifest, builder_id());
+        builder = builder
+            .stage(sign)
+            .stage(attest)
+            .stage(verify)
+            .audit_log(audit);
         if let Some(commit) = commit {
             builder = builder.source_commit(commit);
         }
@@ -448,6 +461,27 @@ fn read_password(prompt: &str) -> anyhow::Result<wharf_core::Secret> {
     eprintln!();
     read?;
     Ok(wharf_core::Secret::new(line.trim_end_matches(['\r', '\n'])))
+}
+
+/// What built the image, for provenance: the CI workflow when there is one (GitHub Actions,
+/// GitLab CI), else this command on this host.
+fn builder_id() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(server), Some(repo), Some(wf)) = (
+        var("GITHUB_SERVER_URL"),
+        var("GITHUB_REPOSITORY"),
+        var("GITHUB_WORKFLOW_REF"),
+    ) {
+        let path = wf.strip_prefix(&format!("{repo}/")).unwrap_or(&wf);
+        return format!("{server}/{repo}/{path}");
+    }
+    if let Some(job) = var("CI_JOB_URL") {
+        return job;
+    }
+    format!(
+        "https://wharf.dev/builder/cargo-xtask-pipeline@{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// The default signing key, relative to the config: a cosign.key generated on first use.

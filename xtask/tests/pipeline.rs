@@ -230,8 +230,10 @@ fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
         assert_eq!(v["run"]["stages"][1]["name"], "package");
         assert_eq!(v["run"]["stages"][1]["status"], "passed");
         assert_eq!(v["run"]["stages"][2]["name"], "sign");
+        assert_eq!(v["run"]["stages"][3]["name"], "attest");
+        assert_eq!(v["run"]["stages"][4]["name"], "verify-signature");
         assert_eq!(
-            v["run"]["stages"][3]["status"], "passed",
+            v["run"]["stages"][4]["status"], "passed",
             "verified after signing"
         );
         digests.push(v["run"]["image_digest"].as_str().unwrap().to_owned());
@@ -241,6 +243,18 @@ fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
                 .unwrap()
                 .to_owned(),
         );
+        let verified = v["run"]["stages"][4]["summary"].as_str().unwrap();
+        assert!(
+            verified.contains("attestations verified: model evaluation, SLSA provenance"),
+            "{verified}"
+        );
+        let attested = v["run"]["stages"][3]["summary"].as_str().unwrap();
+        if digests.len() == 1 {
+            assert!(
+                attested.contains("attested model evaluation + SLSA provenance"),
+                "{attested}"
+            );
+        }
     }
     assert_eq!(digests[0], digests[1]);
     let index =
@@ -316,8 +330,8 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
     // public key; the payload names this exact image. (Debian's skopeo is built with
     // sigstore verification disabled, so it cannot check the signature itself.)
     assert_eq!(v["run"]["stages"][2]["name"], "sign");
-    assert_eq!(v["run"]["stages"][3]["name"], "verify-signature");
-    assert_eq!(v["run"]["stages"][3]["status"], "passed");
+    assert_eq!(v["run"]["stages"][4]["name"], "verify-signature");
+    assert_eq!(v["run"]["stages"][4]["status"], "passed");
     let sig_tag = format!("sha256-{}.sig", &digest["sha256:".len()..]);
     let sig_manifest = Command::new(&skopeo)
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -487,6 +501,41 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
         "the base's entrypoint is kept"
     );
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+
+    // The provenance attestation names the base image, resolved to its digest.
+    let digest: wharf_core::Digest = v["run"]["image_digest"].as_str().unwrap().parse().unwrap();
+    let base_index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(scratch.path().join("bases/python/index.json")).unwrap(),
+    )
+    .unwrap();
+    let base_digest = base_index["manifests"][0]["digest"].as_str().unwrap();
+    let public = wharf_sign::PublicKey::from_file(&scratch.path().join("keys/cosign.pub")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let provenance = rt
+        .block_on(async {
+            let reg =
+                wharf_registry::layout::LayoutRegistry::open(scratch.path().join("oci")).unwrap();
+            wharf_sign::attest::verify_attestations(
+                &reg,
+                "models/fraud-detector",
+                &digest,
+                &public,
+                Some(wharf_sign::attest::SLSA_PROVENANCE_V1),
+            )
+            .await
+        })
+        .unwrap();
+    let deps = &provenance[0].predicate["buildDefinition"]["resolvedDependencies"];
+    assert!(
+        deps.as_array().unwrap().iter().any(|d| d["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("python:3.12")
+            && format!("sha256:{}", d["digest"]["sha256"].as_str().unwrap()) == base_digest),
+        "{deps}"
+    );
 
     // A base that does not exist fails the package stage with the reference named.
     let out = xtask(scratch.path(), "pipeline")

@@ -257,18 +257,9 @@ pub async fn sign_image(
     signer: &dyn Signer,
     verifier: &dyn Verifier,
 ) -> Result<SignOutcome> {
-    // Sign only what is there: a digest nobody pushed is a mistake upstream.
-    registry.fetch_manifest(repo, image).await.map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
-            Error::not_found(format!(
-                "cannot sign {repo}@{image}: no such image in the registry"
-            ))
-        } else {
-            e
-        }
-    })?;
+    ensure_image(registry, repo, image).await?;
     let tag = signature_tag(image);
-    let existing = existing_signatures(registry, repo, &tag).await?;
+    let existing = existing_layers(registry, repo, &tag, SIMPLE_SIGNING_MEDIA_TYPE).await?;
     if let Some((_, layers)) = &existing {
         for (desc, payload) in layers {
             if verify_payload(
@@ -287,20 +278,6 @@ pub async fn sign_image(
     }
     let payload = SimpleSigning::new(docker_reference, image.clone()).to_bytes();
     let sig = signer.sign(&payload, &SignOptions::default()).await?;
-    let payload_digest = Digest::sha256_of(&payload);
-    registry
-        .push_blob(
-            repo,
-            &payload_digest,
-            wharf_core::registry::blob_stream_from(payload.clone()),
-            &PushBlobOptions::default(),
-        )
-        .await?;
-    let mut layer = Descriptor::new(
-        SIMPLE_SIGNING_MEDIA_TYPE,
-        payload_digest,
-        payload.len() as u64,
-    );
     let mut annotations = BTreeMap::new();
     annotations.insert(ANNOTATION_SIGNATURE.to_owned(), STANDARD.encode(&sig.bytes));
     if let Some(cert) = &sig.certificate {
@@ -309,10 +286,69 @@ pub async fn sign_image(
     if let Some(chain) = &sig.chain {
         annotations.insert(ANNOTATION_CHAIN.to_owned(), chain.clone());
     }
+    let (signature_manifest, signatures) = append_layer(
+        registry,
+        repo,
+        &tag,
+        existing.map(|(m, _)| m),
+        SIMPLE_SIGNING_MEDIA_TYPE,
+        payload,
+        annotations,
+    )
+    .await?;
+    Ok(SignOutcome::Added {
+        signature_manifest,
+        signatures,
+    })
+}
+
+/// Fail unless `image` is a manifest in `repo`: a digest nobody pushed is a mistake upstream.
+pub(crate) async fn ensure_image(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+) -> Result<()> {
+    registry
+        .fetch_manifest(repo, image)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "cannot sign {repo}@{image}: no such image in the registry"
+                ))
+            } else {
+                e
+            }
+        })
+}
+
+/// Add a layer (`payload` of `media_type` with `annotations`) to the image tagged `tag`
+/// (`existing` is its manifest, if any), as cosign does: the config is an empty image whose
+/// rootfs lists the layers. Returns the new manifest's digest and its number of layers.
+pub(crate) async fn append_layer(
+    registry: &dyn Registry,
+    repo: &str,
+    tag: &str,
+    existing: Option<ImageManifest>,
+    media_type: &str,
+    payload: Vec<u8>,
+    annotations: BTreeMap<String, String>,
+) -> Result<(Digest, usize)> {
+    let payload_digest = Digest::sha256_of(&payload);
+    let payload_len = payload.len() as u64;
+    registry
+        .push_blob(
+            repo,
+            &payload_digest,
+            wharf_core::registry::blob_stream_from(payload),
+            &PushBlobOptions::default(),
+        )
+        .await?;
+    let mut layer = Descriptor::new(media_type, payload_digest, payload_len);
     layer.annotations = annotations;
-    let mut layers: Vec<Descriptor> = existing.map(|(m, _)| m.layers).unwrap_or_default();
+    let mut layers: Vec<Descriptor> = existing.map(|m| m.layers).unwrap_or_default();
     layers.push(layer);
-    // cosign's config: an empty image whose rootfs lists the payload layers.
     let config = serde_json::json!({
         "architecture": "",
         "created": "0001-01-01T00:00:00Z",
@@ -327,18 +363,19 @@ pub async fn sign_image(
     let config = serde_json::to_vec(&config)
         .map_err(|e| Error::internal(format!("signature config: {e}")))?;
     let config_digest = Digest::sha256_of(&config);
+    let config_len = config.len();
     registry
         .push_blob(
             repo,
             &config_digest,
-            wharf_core::registry::blob_stream_from(config.clone()),
+            wharf_core::registry::blob_stream_from(config),
             &PushBlobOptions::default(),
         )
         .await?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": config.len(), "digest": config_digest.to_string()},
+        "config": {"mediaType": OCI_CONFIG, "size": config_len, "digest": config_digest.to_string()},
         "layers": layers,
     });
     let bytes = serde_json::to_vec(&manifest)
@@ -351,17 +388,16 @@ pub async fn sign_image(
             &PushManifestOptions::tagged(tag),
         )
         .await?;
-    Ok(SignOutcome::Added {
-        signature_manifest: digest,
-        signatures: layers.len(),
-    })
+    Ok((digest, layers.len()))
 }
 
-/// The `.sig` manifest under `tag` and each layer's payload, `None` when there is none.
-async fn existing_signatures(
+/// The manifest under `tag` and the payload of each of its `media_type` layers (digests
+/// checked), `None` when there is no such tag.
+pub(crate) async fn existing_layers(
     registry: &dyn Registry,
     repo: &str,
     tag: &str,
+    media_type: &str,
 ) -> Result<Option<(ImageManifest, Vec<(Descriptor, Vec<u8>)>)>> {
     let desc = match registry.resolve_tag(repo, tag).await {
         Ok(d) => d,
@@ -372,14 +408,14 @@ async fn existing_signatures(
     let manifest = ImageManifest::from_slice(&m.bytes, &format!("{repo}:{tag}"))?;
     let mut layers = Vec::new();
     for layer in &manifest.layers {
-        if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+        if layer.media_type != media_type {
             continue;
         }
         let blob = registry.fetch_blob(repo, &layer.digest).await?;
-        let bytes = wharf_core::registry::collect_blob(blob, 1 << 20).await?;
+        let bytes = wharf_core::registry::collect_blob(blob, 4 << 20).await?;
         if Digest::sha256_of(&bytes) != layer.digest {
             return Err(Error::integrity(format!(
-                "signature payload {} in {repo} does not match its digest",
+                "layer {} of {repo}:{tag} does not match its digest",
                 layer.digest
             )));
         }
@@ -399,7 +435,9 @@ pub async fn verify_image(
     req: &Requirements<'_>,
 ) -> Result<Vec<VerifiedSignature>> {
     let tag = signature_tag(image);
-    let Some((_, layers)) = existing_signatures(registry, repo, &tag).await? else {
+    let Some((_, layers)) =
+        existing_layers(registry, repo, &tag, SIMPLE_SIGNING_MEDIA_TYPE).await?
+    else {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!("{repo}@{image} has no cosign signature ({repo}:{tag} does not exist)"),

@@ -17,6 +17,7 @@
 //! # Ok::<(), wharf_core::Error>(()) }).unwrap();
 //! ```
 
+pub mod attest;
 pub mod cosign;
 mod cosign_key;
 mod key;

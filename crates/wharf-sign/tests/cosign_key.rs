@@ -14,9 +14,9 @@ use wharf_sign::{EcdsaP256Key, PublicKey, public_path};
 const PASSWORD_CANARY: &str = "wharf-canary-key-password-Vb52Nq";
 
 fn python() -> String {
-    std::env::var("WHARF_TEST_PYNACL_PYTHON").unwrap_or_else(|_| {
+    std::env::var("WHARF_TEST_CRYPTO_PYTHON").unwrap_or_else(|_| {
         panic!(
-            "WHARF_TEST_PYNACL_PYTHON is not set: run the tests with `cargo xtask test`, or \
+            "WHARF_TEST_CRYPTO_PYTHON is not set: run the tests with `cargo xtask test`, or \
              `cargo xtask backends up` and `eval \"$(cargo xtask backends env)\"` first"
         )
     })

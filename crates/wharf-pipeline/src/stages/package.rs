@@ -194,6 +194,25 @@ impl Stage for PackageStage {
                     .await?
             }
         };
+        if let Some(base) = &self.base {
+            // What the base reference resolved to, for provenance (resolved dependencies).
+            let digest = match base.reference.parse::<wharf_core::Digest>() {
+                Ok(d) => d,
+                Err(_) => {
+                    base.registry
+                        .resolve_tag(&base.repo, &base.reference)
+                        .await?
+                        .digest
+                }
+            };
+            ctx.outputs.insert(
+                "base_image".into(),
+                serde_json::json!({
+                    "uri": format!("{}/{}:{}", base.registry, base.repo, base.reference),
+                    "digest": digest,
+                }),
+            );
+        }
         let bytes: u64 = layers.iter().map(|d| d.size).sum();
         let location = format!("{}/{}:{tag}", self.registry, self.repository);
         ctx.image_digest = Some(digest.clone());

@@ -59,6 +59,7 @@ impl SignStage {
         VerifySignatureStage {
             target: self.target.clone(),
             verifier: self.verifier.clone(),
+            attestations: Vec::new(),
         }
     }
 }
@@ -128,6 +129,7 @@ impl Stage for SignStage {
 pub struct VerifySignatureStage {
     target: Target,
     verifier: Arc<dyn Verifier>,
+    attestations: Vec<String>,
 }
 
 impl VerifySignatureStage {
@@ -146,7 +148,14 @@ impl VerifySignatureStage {
                 docker_reference: docker_reference.into(),
             },
             verifier,
+            attestations: Vec::new(),
         }
+    }
+
+    /// Also require a verified attestation with this predicate type (same key).
+    pub fn require_attestation(mut self, predicate_type: impl Into<String>) -> Self {
+        self.attestations.push(predicate_type.into());
+        self
     }
 }
 
@@ -172,12 +181,49 @@ impl Stage for VerifySignatureStage {
         {
             Ok(verified) => {
                 let keys: Vec<String> = verified.iter().map(|v| short_key(&v.key_id)).collect();
+                let mut attested = Vec::new();
+                for kind in &self.attestations {
+                    match wharf_sign::attest::verify_attestations(
+                        t.registry.as_ref(),
+                        &t.repository,
+                        &image,
+                        self.verifier.as_ref(),
+                        Some(kind),
+                    )
+                    .await
+                    {
+                        Ok(_) => attested.push(short_predicate(kind)),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::Integrity | ErrorKind::NotFound | ErrorKind::Invalid
+                            ) =>
+                        {
+                            let msg =
+                                format!("attestation of {} does not verify: {e}", image.short());
+                            return Ok(if ctx.policy.require_signature {
+                                StageOutcome::blocked(format!(
+                                    "{msg} ({} requires it)",
+                                    ctx.environment
+                                ))
+                            } else {
+                                StageOutcome::warned(msg)
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 Ok(StageOutcome::passed(format!(
-                    "{} signature{} on {} verified (key {})",
+                    "{} signature{} on {} verified (key {}){}",
                     verified.len(),
                     if verified.len() == 1 { "" } else { "s" },
                     image.short(),
-                    keys.join(", ")
+                    keys.join(", "),
+                    if attested.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; attestations verified: {}", attested.join(", "))
+                    }
                 ))
                 .with_data(serde_json::json!({
                     "image": image,
@@ -209,4 +255,172 @@ impl Stage for VerifySignatureStage {
 /// `sha256:0123456789ab` of a key id.
 fn short_key(key_id: &str) -> String {
     key_id.chars().take(19).collect()
+}
+
+/// Attests the signed image (cosign's `.att` format, in-toto v1 in DSSE): SLSA provenance
+/// v1 (builder, source commit, parameters, resolved dependencies) and the model-evaluation
+/// predicate (the manifest's metrics, fairness and drift) that promotion policy checks.
+pub struct AttestStage {
+    target: Target,
+    signer: Arc<dyn Signer>,
+    verifier: Arc<dyn Verifier>,
+    manifest: std::path::PathBuf,
+    builder_id: String,
+    dependencies: Vec<serde_json::Value>,
+}
+
+impl AttestStage {
+    /// Attest with the same key and target as `sign`; the evaluation comes from the model
+    /// manifest at `manifest`; `builder_id` names what built the image
+    /// (`https://github.com/acme/models/.github/workflows/release.yml`, or the local tool).
+    pub fn new(
+        sign: &SignStage,
+        manifest: impl Into<std::path::PathBuf>,
+        builder_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            target: sign.target.clone(),
+            signer: sign.signer.clone(),
+            verifier: sign.verifier.clone(),
+            manifest: manifest.into(),
+            builder_id: builder_id.into(),
+            dependencies: Vec::new(),
+        }
+    }
+
+    /// Record a resolved dependency (`uri` + digest), e.g. the base image the model was
+    /// appended to.
+    pub fn dependency(mut self, uri: impl Into<String>, digest: &wharf_core::Digest) -> Self {
+        self.dependencies.push(serde_json::json!({
+            "uri": uri.into(),
+            "digest": { digest.algorithm().as_str(): digest.hex() },
+        }));
+        self
+    }
+
+    fn provenance(&self, ctx: &RunContext, image: &wharf_core::Digest) -> serde_json::Value {
+        let mut deps = self.dependencies.clone();
+        if let Some(base) = ctx.outputs.get("base_image")
+            && let (Some(uri), Some(Ok(d))) = (
+                base["uri"].as_str(),
+                base["digest"]
+                    .as_str()
+                    .map(str::parse::<wharf_core::Digest>),
+            )
+        {
+            deps.push(serde_json::json!({"uri": uri, "digest": {d.algorithm().as_str(): d.hex()}}));
+        }
+        if let Some(commit) = &ctx.source_commit {
+            deps.push(serde_json::json!({"uri": "git+source", "digest": {"gitCommit": commit}}));
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let rfc3339 = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        serde_json::json!({
+            "buildDefinition": {
+                "buildType": "https://wharf.dev/build/model-package/v1",
+                "externalParameters": {
+                    "project": ctx.project,
+                    "environment": ctx.environment.to_string(),
+                    "repository": self.target.repository,
+                    "manifest": self.manifest.file_name().map(|f| f.to_string_lossy().into_owned()),
+                },
+                "internalParameters": {"image": image.to_string()},
+                "resolvedDependencies": deps,
+            },
+            "runDetails": {
+                "builder": {"id": self.builder_id},
+                "metadata": {
+                    "invocationId": ctx.run_id,
+                    "startedOn": rfc3339(ctx.started_at),
+                    "finishedOn": rfc3339(now),
+                },
+            },
+        })
+    }
+
+    fn evaluation(&self) -> wharf_core::Result<serde_json::Value> {
+        let m = wharf_policy::ModelManifest::from_path(&self.manifest)
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        Ok(serde_json::json!({
+            "model": {"name": m.model.name, "version": m.model.version},
+            "metrics": m.metrics,
+            "fairness": m.fairness,
+            "drift": m.drift,
+            "dataSources": m.data_sources,
+        }))
+    }
+}
+
+#[async_trait]
+impl Stage for AttestStage {
+    fn name(&self) -> &str {
+        "attest"
+    }
+
+    async fn run(&self, ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
+        use wharf_sign::attest::{
+            AttestOutcome, MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1, attest_image, attestation_tag,
+        };
+        let t = &self.target;
+        let image = t.image(ctx)?;
+        let predicates = [
+            (MODEL_EVALUATION_V1, self.evaluation()?),
+            (SLSA_PROVENANCE_V1, self.provenance(ctx, &image)),
+        ];
+        let mut added = Vec::new();
+        let mut evidence = Vec::new();
+        for (kind, predicate) in predicates {
+            let outcome = attest_image(
+                t.registry.as_ref(),
+                &t.repository,
+                &image,
+                &t.docker_reference,
+                kind,
+                predicate,
+                self.signer.as_ref(),
+                self.verifier.as_ref(),
+            )
+            .await?;
+            if let AttestOutcome::Added { manifest, .. } = outcome {
+                added.push(short_predicate(kind));
+                evidence.push(manifest);
+            }
+        }
+        let location = format!(
+            "{}/{}:{}",
+            t.registry,
+            t.repository,
+            attestation_tag(&image)
+        );
+        let summary = if added.is_empty() {
+            format!(
+                "{} already carries these attestations: nothing added",
+                image.short()
+            )
+        } else {
+            format!(
+                "attested {} of {} -> {location}",
+                added.join(" + "),
+                image.short()
+            )
+        };
+        let mut out = StageOutcome::passed(summary);
+        if let Some(last) = evidence.pop() {
+            let e = Evidence::new("attestation-manifest", last).with_location(location);
+            ctx.artifacts.insert("attestations".into(), e.clone());
+            out = out.with_evidence(e);
+        }
+        Ok(out)
+    }
+}
+
+fn short_predicate(uri: &str) -> &'static str {
+    match uri {
+        wharf_sign::attest::SLSA_PROVENANCE_V1 => "SLSA provenance",
+        wharf_sign::attest::MODEL_EVALUATION_V1 => "model evaluation",
+        _ => "a predicate",
+    }
 }

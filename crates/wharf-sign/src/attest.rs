@@ -1,0 +1,342 @@
+//! Attestations as cosign writes them: an in-toto Statement (v1) about the image, in a DSSE
+//! envelope signed over DSSE's pre-authentication encoding, stored as a layer of the image
+//! tagged `sha256-<hex>.att`. Predicates: SLSA provenance v1, and wharf's model-evaluation
+//! predicate (the metrics a promotion policy checks).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use wharf_core::sign::{SignOptions, Signature, Signer, Verifier, VerifyOptions};
+use wharf_core::{Digest, Error, ErrorKind, Registry, Result};
+
+use crate::cosign::{ANNOTATION_SIGNATURE, append_layer, ensure_image, existing_layers};
+
+/// The DSSE envelope layer's media type.
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// The DSSE payload type of an in-toto statement.
+pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+/// in-toto Statement v1.
+pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
+/// SLSA provenance v1.
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// wharf's model-evaluation predicate: the metrics the model was evaluated with.
+pub const MODEL_EVALUATION_V1: &str = "https://wharf.dev/attestation/model-evaluation/v1";
+/// The layer annotation cosign uses for the predicate type.
+pub const ANNOTATION_PREDICATE_TYPE: &str = "predicateType";
+
+/// The tag cosign stores an image's attestations under: `sha256-<hex>.att`.
+pub fn attestation_tag(image: &Digest) -> String {
+    format!("{}.att", image.tag_form())
+}
+
+/// DSSE's pre-authentication encoding: what is actually signed.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An in-toto statement's subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Subject {
+    /// The subject's name (the image's repository).
+    pub name: String,
+    /// Its digests by algorithm (`sha256` → hex).
+    pub digest: BTreeMap<String, String>,
+}
+
+/// An in-toto Statement v1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Statement {
+    /// Always [`STATEMENT_V1`] when we write it.
+    #[serde(rename = "_type")]
+    pub kind: String,
+    /// What the statement is about.
+    pub subject: Vec<Subject>,
+    /// The predicate's type URI.
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    /// The predicate.
+    pub predicate: serde_json::Value,
+}
+
+impl Statement {
+    /// A statement that `image` (named `name`) satisfies `predicate` of `predicate_type`.
+    pub fn about(
+        name: impl Into<String>,
+        image: &Digest,
+        predicate_type: impl Into<String>,
+        predicate: serde_json::Value,
+    ) -> Self {
+        Self {
+            kind: STATEMENT_V1.to_owned(),
+            subject: vec![Subject {
+                name: name.into(),
+                digest: BTreeMap::from([(
+                    image.algorithm().as_str().to_owned(),
+                    image.hex().to_owned(),
+                )]),
+            }],
+            predicate_type: predicate_type.into(),
+            predicate,
+        }
+    }
+
+    /// True when one subject has `image`'s digest.
+    pub fn is_about(&self, image: &Digest) -> bool {
+        self.subject.iter().any(|s| {
+            s.digest.get(image.algorithm().as_str()).map(String::as_str) == Some(image.hex())
+        })
+    }
+}
+
+/// A DSSE envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// The payload's type.
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    /// The payload, base64.
+    pub payload: String,
+    /// Signatures over the PAE of the payload.
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// One signature of a DSSE envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EnvelopeSignature {
+    /// The key id (may be empty, as cosign writes it).
+    #[serde(default)]
+    pub keyid: String,
+    /// The signature, base64.
+    pub sig: String,
+}
+
+/// Sign `statement` into a DSSE envelope.
+pub async fn sign_statement(statement: &Statement, signer: &dyn Signer) -> Result<Envelope> {
+    let payload = serde_json::to_vec(statement)
+        .map_err(|e| Error::invalid(format!("statement cannot be serialized: {e}")))?;
+    let sig = signer
+        .sign(
+            &pae(IN_TOTO_PAYLOAD_TYPE, &payload),
+            &SignOptions::default(),
+        )
+        .await?;
+    Ok(Envelope {
+        payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
+        payload: STANDARD.encode(payload),
+        signatures: vec![EnvelopeSignature {
+            keyid: String::new(),
+            sig: STANDARD.encode(&sig.bytes),
+        }],
+    })
+}
+
+/// Verify an envelope with `verifier` (one signature that verifies is enough) and return
+/// its statement.
+pub async fn verify_envelope(
+    envelope: &Envelope,
+    verifier: &dyn Verifier,
+) -> Result<(Statement, String)> {
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(Error::invalid(format!(
+            "DSSE payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",
+            envelope.payload_type
+        )));
+    }
+    let payload = STANDARD
+        .decode(&envelope.payload)
+        .map_err(|e| Error::invalid(format!("DSSE payload is not base64: {e}")))?;
+    let pae = pae(&envelope.payload_type, &payload);
+    let mut last = Error::integrity("the DSSE envelope has no signature");
+    for s in &envelope.signatures {
+        let Ok(bytes) = STANDARD.decode(&s.sig) else {
+            last = Error::invalid("a DSSE signature is not base64");
+            continue;
+        };
+        match verifier
+            .verify(
+                &pae,
+                &Signature::new(bytes, crate::ALGORITHM, s.keyid.clone()),
+                &VerifyOptions::default(),
+            )
+            .await
+        {
+            Ok(v) => {
+                let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
+                    Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
+                })?;
+                return Ok((statement, v.key_id));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The outcome of [`attest_image`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttestOutcome {
+    /// The attestation was added; the `.att` image is now this manifest.
+    Added {
+        /// The `.att` manifest's digest.
+        manifest: Digest,
+        /// Attestations it holds now.
+        attestations: usize,
+    },
+    /// The same key already attested the same predicate for this image: nothing written.
+    AlreadyAttested,
+}
+
+/// Attest `image` in `repo`: sign an in-toto statement (subject `name` + the digest) with
+/// `predicate` of `predicate_type` and add it to the image tagged `sha256-<hex>.att`,
+/// keeping what is there. When a statement with the same predicate, verified with
+/// `verifier`, is already there, nothing is written.
+#[allow(clippy::too_many_arguments)]
+pub async fn attest_image(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    name: &str,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+    signer: &dyn Signer,
+    verifier: &dyn Verifier,
+) -> Result<AttestOutcome> {
+    ensure_image(registry, repo, image).await?;
+    let tag = attestation_tag(image);
+    let existing = existing_layers(registry, repo, &tag, DSSE_MEDIA_TYPE).await?;
+    if let Some((_, layers)) = &existing {
+        for (_, bytes) in layers {
+            if let Ok(env) = serde_json::from_slice::<Envelope>(bytes)
+                && let Ok((st, _)) = verify_envelope(&env, verifier).await
+                && st.is_about(image)
+                && st.predicate_type == predicate_type
+                && st.predicate == predicate
+            {
+                return Ok(AttestOutcome::AlreadyAttested);
+            }
+        }
+    }
+    let statement = Statement::about(name, image, predicate_type, predicate);
+    let envelope = sign_statement(&statement, signer).await?;
+    let bytes = serde_json::to_vec(&envelope)
+        .map_err(|e| Error::internal(format!("DSSE envelope: {e}")))?;
+    // cosign's layer: the signature annotation is empty (the signature is in the envelope).
+    let annotations = BTreeMap::from([
+        (ANNOTATION_SIGNATURE.to_owned(), String::new()),
+        (
+            ANNOTATION_PREDICATE_TYPE.to_owned(),
+            predicate_type.to_owned(),
+        ),
+    ]);
+    let (manifest, attestations) = append_layer(
+        registry,
+        repo,
+        &tag,
+        existing.map(|(m, _)| m),
+        DSSE_MEDIA_TYPE,
+        bytes,
+        annotations,
+    )
+    .await?;
+    Ok(AttestOutcome::Added {
+        manifest,
+        attestations,
+    })
+}
+
+/// An attestation that verified.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct VerifiedAttestation {
+    /// The predicate's type.
+    pub predicate_type: String,
+    /// The predicate.
+    pub predicate: serde_json::Value,
+    /// The key that signed it.
+    pub key_id: String,
+}
+
+/// The attestations of `image` in `repo` that verify with `verifier` and are about this
+/// image, optionally only those of `predicate_type`. None is an error naming why each
+/// candidate failed.
+pub async fn verify_attestations(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    verifier: &dyn Verifier,
+    predicate_type: Option<&str>,
+) -> Result<Vec<VerifiedAttestation>> {
+    let tag = attestation_tag(image);
+    let Some((_, layers)) = existing_layers(registry, repo, &tag, DSSE_MEDIA_TYPE).await? else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{repo}@{image} has no attestation ({repo}:{tag} does not exist)"),
+        ));
+    };
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for (i, (_, bytes)) in layers.iter().enumerate() {
+        let result = async {
+            let env: Envelope = serde_json::from_slice(bytes)
+                .map_err(|e| Error::invalid(format!("not a DSSE envelope: {e}")))?;
+            let (st, key_id) = verify_envelope(&env, verifier).await?;
+            if !st.is_about(image) {
+                return Err(Error::integrity(format!(
+                    "the statement is about {:?}, not {image}",
+                    st.subject.iter().map(|s| &s.digest).collect::<Vec<_>>()
+                )));
+            }
+            Ok(VerifiedAttestation {
+                predicate_type: st.predicate_type,
+                predicate: st.predicate,
+                key_id,
+            })
+        }
+        .await;
+        match result {
+            Ok(a) if predicate_type.is_none_or(|t| t == a.predicate_type) => found.push(a),
+            Ok(a) => failures.push(format!(
+                "attestation {}: predicate {}",
+                i + 1,
+                a.predicate_type
+            )),
+            Err(e) => failures.push(format!("attestation {}: {e}", i + 1)),
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::integrity(format!(
+            "no valid {}attestation for {repo}@{image}: {}",
+            predicate_type.map(|t| format!("{t} ")).unwrap_or_default(),
+            failures.join("; ")
+        )));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_is_dsse_v1() {
+        // The DSSE specification's example encoding.
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
+    }
+}
