@@ -136,7 +136,7 @@ impl PipelineCmd {
             },
             None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
         };
-        let sign = sign_stage(&config, env, registry.clone(), &repository)?;
+        let sign = sign_stage(&config, env, &runtime, registry.clone(), &repository)?;
         let mut package = PackageStage::new(
             manifest.clone(),
             registry,
@@ -495,16 +495,10 @@ const DEFAULT_PASSWORD_ENV: &str = "COSIGN_PASSWORD";
 fn sign_stage(
     config: &Config,
     env: Environment,
+    runtime: &tokio::runtime::Runtime,
     registry: Arc<dyn wharf_core::Registry>,
     repository: &str,
 ) -> anyhow::Result<SignStage> {
-    let key_path = match config.sign.key.as_deref() {
-        None => config.resolve(Path::new(DEFAULT_SIGNING_KEY)),
-        Some(k) if k.starts_with("awskms://") || k == "keyless" => anyhow::bail!(
-            "[sign] key {k:?}: KMS and keyless signing are not available yet; use a key file path"
-        ),
-        Some(k) => config.resolve(Path::new(k)),
-    };
     if let Some(format) = config.sign.format.as_deref()
         && format != "legacy"
     {
@@ -512,20 +506,45 @@ fn sign_stage(
             "[sign] format {format:?}: only \"legacy\" (cosign .sig tags) is available yet"
         );
     }
-    let password_env = config
+    let (signer, public): (Arc<dyn wharf_core::Signer>, wharf_sign::PublicKey) = match config
         .sign
-        .password_env
+        .key
         .as_deref()
-        .unwrap_or(DEFAULT_PASSWORD_ENV);
-    let password = key_password(&key_path, password_env, env)?;
-    let key = wharf_sign::EcdsaP256Key::load_or_generate_with(&key_path, Some(&password))
-        .with_context(|| {
-            format!(
-                "[sign] key {} (password from {password_env})",
-                key_path.display()
-            )
-        })?;
-    let public = Arc::new(key.public_key().clone());
+    {
+        Some(k) if k.starts_with("awskms://") => {
+            // The private key stays in KMS; credentials and region from the AWS
+            // environment (a web-identity role in CI).
+            let key = runtime
+                .block_on(async {
+                    let sdk = aws_config::load_from_env().await;
+                    wharf_sign::kms::KmsKey::connect(aws_sdk_kms::Client::new(&sdk), k).await
+                })
+                .with_context(|| format!("[sign] key {k}"))?;
+            let public = key.public_key().clone();
+            (Arc::new(key), public)
+        }
+        Some("keyless") => anyhow::bail!(
+            "[sign] key \"keyless\": keyless signing (Fulcio/Rekor) is not available yet; use a cosign.key path or awskms://"
+        ),
+        other => {
+            let key_path = config.resolve(Path::new(other.unwrap_or(DEFAULT_SIGNING_KEY)));
+            let password_env = config
+                .sign
+                .password_env
+                .as_deref()
+                .unwrap_or(DEFAULT_PASSWORD_ENV);
+            let password = key_password(&key_path, password_env, env)?;
+            let key = wharf_sign::EcdsaP256Key::load_or_generate_with(&key_path, Some(&password))
+                .with_context(|| {
+                format!(
+                    "[sign] key {} (password from {password_env})",
+                    key_path.display()
+                )
+            })?;
+            let public = key.public_key().clone();
+            (Arc::new(key), public)
+        }
+    };
     let docker_reference = match &config.registry.url {
         Some(url) => {
             let host = url
@@ -540,8 +559,8 @@ fn sign_stage(
         registry,
         repository,
         docker_reference,
-        Arc::new(key),
-        public,
+        signer,
+        Arc::new(public),
     ))
 }
 

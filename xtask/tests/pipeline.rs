@@ -942,3 +942,84 @@ fn the_signing_key_is_an_encrypted_cosign_key() {
         );
     }
 }
+
+/// `[sign] key = "awskms:///…"`: the image is signed by a key that stays in KMS (moto), and
+/// the signature verifies with the public key KMS hands out.
+#[test]
+fn signing_with_a_kms_key() {
+    let moto = std::env::var("WHARF_TEST_MOTO")
+        .expect("WHARF_TEST_MOTO is not set: run the tests with `cargo xtask test`");
+    let scratch = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&moto)
+            .build(),
+    );
+    let (key_id, public_der) = rt.block_on(async {
+        let id = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .key_id()
+            .to_owned();
+        let public = kms.get_public_key().key_id(&id).send().await.unwrap();
+        (id, public.public_key().unwrap().as_ref().to_vec())
+    });
+    let out = xtask(scratch.path(), "pipeline")
+        .args(["--json", "--env", "prod"])
+        .env("WHARF__SIGN__KEY", format!("awskms:///{key_id}"))
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("COSIGN_PASSWORD")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let public = wharf_sign::PublicKey::from_spki_der(&public_der, "kms").unwrap();
+    assert_eq!(v["run"]["stages"][2]["details"]["key_id"], public.key_id());
+    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    assert!(
+        !scratch.path().join("keys/cosign.key").exists(),
+        "no local key was made"
+    );
+    // A key that does not exist: one line naming it, before the run.
+    let out = xtask(scratch.path(), "pipeline")
+        .env("WHARF__SIGN__KEY", "awskms:///alias/wharf-missing")
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("[sign] key awskms:///alias/wharf-missing"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -226,7 +226,8 @@ impl PublicKey {
         Self::from_pem(&text, &path.display().to_string())
     }
 
-    fn from_spki_der(der: &[u8], origin: &str) -> Result<Self> {
+    /// A key from SubjectPublicKeyInfo DER (as KMS's `GetPublicKey` returns it).
+    pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self> {
         let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, der).map_err(|e| {
             Error::invalid(format!("{origin} is not an ECDSA P-256 public key: {e}"))
         })?;

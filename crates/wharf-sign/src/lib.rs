@@ -21,6 +21,8 @@ pub mod attest;
 pub mod cosign;
 mod cosign_key;
 mod key;
+#[cfg(feature = "kms")]
+pub mod kms;
 mod pem;
 pub mod rekor;
 
