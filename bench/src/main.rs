@@ -12,10 +12,14 @@
 //! - `audit-append-s3 ENDPOINT BUCKET N` — append N run records to an S3 Object Lock bucket
 //!   (created with Object Lock first) at ENDPOINT (moto).
 //! - `audit-verify DIR` — verify the whole file audit log in DIR.
+//! - `sign-verify URL REPO N [KMS_ENDPOINT]` — N times: push a small image, sign it, verify
+//!   it, attest it, verify the attestation; median and p90 per operation, with a key file
+//!   and (given moto's address) a KMS key.
 
 use std::path::PathBuf;
 
 mod audit;
+mod sign;
 
 use anyhow::{Context, bail};
 use wharf_registry::layout::LayoutRegistry;
@@ -130,8 +134,12 @@ fn main() -> anyhow::Result<()> {
             let log = wharf_audit::FileAuditLog::open(arg(1)?)?;
             audit::verify(&log)?;
         }
+        Some("sign-verify") => {
+            let n: usize = args.get(3).context("N")?.parse()?;
+            sign::run(&args[1], &args[2], n, args.get(4).map(String::as_str))?;
+        }
         other => bail!(
-            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3 or audit-verify"
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify or sign-verify"
         ),
     }
     Ok(())

@@ -20,8 +20,9 @@ pub(crate) struct BenchCmd {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Which benchmarks: `registry` (hashing, packaging, pushing), `audit` (appends and
-    /// verification of the audit log) or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit"])]
+    /// verification of the audit log), `sign` (sign/attest/verify against the local
+    /// registry) or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit", "sign"])]
     suite: String,
     /// Records in the log that `audit` verifies.
     #[arg(long, default_value_t = 100_000)]
@@ -86,7 +87,10 @@ impl BenchCmd {
         if self.suite == "audit" || self.suite == "all" {
             crate::bench_audit::run(&ours, &dir.join("audit"), self.verify_records)?;
         }
-        if self.suite == "audit" {
+        if self.suite == "sign" || self.suite == "all" {
+            sign_suite(&ours)?;
+        }
+        if self.suite == "audit" || self.suite == "sign" {
             return Ok(());
         }
         let model = dir.join("model");
@@ -294,6 +298,36 @@ impl BenchCmd {
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
+}
+
+/// Sign + attach + verify against the local registry, key file and KMS (moto). No peer tool
+/// runs beside it: no cosign binary can be installed here (TESTBED.md).
+fn sign_suite(ours: &Path) -> anyhow::Result<()> {
+    let running = crate::backends::up().context("starting the local registry and moto")?;
+    let env = |name: &str| {
+        running
+            .env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let registry = env("WHARF_TEST_REGISTRY").context("the harness started no registry")?;
+    let moto = env("WHARF_TEST_MOTO").context("the harness started no moto")?;
+    println!("\nsign + attach + verify, one small image per round, 20 rounds, local registry:\n");
+    let out = Command::new(ours)
+        .args([
+            "sign-verify",
+            &format!("http://{registry}"),
+            &format!("bench-sign-{}", std::process::id()),
+            "20",
+            &moto,
+        ])
+        .output()?;
+    if !out.status.success() {
+        bail!("sign-verify failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
 }
 
 /// The largest blob of a layout directory: `(hex, path)`.
