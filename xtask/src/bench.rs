@@ -324,7 +324,10 @@ fn sign_suite(ours: &Path) -> anyhow::Result<()> {
         ])
         .output()?;
     if !out.status.success() {
-        bail!("sign-verify failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "sign-verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())

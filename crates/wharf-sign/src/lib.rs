@@ -18,6 +18,7 @@
 //! ```
 
 pub mod attest;
+pub mod bundle;
 pub mod cosign;
 mod cosign_key;
 mod key;

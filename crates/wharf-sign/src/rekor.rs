@@ -65,29 +65,15 @@ pub async fn verify_bundle(
             log_id.hex()
         )));
     }
-    let entry = serde_json::json!({
-        "body": bundle.payload.body,
-        "integratedTime": bundle.payload.integrated_time,
-        "logID": bundle.payload.log_id,
-        "logIndex": bundle.payload.log_index,
-    });
-    let set = STANDARD
-        .decode(bundle.signed_entry_timestamp.trim())
-        .map_err(|e| {
-            Error::invalid(format!("the Rekor SignedEntryTimestamp is not base64: {e}"))
-        })?;
-    rekor
-        .verify(
-            &canonical_json(&entry),
-            &Signature::new(set, crate::ALGORITHM, ""),
-            &VerifyOptions::default(),
-        )
-        .await
-        .map_err(|_| {
-            Error::integrity(
-                "the Rekor bundle's signed entry timestamp does not verify with the log's key",
-            )
-        })?;
+    verify_set(
+        &bundle.payload.body,
+        bundle.payload.integrated_time,
+        bundle.payload.log_index,
+        &bundle.payload.log_id,
+        &bundle.signed_entry_timestamp,
+        rekor,
+    )
+    .await?;
     let body = STANDARD
         .decode(bundle.payload.body.trim())
         .map_err(|e| Error::invalid(format!("the Rekor entry body is not base64: {e}")))?;
@@ -115,4 +101,250 @@ pub async fn verify_bundle(
         ));
     }
     Ok(())
+}
+
+/// Verify a signed entry timestamp: the log's signature over the canonical JSON of
+/// `{body, integratedTime, logID, logIndex}` (body base64, logID hex).
+pub async fn verify_set(
+    body_b64: &str,
+    integrated_time: i64,
+    log_index: u64,
+    log_id_hex: &str,
+    set_b64: &str,
+    key: &PublicKey,
+) -> Result<()> {
+    let entry = serde_json::json!({
+        "body": body_b64,
+        "integratedTime": integrated_time,
+        "logID": log_id_hex,
+        "logIndex": log_index,
+    });
+    let set = STANDARD.decode(set_b64.trim()).map_err(|e| {
+        Error::invalid(format!("the Rekor SignedEntryTimestamp is not base64: {e}"))
+    })?;
+    key.verify(
+        &canonical_json(&entry),
+        &Signature::new(set, crate::ALGORITHM, ""),
+        &VerifyOptions::default(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|_| {
+        Error::integrity(
+            "the Rekor bundle's signed entry timestamp does not verify with the log's key",
+        )
+    })
+}
+
+/// A transparency log a trusted root vouches for.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransparencyLog {
+    /// Its id (SHA-256 of its public key).
+    pub log_id: Vec<u8>,
+    /// Its public key.
+    pub key: PublicKey,
+    /// Its URL.
+    pub base_url: String,
+}
+
+/// The logs of a Sigstore `trusted_root.json` (the ECDSA P-256 ones; other key types are
+/// listed in [`TrustedRoot::skipped`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TrustedRoot {
+    /// Transparency logs.
+    pub tlogs: Vec<TransparencyLog>,
+    /// Logs whose key type is not supported here, by URL and key type.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl TrustedRoot {
+    /// Parse `trusted_root.json`; `origin` names the file in errors.
+    pub fn parse(json: &[u8], origin: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| Error::invalid(format!("{origin}: not JSON: {e}")))?;
+        let media = v["mediaType"].as_str().unwrap_or_default();
+        if !media.starts_with("application/vnd.dev.sigstore.trustedroot") {
+            return Err(Error::invalid(format!(
+                "{origin}: mediaType {media:?} is not a Sigstore trusted root"
+            )));
+        }
+        let mut root = Self {
+            tlogs: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for (i, log) in v["tlogs"].as_array().into_iter().flatten().enumerate() {
+            let url = log["baseUrl"].as_str().unwrap_or_default().to_owned();
+            let details = log["publicKey"]["keyDetails"].as_str().unwrap_or_default();
+            if details != "PKIX_ECDSA_P256_SHA_256" {
+                root.skipped.push((url, details.to_owned()));
+                continue;
+            }
+            let b64 = |field: &str, s: &serde_json::Value| {
+                STANDARD
+                    .decode(s.as_str().unwrap_or_default())
+                    .map_err(|e| {
+                        Error::invalid(format!("{origin}: tlogs[{i}].{field} is not base64: {e}"))
+                    })
+            };
+            let der = b64("publicKey.rawBytes", &log["publicKey"]["rawBytes"])?;
+            root.tlogs.push(TransparencyLog {
+                log_id: b64("logId.keyId", &log["logId"]["keyId"])?,
+                key: PublicKey::from_spki_der(&der, &format!("{origin}: tlogs[{i}]"))?,
+                base_url: url,
+            });
+        }
+        Ok(root)
+    }
+
+    /// The log with id `log_id`.
+    pub fn log(&self, log_id: &[u8]) -> Option<&TransparencyLog> {
+        self.tlogs.iter().find(|l| l.log_id == log_id)
+    }
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = wharf_core::Hasher::new(wharf_core::Algorithm::Sha256);
+    for p in parts {
+        h.update(p);
+    }
+    let hex = h.finish();
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex.hex()[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    out
+}
+
+/// The RFC 6962 leaf hash of a log entry body.
+pub fn leaf_hash(body: &[u8]) -> [u8; 32] {
+    sha256(&[&[0u8], body])
+}
+
+/// The tree root an inclusion proof leads to from `leaf` at `index` in a tree of `size`
+/// (RFC 9162 §2.1.3.2); `None` when the proof has the wrong shape.
+pub fn root_from_inclusion_proof(
+    index: u64,
+    size: u64,
+    leaf: [u8; 32],
+    proof: &[[u8; 32]],
+) -> Option<[u8; 32]> {
+    if index >= size {
+        return None;
+    }
+    let (mut fnode, mut snode, mut r) = (index, size - 1, leaf);
+    for p in proof {
+        if snode == 0 {
+            return None;
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            r = sha256(&[&[1u8], p, &r]);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            r = sha256(&[&[1u8], &r, p]);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    (snode == 0).then_some(r)
+}
+
+/// Verify a log checkpoint (a signed note: `origin\nsize\nroot\n\n— name base64(hint‖sig)`)
+/// with the log's key, and that it commits to `size` and `root`.
+pub async fn verify_checkpoint(
+    note: &str,
+    log: &TransparencyLog,
+    size: u64,
+    root: &[u8; 32],
+) -> Result<()> {
+    let (body, sigs) = note
+        .split_once("\n\n")
+        .ok_or_else(|| Error::invalid("the checkpoint is not a signed note"))?;
+    let body = format!("{body}\n");
+    let mut lines = body.lines();
+    let _origin = lines.next();
+    let note_size: u64 = lines
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::invalid("the checkpoint has no tree size"))?;
+    let note_root = lines
+        .next()
+        .and_then(|s| STANDARD.decode(s).ok())
+        .ok_or_else(|| Error::invalid("the checkpoint has no root hash"))?;
+    if note_size != size || note_root != root {
+        return Err(Error::integrity(
+            "the checkpoint commits to another tree than the inclusion proof",
+        ));
+    }
+    for line in sigs.lines() {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else {
+            continue;
+        };
+        let Some((_, b64)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(raw) = STANDARD.decode(b64) else {
+            continue;
+        };
+        if raw.len() < 5 || raw[..4] != log.log_id[..4.min(log.log_id.len())] {
+            continue;
+        }
+        let sig = Signature::new(raw[4..].to_vec(), crate::ALGORITHM, "");
+        if log
+            .key
+            .verify(body.as_bytes(), &sig, &VerifyOptions::default())
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    Err(Error::integrity(format!(
+        "the checkpoint carries no valid signature by {}",
+        log.base_url
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inclusion_proofs_follow_rfc_9162() {
+        // A 5-leaf tree built by hand: leaves l0..l4.
+        let l: Vec<[u8; 32]> = (0u8..5).map(|i| leaf_hash(&[i])).collect();
+        let n = |a: &[u8; 32], b: &[u8; 32]| sha256(&[&[1u8], a, b]);
+        let (n01, n23) = (n(&l[0], &l[1]), n(&l[2], &l[3]));
+        let n0123 = n(&n01, &n23);
+        let root = n(&n0123, &l[4]);
+        assert_eq!(
+            root_from_inclusion_proof(2, 5, l[2], &[l[3], n01, l[4]]),
+            Some(root)
+        );
+        assert_eq!(root_from_inclusion_proof(4, 5, l[4], &[n0123]), Some(root));
+        assert_eq!(
+            root_from_inclusion_proof(0, 5, l[0], &[l[1], n23, l[4]]),
+            Some(root)
+        );
+        assert_ne!(
+            root_from_inclusion_proof(2, 5, l[2], &[l[3], n23, l[4]]),
+            Some(root)
+        );
+        assert_eq!(
+            root_from_inclusion_proof(5, 5, l[4], &[n0123]),
+            None,
+            "index past the tree"
+        );
+        assert_eq!(
+            root_from_inclusion_proof(4, 5, l[4], &[n0123, n01]),
+            None,
+            "proof too long"
+        );
+    }
 }
