@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use wharf_core::{Actor, Environment, ErrorKind, RunOutcome, StageStatus};
 use wharf_pipeline::stages::{
-    AttestStage, BaseImageRef, GovernanceStage, PackageStage, SignStage, TagPolicy,
+    AttestStage, BaseImageRef, GovernanceStage, PackageStage, SignFormat, SignStage, TagPolicy,
 };
 use wharf_pipeline::{Config, Pipeline, PipelineError, RunReport};
 
@@ -499,13 +499,13 @@ fn sign_stage(
     registry: Arc<dyn wharf_core::Registry>,
     repository: &str,
 ) -> anyhow::Result<SignStage> {
-    if let Some(format) = config.sign.format.as_deref()
-        && format != "legacy"
-    {
-        anyhow::bail!(
-            "[sign] format {format:?}: only \"legacy\" (cosign .sig tags) is available yet"
-        );
-    }
+    let format = match config.sign.format.as_deref() {
+        None | Some("legacy") => SignFormat::Legacy,
+        Some("bundle") => SignFormat::Bundle,
+        Some(other) => anyhow::bail!(
+            "[sign] format {other:?}: write \"legacy\" (cosign .sig tags) or \"bundle\" (Sigstore bundle referrers, cosign 3)"
+        ),
+    };
     let (signer, public): (Arc<dyn wharf_core::Signer>, wharf_sign::PublicKey) = match config
         .sign
         .key
@@ -561,7 +561,8 @@ fn sign_stage(
         docker_reference,
         signer,
         Arc::new(public),
-    ))
+    )
+    .with_format(format))
 }
 
 #[cfg(test)]

@@ -1023,3 +1023,59 @@ fn signing_with_a_kms_key() {
         text(&out.stderr)
     );
 }
+
+/// `[sign] format = "bundle"` on distribution 2.8, which has no referrers API: the bundle
+/// referrer is listed in the `sha256-<hex>` index (the tag schema), skopeo reads it, and the
+/// signature verifies.
+#[test]
+fn bundle_signatures_use_the_tag_schema_where_there_is_no_referrers_api() {
+    let registry = std::env::var("WHARF_TEST_REGISTRY")
+        .expect("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`");
+    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
+        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = format!("e2e/bundle-{}", std::process::id());
+    let run = || {
+        xtask(scratch.path(), "pipeline")
+            .args(["--json", "--env", "prod"])
+            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            .env("WHARF__REGISTRY__REPOSITORY", &repo)
+            .env("WHARF__SIGN__FORMAT", "bundle")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
+    let index = Command::new(&skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!(
+            "docker://{registry}/{repo}:sha256-{}",
+            &digest["sha256:".len()..]
+        ))
+        .output()
+        .unwrap();
+    assert!(index.status.success(), "{}", text(&index.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{index}");
+    assert_eq!(
+        manifests[0]["artifactType"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    // A second run finds the signature through the index and adds nothing.
+    let again: serde_json::Value = serde_json::from_slice(&run().stdout).unwrap();
+    let summary = again["run"]["stages"][2]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("already carries a valid signature"),
+        "{summary}"
+    );
+}

@@ -291,3 +291,248 @@ pub async fn verify_with_key(
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The media and artifact type of a v0.3 bundle.
+pub const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The predicate type cosign 3 gives an image signature statement.
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+
+/// A keyed v0.3 bundle holding `envelope` (no log entry: keyed signing without a log).
+fn keyed_bundle(envelope: &crate::attest::Envelope, key_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {
+            "publicKey": {"hint": key_id},
+            "tlogEntries": [],
+        },
+        "dsseEnvelope": {
+            "payload": envelope.payload,
+            "payloadType": envelope.payload_type,
+            "signatures": envelope.signatures.iter().map(|s| serde_json::json!({"sig": s.sig, "keyid": s.keyid})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// The statements of `image`'s bundle referrers that verify with `verifier` and are about
+/// the image, with each failure's reason.
+async fn bundle_statements(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    verifier: &dyn Verifier,
+) -> Result<(Vec<(crate::attest::Statement, String)>, Vec<String>)> {
+    let referrers = registry
+        .referrers(
+            repo,
+            image,
+            &wharf_core::registry::ReferrersOptions::of_type(BUNDLE_V03),
+        )
+        .await?;
+    let (mut ok, mut failures) = (Vec::new(), Vec::new());
+    for (i, r) in referrers.iter().enumerate() {
+        let result = async {
+            let m = registry.fetch_manifest(repo, &r.digest).await?;
+            let manifest = wharf_core::ImageManifest::from_slice(&m.bytes, "bundle referrer")?;
+            let layer = manifest
+                .layers
+                .first()
+                .ok_or_else(|| Error::invalid("the bundle referrer has no layer"))?;
+            let blob = registry.fetch_blob(repo, &layer.digest).await?;
+            let bytes = wharf_core::registry::collect_blob(blob, 4 << 20).await?;
+            let bundle = Bundle::parse(&bytes, "bundle referrer")?;
+            let env: crate::attest::Envelope =
+                serde_json::from_value(bundle.dsse_envelope.clone().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        "message-signature image bundles are not read yet",
+                    )
+                })?)
+                .map_err(|e| Error::invalid(format!("the bundle's DSSE envelope: {e}")))?;
+            let (statement, key_id) = crate::attest::verify_envelope(&env, verifier).await?;
+            if !statement.is_about(image) {
+                return Err(Error::integrity(format!(
+                    "the bundle's statement is not about {image}"
+                )));
+            }
+            Ok((statement, key_id))
+        }
+        .await;
+        match result {
+            Ok(s) => ok.push(s),
+            Err(e) => failures.push(format!("bundle {}: {e}", i + 1)),
+        }
+    }
+    Ok((ok, failures))
+}
+
+/// Sign `image` in `repo` as cosign 3 does: a v0.3 Sigstore bundle (DSSE, an in-toto
+/// statement of type [`COSIGN_SIGN_PREDICATE`] about the image) stored as an OCI 1.1
+/// referrer of the image; on a registry without the referrers API, the `sha256-<hex>` index
+/// is updated so the referrer can be found. Idempotent like
+/// [`crate::cosign::sign_image`].
+pub async fn sign_image_bundle(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    signer: &dyn wharf_core::Signer,
+    verifier: &dyn Verifier,
+) -> Result<crate::cosign::SignOutcome> {
+    use wharf_core::registry::{
+        ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from,
+    };
+    let subject = registry.fetch_manifest(repo, image).await.map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::not_found(format!(
+                "cannot sign {repo}@{image}: no such image in the registry"
+            ))
+        } else {
+            e
+        }
+    })?;
+    let (existing, _) = bundle_statements(registry, repo, image, verifier).await?;
+    if existing
+        .iter()
+        .any(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
+    {
+        return Ok(crate::cosign::SignOutcome::AlreadySigned);
+    }
+    let statement =
+        crate::attest::Statement::about(repo, image, COSIGN_SIGN_PREDICATE, serde_json::json!({}));
+    let envelope = crate::attest::sign_statement(&statement, signer).await?;
+    let bundle = serde_json::to_vec(&keyed_bundle(&envelope, signer.key_id()))
+        .map_err(|e| Error::internal(format!("bundle: {e}")))?;
+    let bundle_digest = Digest::sha256_of(&bundle);
+    let bundle_len = bundle.len();
+    registry
+        .push_blob(
+            repo,
+            &bundle_digest,
+            blob_stream_from(bundle),
+            &PushBlobOptions::default(),
+        )
+        .await?;
+    let empty = Digest::sha256_of(b"{}");
+    registry
+        .push_blob(
+            repo,
+            &empty,
+            blob_stream_from(&b"{}"[..]),
+            &PushBlobOptions::default(),
+        )
+        .await?;
+    let created = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let annotations = serde_json::json!({
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        "dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE,
+        "org.opencontainers.image.created": created,
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": BUNDLE_V03,
+        "config": {"mediaType": EMPTY_JSON, "digest": empty, "size": 2},
+        "layers": [{
+            "mediaType": BUNDLE_V03,
+            "digest": bundle_digest,
+            "size": bundle_len,
+            "annotations": {"org.opencontainers.image.title": format!("{}.sigstore.json", bundle_digest.tag_form())},
+        }],
+        "subject": {"mediaType": subject.descriptor.media_type, "digest": image, "size": subject.bytes.len()},
+        "annotations": annotations,
+    });
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::internal(format!("bundle manifest: {e}")))?;
+    let digest = Digest::sha256_of(&bytes);
+    let size = bytes.len() as u64;
+    registry
+        .push_manifest(
+            repo,
+            &ManifestBytes::new("application/vnd.oci.image.manifest.v1+json", bytes),
+            &PushManifestOptions::default(),
+        )
+        .await?;
+    // Without the referrers API, list the new referrer in the sha256-<hex> index.
+    let listed = registry
+        .referrers(
+            repo,
+            image,
+            &wharf_core::registry::ReferrersOptions::of_type(BUNDLE_V03),
+        )
+        .await?
+        .iter()
+        .any(|d| d.digest == digest);
+    if !listed {
+        let tag = image.tag_form();
+        let mut index = match registry.resolve_tag(repo, &tag).await {
+            Ok(d) => {
+                let m = registry.fetch_manifest(repo, &d.digest).await?;
+                serde_json::from_slice::<serde_json::Value>(&m.bytes)
+                    .map_err(|e| Error::invalid(format!("{repo}:{tag} is not an index: {e}")))?
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [],
+            }),
+            Err(e) => return Err(e),
+        };
+        let entry = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": size,
+            "artifactType": BUNDLE_V03,
+            "annotations": annotations,
+        });
+        match index["manifests"].as_array_mut() {
+            Some(list) => list.push(entry),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{repo}:{tag} is not a referrers index"
+                )));
+            }
+        }
+        let bytes =
+            serde_json::to_vec(&index).map_err(|e| Error::internal(format!("index: {e}")))?;
+        registry
+            .push_manifest(
+                repo,
+                &ManifestBytes::new("application/vnd.oci.image.index.v1+json", bytes),
+                &PushManifestOptions::tagged(tag),
+            )
+            .await?;
+    }
+    Ok(crate::cosign::SignOutcome::Added {
+        signature_manifest: digest,
+        signatures: existing.len() + 1,
+    })
+}
+
+/// Verify `image`'s cosign 3 bundle signatures (referrers, or the tag-schema fallback):
+/// the key ids of those that verify; none is an error naming why each failed.
+pub async fn verify_image_bundle(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    verifier: &dyn Verifier,
+) -> Result<Vec<String>> {
+    let (found, failures) = bundle_statements(registry, repo, image, verifier).await?;
+    let keys: Vec<String> = found
+        .into_iter()
+        .filter(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
+        .map(|(_, k)| k)
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::integrity(format!(
+            "no valid bundle signature for {repo}@{image}: {}",
+            if failures.is_empty() {
+                "no Sigstore bundle refers to it".to_owned()
+            } else {
+                failures.join("; ")
+            }
+        )));
+    }
+    Ok(keys)
+}

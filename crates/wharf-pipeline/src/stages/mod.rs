@@ -6,4 +6,4 @@ mod sign;
 
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
-pub use sign::{AttestStage, SignStage, VerifySignatureStage};
+pub use sign::{AttestStage, SignFormat, SignStage, VerifySignatureStage};

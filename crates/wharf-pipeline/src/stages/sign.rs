@@ -8,12 +8,24 @@ use wharf_sign::cosign::{Requirements, SignOutcome, sign_image, signature_tag, v
 
 use crate::{RunContext, Stage, StageOutcome};
 
+/// How signatures are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignFormat {
+    /// cosign's `sha256-<hex>.sig` image (every cosign version reads it).
+    #[default]
+    Legacy,
+    /// cosign 3's Sigstore bundle as an OCI 1.1 referrer (tag-schema fallback).
+    Bundle,
+}
+
 /// Where the signed image lives and under which name signatures name it.
 #[derive(Clone)]
 struct Target {
     registry: Arc<dyn Registry>,
     repository: String,
     docker_reference: String,
+    format: SignFormat,
 }
 
 impl Target {
@@ -48,10 +60,17 @@ impl SignStage {
                 registry,
                 repository: repository.into(),
                 docker_reference: docker_reference.into(),
+                format: SignFormat::Legacy,
             },
             signer,
             verifier,
         }
+    }
+
+    /// Store signatures in `format` (legacy `.sig` by default).
+    pub fn with_format(mut self, format: SignFormat) -> Self {
+        self.target.format = format;
+        self
     }
 
     /// The stage that verifies what this one signed, with the same key.
@@ -74,16 +93,36 @@ impl Stage for SignStage {
         let t = &self.target;
         let image = t.image(ctx)?;
         let key = self.signer.key_id().to_owned();
-        let outcome = sign_image(
-            t.registry.as_ref(),
-            &t.repository,
-            &image,
-            &t.docker_reference,
-            self.signer.as_ref(),
-            self.verifier.as_ref(),
-        )
-        .await?;
-        let location = format!("{}/{}:{}", t.registry, t.repository, signature_tag(&image));
+        let (outcome, location) = match t.format {
+            SignFormat::Legacy => (
+                sign_image(
+                    t.registry.as_ref(),
+                    &t.repository,
+                    &image,
+                    &t.docker_reference,
+                    self.signer.as_ref(),
+                    self.verifier.as_ref(),
+                )
+                .await?,
+                format!("{}/{}:{}", t.registry, t.repository, signature_tag(&image)),
+            ),
+            SignFormat::Bundle => (
+                wharf_sign::bundle::sign_image_bundle(
+                    t.registry.as_ref(),
+                    &t.repository,
+                    &image,
+                    self.signer.as_ref(),
+                    self.verifier.as_ref(),
+                )
+                .await?,
+                format!(
+                    "{}/{}@{} (Sigstore bundle referrer)",
+                    t.registry,
+                    t.repository,
+                    image.short()
+                ),
+            ),
+        };
         let (summary, evidence) = match &outcome {
             SignOutcome::Added {
                 signature_manifest,
@@ -146,6 +185,7 @@ impl VerifySignatureStage {
                 registry,
                 repository: repository.into(),
                 docker_reference: docker_reference.into(),
+                format: SignFormat::Legacy,
             },
             verifier,
             attestations: Vec::new(),
@@ -170,17 +210,29 @@ impl Stage for VerifySignatureStage {
         let image = t.image(ctx)?;
         let mut req = Requirements::default();
         req.docker_reference = Some(&t.docker_reference);
-        match verify_image(
-            t.registry.as_ref(),
-            &t.repository,
-            &image,
-            self.verifier.as_ref(),
-            &req,
-        )
-        .await
-        {
+        let verified: wharf_core::Result<Vec<String>> = match t.format {
+            SignFormat::Legacy => verify_image(
+                t.registry.as_ref(),
+                &t.repository,
+                &image,
+                self.verifier.as_ref(),
+                &req,
+            )
+            .await
+            .map(|v| v.into_iter().map(|v| v.key_id).collect()),
+            SignFormat::Bundle => {
+                wharf_sign::bundle::verify_image_bundle(
+                    t.registry.as_ref(),
+                    &t.repository,
+                    &image,
+                    self.verifier.as_ref(),
+                )
+                .await
+            }
+        };
+        match verified {
             Ok(verified) => {
-                let keys: Vec<String> = verified.iter().map(|v| short_key(&v.key_id)).collect();
+                let keys: Vec<String> = verified.iter().map(|k| short_key(k)).collect();
                 let mut attested = Vec::new();
                 for kind in &self.attestations {
                     match wharf_sign::attest::verify_attestations(

@@ -152,3 +152,95 @@ async fn prod_blocks_an_image_without_a_valid_signature_and_dev_warns() {
         report.record.stages[2].summary
     );
 }
+
+#[tokio::test]
+async fn the_bundle_format_signs_as_a_referrer_and_verifies() {
+    use wharf_pipeline::stages::SignFormat;
+    let root = tempfile::tempdir().unwrap();
+    let reg: Arc<dyn Registry> = Arc::new(LayoutRegistry::open(root.path()).unwrap());
+    let key = Arc::new(EcdsaP256Key::generate().unwrap());
+    for round in 0..2 {
+        let sign = SignStage::new(
+            reg.clone(),
+            REPO,
+            REPO,
+            key.clone(),
+            Arc::new(key.public_key().clone()),
+        )
+        .with_format(SignFormat::Bundle);
+        let verify = sign.verify_stage();
+        let report = run(
+            Environment::Prod,
+            vec![
+                Box::new(package(reg.clone(), root.path())),
+                Box::new(sign),
+                Box::new(verify),
+            ],
+        )
+        .await;
+        assert_eq!(
+            report.record.outcome,
+            RunOutcome::Passed,
+            "{:?}",
+            report.stages
+        );
+        let summary = &report.record.stages[1].summary;
+        if round == 0 {
+            assert!(summary.contains("Sigstore bundle referrer"), "{summary}");
+        } else {
+            assert!(
+                summary.contains("already carries a valid signature"),
+                "{summary}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_bundle_referrer_names_the_image_as_its_subject() {
+    use wharf_pipeline::stages::SignFormat;
+    let root = tempfile::tempdir().unwrap();
+    let reg: Arc<dyn Registry> = Arc::new(LayoutRegistry::open(root.path()).unwrap());
+    let key = Arc::new(EcdsaP256Key::generate().unwrap());
+    let sign = SignStage::new(
+        reg.clone(),
+        REPO,
+        REPO,
+        key.clone(),
+        Arc::new(key.public_key().clone()),
+    )
+    .with_format(SignFormat::Bundle);
+    let report = run(
+        Environment::Dev,
+        vec![Box::new(package(reg.clone(), root.path())), Box::new(sign)],
+    )
+    .await;
+    let image = report.record.image_digest.clone().unwrap();
+    let referrers = reg
+        .referrers(
+            REPO,
+            &image,
+            &wharf_core::registry::ReferrersOptions::of_type(wharf_sign::bundle::BUNDLE_V03),
+        )
+        .await
+        .unwrap();
+    assert_eq!(referrers.len(), 1);
+    let m = reg
+        .fetch_manifest(REPO, &referrers[0].digest)
+        .await
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+    assert_eq!(
+        m["artifactType"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    assert_eq!(m["subject"]["digest"], image.to_string());
+    assert_eq!(
+        m["annotations"]["dev.sigstore.bundle.content"],
+        "dsse-envelope"
+    );
+    assert_eq!(
+        m["annotations"]["dev.sigstore.bundle.predicateType"],
+        "https://sigstore.dev/cosign/sign/v1"
+    );
+}
