@@ -222,6 +222,17 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_CRYPTO_PYTHON", Value::Program)],
     },
     Backend {
+        // sigstore-js: an independent Sigstore verifier for the bundles we write.
+        name: "sigstore-js",
+        install: Install::Npm {
+            dir: "sigstore-js-npm",
+            packages: &["@sigstore/verify@3.1.1", "@sigstore/bundle@4.0.0"],
+            entry: "@sigstore/verify/package.json",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_SIGSTORE_JS", Value::Program)],
+    },
+    Backend {
         name: "umoci",
         install: Install::Apt {
             packages: &["umoci"],
