@@ -41,6 +41,24 @@ fn xtask(scratch: &Path, subcommand: &str) -> Command {
     cmd
 }
 
+/// The address or program of a harness backend; a missing one fails the test, saying how
+/// to get it.
+fn backend(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
+}
+
+/// Point `cmd` at moto for every AWS API, with test credentials and no profile or instance
+/// metadata (nothing may reach real AWS).
+fn on_moto<'a>(cmd: &'a mut Command, moto: &str) -> &'a mut Command {
+    cmd.env("AWS_ENDPOINT_URL", moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+}
+
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
@@ -278,10 +296,8 @@ fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
 
 #[test]
 fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
-    let registry = std::env::var("WHARF_TEST_REGISTRY")
-        .expect("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`");
-    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
-        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let skopeo = backend("WHARF_TEST_SKOPEO");
     let scratch = tempfile::tempdir().unwrap();
     // A repository of this run's own: the registry outlives test runs, and an earlier run's
     // signature (by another generated key) would otherwise be the first layer.
@@ -460,8 +476,7 @@ fn make_base_image(root: &Path) {
 
 #[test]
 fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
-    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
-        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let skopeo = backend("WHARF_TEST_SKOPEO");
     let scratch = tempfile::tempdir().unwrap();
     make_base_image(&scratch.path().join("bases"));
     let out = xtask(scratch.path(), "pipeline")
@@ -569,25 +584,17 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
 fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_auth() {
     // The ECR control plane is moto; the registry endpoint (as for a VPC endpoint) is the
     // harness registry, which accepts the token's basic credentials like any others.
-    let registry = std::env::var("WHARF_TEST_REGISTRY")
-        .expect("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`");
-    let moto = std::env::var("WHARF_TEST_MOTO")
-        .expect("WHARF_TEST_MOTO is not set: run the tests with `cargo xtask test`");
-    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
-        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let moto = backend("WHARF_TEST_MOTO");
+    let skopeo = backend("WHARF_TEST_SKOPEO");
     let scratch = tempfile::tempdir().unwrap();
     let repo = format!("ecr-e2e/fraud-{}", std::process::id());
     let run = || {
-        xtask(scratch.path(), "pipeline")
+        on_moto(&mut xtask(scratch.path(), "pipeline"), &moto)
             .arg("--json")
             .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
             .env("WHARF__REGISTRY__ECR_REGION", "us-east-1")
             .env("WHARF__REGISTRY__REPOSITORY", &repo)
-            .env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
             .output()
             .unwrap()
     };
@@ -789,8 +796,7 @@ fn audit_query_export_and_an_auditors_public_key() {
 /// checkpoints beside it; a bucket without Object Lock is refused before the run (exit 4).
 #[test]
 fn audit_records_go_to_s3_object_lock() {
-    let moto = std::env::var("WHARF_TEST_MOTO")
-        .expect("WHARF_TEST_MOTO is not set: run the tests with `cargo xtask test`");
+    let moto = backend("WHARF_TEST_MOTO");
     let scratch = tempfile::tempdir().unwrap();
     let bucket = format!("wharf-e2e-audit-{}", std::process::id());
     let plain = format!("wharf-e2e-nolock-{}", std::process::id());
@@ -820,15 +826,10 @@ fn audit_records_go_to_s3_object_lock() {
     });
     let with_s3 = |subcommand: &str, bucket: &str| {
         let mut cmd = xtask(scratch.path(), subcommand);
-        cmd.env("WHARF__AUDIT__URL", format!("s3://{bucket}/fraud-detector"))
+        on_moto(&mut cmd, &moto)
+            .env("WHARF__AUDIT__URL", format!("s3://{bucket}/fraud-detector"))
             .env("WHARF__AUDIT__FORCE_PATH_STYLE", "true")
-            .env("WHARF__AUDIT__RETENTION_DAYS", "30")
-            .env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE");
+            .env("WHARF__AUDIT__RETENTION_DAYS", "30");
         cmd
     };
     let out = with_s3("pipeline", &bucket).output().unwrap();
@@ -947,8 +948,7 @@ fn the_signing_key_is_an_encrypted_cosign_key() {
 /// the signature verifies with the public key KMS hands out.
 #[test]
 fn signing_with_a_kms_key() {
-    let moto = std::env::var("WHARF_TEST_MOTO")
-        .expect("WHARF_TEST_MOTO is not set: run the tests with `cargo xtask test`");
+    let moto = backend("WHARF_TEST_MOTO");
     let scratch = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -979,16 +979,10 @@ fn signing_with_a_kms_key() {
         let public = kms.get_public_key().key_id(&id).send().await.unwrap();
         (id, public.public_key().unwrap().as_ref().to_vec())
     });
-    let out = xtask(scratch.path(), "pipeline")
+    let out = on_moto(&mut xtask(scratch.path(), "pipeline"), &moto)
         .args(["--json", "--env", "prod"])
         .env("WHARF__SIGN__KEY", format!("awskms:///{key_id}"))
-        .env("AWS_ENDPOINT_URL", &moto)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("COSIGN_PASSWORD")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     assert_eq!(
@@ -1007,13 +1001,8 @@ fn signing_with_a_kms_key() {
         "no local key was made"
     );
     // A key that does not exist: one line naming it, before the run.
-    let out = xtask(scratch.path(), "pipeline")
+    let out = on_moto(&mut xtask(scratch.path(), "pipeline"), &moto)
         .env("WHARF__SIGN__KEY", "awskms:///alias/wharf-missing")
-        .env("AWS_ENDPOINT_URL", &moto)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -1029,10 +1018,8 @@ fn signing_with_a_kms_key() {
 /// signature verifies.
 #[test]
 fn bundle_signatures_use_the_tag_schema_where_there_is_no_referrers_api() {
-    let registry = std::env::var("WHARF_TEST_REGISTRY")
-        .expect("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`");
-    let skopeo = std::env::var("WHARF_TEST_SKOPEO")
-        .expect("WHARF_TEST_SKOPEO is not set: run the tests with `cargo xtask test`");
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let skopeo = backend("WHARF_TEST_SKOPEO");
     let scratch = tempfile::tempdir().unwrap();
     let repo = format!("e2e/bundle-{}", std::process::id());
     let run = || {

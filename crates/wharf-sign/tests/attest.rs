@@ -5,8 +5,9 @@
 
 use std::process::Command;
 
+mod support;
+
 use wharf_core::memory::MemoryRegistry;
-use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from};
 use wharf_core::{Digest, ErrorKind, Registry};
 use wharf_sign::EcdsaP256Key;
 use wharf_sign::attest::{
@@ -17,34 +18,7 @@ use wharf_sign::attest::{
 const REPO: &str = "models/fraud";
 
 async fn image(reg: &MemoryRegistry, content: &[u8], tag: &str) -> Digest {
-    let mut d = Vec::new();
-    for blob in [&b"{}"[..], content] {
-        let digest = Digest::sha256_of(blob);
-        reg.push_blob(
-            REPO,
-            &digest,
-            blob_stream_from(blob.to_vec()),
-            &PushBlobOptions::default(),
-        )
-        .await
-        .unwrap();
-        d.push((digest, blob.len()));
-    }
-    let m = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": d[0].0, "size": d[0].1},
-        "layers": [{"mediaType": "application/octet-stream", "digest": d[1].0, "size": d[1].1}],
-    }))
-    .unwrap();
-    reg.push_manifest(
-        REPO,
-        &ManifestBytes::new("application/vnd.oci.image.manifest.v1+json", m.clone()),
-        &PushManifestOptions::tagged(tag),
-    )
-    .await
-    .unwrap();
-    Digest::sha256_of(&m)
+    support::push_image(reg, REPO, content, tag).await
 }
 
 fn evaluation() -> serde_json::Value {

@@ -2,8 +2,9 @@
 //! Signing images in a registry as cosign does (unit level, on the in-memory registry; the
 //! pipeline's end-to-end tests do it on the OCI layout and a real registry).
 
+mod support;
+
 use wharf_core::memory::MemoryRegistry;
-use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from};
 use wharf_core::{Digest, ErrorKind, ImageManifest, Registry};
 use wharf_sign::EcdsaP256Key;
 use wharf_sign::cosign::{
@@ -14,36 +15,8 @@ use wharf_sign::cosign::{
 const REPO: &str = "models/fraud";
 const REFERENCE: &str = "registry.example/models/fraud";
 
-/// Push a small image (an empty config and one layer holding `content`) tagged `tag`.
 async fn image_with(reg: &MemoryRegistry, content: &[u8], tag: &str) -> Digest {
-    let mut digests = Vec::new();
-    for blob in [&b"{}"[..], content] {
-        let d = Digest::sha256_of(blob);
-        reg.push_blob(
-            REPO,
-            &d,
-            blob_stream_from(blob.to_vec()),
-            &PushBlobOptions::default(),
-        )
-        .await
-        .unwrap();
-        digests.push((d, blob.len()));
-    }
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digests[0].0, "size": digests[0].1},
-        "layers": [{"mediaType": "application/octet-stream", "digest": digests[1].0, "size": digests[1].1}],
-    });
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    reg.push_manifest(
-        REPO,
-        &ManifestBytes::new("application/vnd.oci.image.manifest.v1+json", bytes.clone()),
-        &PushManifestOptions::tagged(tag),
-    )
-    .await
-    .unwrap();
-    Digest::sha256_of(&bytes)
+    support::push_image(reg, REPO, content, tag).await
 }
 
 async fn image(reg: &MemoryRegistry) -> Digest {

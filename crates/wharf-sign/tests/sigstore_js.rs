@@ -7,11 +7,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod support;
+
 use wharf_core::memory::MemoryRegistry;
-use wharf_core::registry::{
-    ManifestBytes, PushBlobOptions, PushManifestOptions, ReferrersOptions, blob_stream_from,
-    collect_blob,
-};
+use wharf_core::registry::{ReferrersOptions, collect_blob};
 use wharf_core::{Digest, Registry};
 use wharf_sign::EcdsaP256Key;
 use wharf_sign::bundle::{BUNDLE_V03, COSIGN_SIGN_PREDICATE, sign_image_bundle};
@@ -51,32 +50,7 @@ fn node_modules() -> PathBuf {
 async fn sigstore_js_verifies_our_bundle_signature_and_rejects_another_key() {
     let reg = MemoryRegistry::new();
     let repo = "models/fraud";
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest::sha256_of(b"{}"), "size": 2},
-        "layers": [],
-    }))
-    .unwrap();
-    reg.push_blob(
-        repo,
-        &Digest::sha256_of(b"{}"),
-        blob_stream_from(&b"{}"[..]),
-        &PushBlobOptions::default(),
-    )
-    .await
-    .unwrap();
-    reg.push_manifest(
-        repo,
-        &ManifestBytes::new(
-            "application/vnd.oci.image.manifest.v1+json",
-            manifest.clone(),
-        ),
-        &PushManifestOptions::tagged("v1"),
-    )
-    .await
-    .unwrap();
-    let image = Digest::sha256_of(&manifest);
+    let image = support::push_image(&reg, repo, b"weights", "v1").await;
     let dir = tempfile::tempdir().unwrap();
     let key = EcdsaP256Key::load_or_generate(&dir.path().join("k.pem")).unwrap();
     sign_image_bundle(&reg, repo, &image, &key, key.public_key())

@@ -29,6 +29,15 @@ struct Target {
 }
 
 impl Target {
+    fn new(registry: Arc<dyn Registry>, repository: String, docker_reference: String) -> Self {
+        Self {
+            registry,
+            repository,
+            docker_reference,
+            format: SignFormat::Legacy,
+        }
+    }
+
     fn image(&self, ctx: &RunContext) -> wharf_core::Result<wharf_core::Digest> {
         ctx.image_digest
             .clone()
@@ -56,12 +65,7 @@ impl SignStage {
         verifier: Arc<dyn Verifier>,
     ) -> Self {
         Self {
-            target: Target {
-                registry,
-                repository: repository.into(),
-                docker_reference: docker_reference.into(),
-                format: SignFormat::Legacy,
-            },
+            target: Target::new(registry, repository.into(), docker_reference.into()),
             signer,
             verifier,
         }
@@ -181,12 +185,7 @@ impl VerifySignatureStage {
         verifier: Arc<dyn Verifier>,
     ) -> Self {
         Self {
-            target: Target {
-                registry,
-                repository: repository.into(),
-                docker_reference: docker_reference.into(),
-                format: SignFormat::Legacy,
-            },
+            target: Target::new(registry, repository.into(), docker_reference.into()),
             verifier,
             attestations: Vec::new(),
         }
