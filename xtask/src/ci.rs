@@ -168,6 +168,7 @@ impl CiCmd {
         })?;
         if !self.skip_publish {
             step("publish dry run", &mut || {
+                clear_stale_package_overlays()?;
                 let dirty = if std::env::var_os("CI").is_some() {
                     None
                 } else {
@@ -241,4 +242,40 @@ mod tests {
         );
         assert_eq!(c.closing_line(), "tests: 41 passed, 2 failed, 1 skipped");
     }
+}
+
+/// `cargo publish --workspace --dry-run` verifies each crate against the others through a
+/// local overlay registry (`target/package/tmp-registry`), whose crates cargo extracts under
+/// `$CARGO_HOME/registry/src/-<hash of that path>/`. The version stays 0.1.0 while the code
+/// changes, and cargo reuses an extracted copy without looking, so a second dry run from
+/// the same checkout path verified against an earlier run's sources. Remove our crates from
+/// those local-registry caches (crates.io's are `index.crates.io-…`, untouched) first.
+fn clear_stale_package_overlays() -> anyhow::Result<()> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(cargo_home) = cargo_home else {
+        return Ok(());
+    };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join(kind)) else {
+            continue;
+        };
+        for reg in registries.flatten() {
+            if !reg.file_name().to_string_lossy().starts_with('-') {
+                continue; // a real registry
+            }
+            for entry in std::fs::read_dir(reg.path())?.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("wharf-") {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        std::fs::remove_dir_all(&path)?;
+                    } else {
+                        std::fs::remove_file(&path)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
