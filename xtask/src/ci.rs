@@ -220,30 +220,6 @@ impl DenyAdvisoriesCmd {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Counts;
-
-    #[test]
-    fn sums_cargo_test_result_lines() {
-        let mut c = Counts::default();
-        c.add_line("test result: ok. 38 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.13s");
-        c.add_line(
-            "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
-        );
-        c.add_line("running 4 tests");
-        assert_eq!(
-            c,
-            Counts {
-                passed: 41,
-                failed: 2,
-                ignored: 1
-            }
-        );
-        assert_eq!(c.closing_line(), "tests: 41 passed, 2 failed, 1 skipped");
-    }
-}
-
 /// `cargo publish --workspace --dry-run` verifies each crate against the others through a
 /// local overlay registry (`target/package/tmp-registry`), whose crates cargo extracts under
 /// `$CARGO_HOME/registry/src/-<hash of that path>/`. The version stays 0.1.0 while the code
@@ -278,4 +254,28 @@ fn clear_stale_package_overlays() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn sums_cargo_test_result_lines() {
+        let mut c = Counts::default();
+        c.add_line("test result: ok. 38 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.13s");
+        c.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
+        );
+        c.add_line("running 4 tests");
+        assert_eq!(
+            c,
+            Counts {
+                passed: 41,
+                failed: 2,
+                ignored: 1
+            }
+        );
+        assert_eq!(c.closing_line(), "tests: 41 passed, 2 failed, 1 skipped");
+    }
 }
