@@ -47,7 +47,8 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Subject {
-    /// The subject's name (the image's repository).
+    /// The subject's name (the image's repository; may be empty, as cosign 3 writes it).
+    #[serde(default)]
     pub name: String,
     /// Its digests by algorithm (`sha256` → hex).
     pub digest: BTreeMap<String, String>,
@@ -66,6 +67,7 @@ pub struct Statement {
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
     /// The predicate.
+    #[serde(default)]
     pub predicate: serde_json::Value,
 }
 

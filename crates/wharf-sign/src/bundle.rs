@@ -3,8 +3,9 @@
 //! records this signature and digest, its signed entry timestamp verifies, its inclusion
 //! proof leads to the root of a checkpoint the log signed (keys from `trusted_root.json`).
 //!
-//! Bundles whose verification material is a Fulcio certificate are parsed, and refused for
-//! verification with [`ErrorKind::Unsupported`] until certificate chains are checked.
+//! Keyless bundles (a Fulcio certificate) verify by certificate identity and issuer: the
+//! certificate chains to an authority of the trusted root at the logged time, with an SCT
+//! from one of its CT logs (see [`crate::fulcio`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -13,9 +14,12 @@ use wharf_core::sign::{Signature, Verifier, VerifyOptions};
 use wharf_core::{Digest, Error, ErrorKind, Result};
 
 use crate::PublicKey;
+use crate::attest::{Envelope, Statement, pae};
+use crate::fulcio::{Identity, VerifiedCertificate, verify_certificate, verify_with_certificate};
 use crate::rekor::{
     TrustedRoot, leaf_hash, root_from_inclusion_proof, verify_checkpoint, verify_set,
 };
+use crate::x509::Certificate;
 
 /// The bundle versions this module reads.
 const MEDIA_TYPES: &[&str] = &[
@@ -120,16 +124,48 @@ impl Bundle {
     }
 }
 
+/// Who must have signed a bundle.
+#[derive(Clone, Copy)]
+pub enum SignedBy<'a> {
+    /// A key (a key file's public half, a KMS key).
+    Key(&'a dyn Verifier),
+    /// A Fulcio certificate of the trusted root, issued to this identity (keyless).
+    Identity(&'a Identity),
+}
+
+/// What a bundle must be about.
+#[derive(Debug, Clone, Copy)]
+pub enum Artifact<'a> {
+    /// The artifact's bytes (a message signature is over them).
+    Bytes(&'a [u8]),
+    /// The artifact's digest (a DSSE statement names it as a subject; an image by digest).
+    Digest(&'a Digest),
+}
+
+impl Artifact<'_> {
+    fn digest(&self) -> Digest {
+        match self {
+            Self::Bytes(b) => Digest::sha256_of(b),
+            Self::Digest(d) => (*d).clone(),
+        }
+    }
+}
+
 /// What a verified bundle established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VerifiedBundle {
-    /// The signing key's id.
+    /// The signing key's id (`sha256:` of its SubjectPublicKeyInfo; for keyless, the
+    /// certificate's key).
     pub key_id: String,
     /// The log entry's index.
     pub log_index: u64,
     /// When the log integrated it.
     pub integrated_time: i64,
+    /// For keyless bundles: the certificate's identity, issuer and authority.
+    pub certificate: Option<VerifiedCertificate>,
+    /// For DSSE bundles: the in-toto statement.
+    pub statement: Option<Statement>,
 }
 
 fn int(v: &str, field: &str) -> Result<i64> {
@@ -148,6 +184,12 @@ fn b64(v: &serde_json::Value, field: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::invalid(format!("bundle {field} is not base64: {e}")))
 }
 
+fn b64s(v: &str, field: &str) -> Result<Vec<u8>> {
+    STANDARD
+        .decode(v)
+        .map_err(|e| Error::invalid(format!("bundle {field} is not base64: {e}")))
+}
+
 /// Verify a message-signature `bundle` over `artifact`, signed with `key` (`None` when the
 /// caller has none: a keyed bundle then fails), its log entry checked offline against
 /// `root`'s logs.
@@ -157,77 +199,249 @@ pub async fn verify_with_key(
     key: Option<&PublicKey>,
     root: &TrustedRoot,
 ) -> Result<VerifiedBundle> {
-    let vm = &bundle.verification_material;
-    if vm.certificate.is_some() || vm.x509_certificate_chain.is_some() {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            "the bundle is signed with a Fulcio certificate: certificate-based verification is not implemented yet",
-        ));
+    if bundle.certificate_chain()?.is_some() {
+        return verify(bundle, Artifact::Bytes(artifact), None, root).await;
     }
     let key = key.ok_or_else(|| {
         Error::invalid("the bundle is signed with a key and no public key was given to verify it")
     })?;
-    let ms = bundle.message_signature.as_ref().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unsupported,
-            "the bundle holds a DSSE envelope; keyed DSSE bundles are not verified here yet",
-        )
-    })?;
-    // 1. The artifact is what was signed.
-    let digest = Digest::sha256_of(artifact);
-    let stated = b64(
-        &serde_json::Value::String(ms.message_digest.digest.clone()),
-        "messageDigest",
-    )?;
-    if ms.message_digest.algorithm != "SHA2_256" || hex(&stated) != digest.hex() {
-        return Err(Error::integrity(format!(
-            "the bundle signs another artifact: messageDigest is not {digest}"
-        )));
+    verify(
+        bundle,
+        Artifact::Bytes(artifact),
+        Some(SignedBy::Key(key)),
+        root,
+    )
+    .await
+}
+
+/// Verify a keyless `bundle` over `artifact`: its certificate was issued to `identity` by a
+/// certificate authority of `root`, and its log entry is in one of `root`'s logs.
+pub async fn verify_with_identity(
+    bundle: &Bundle,
+    artifact: &[u8],
+    identity: &Identity,
+    root: &TrustedRoot,
+) -> Result<VerifiedBundle> {
+    verify(
+        bundle,
+        Artifact::Bytes(artifact),
+        Some(SignedBy::Identity(identity)),
+        root,
+    )
+    .await
+}
+
+impl Bundle {
+    /// The certificate and chain of a keyless bundle (v0.3 `certificate`, v0.1/v0.2
+    /// `x509CertificateChain`); `None` for a keyed one.
+    pub fn certificate_chain(&self) -> Result<Option<Vec<Certificate>>> {
+        let vm = &self.verification_material;
+        if let Some(c) = &vm.certificate {
+            let der = b64(&c["rawBytes"], "certificate.rawBytes")?;
+            return Ok(Some(vec![Certificate::from_der(
+                &der,
+                "the bundle's certificate",
+            )?]));
+        }
+        if let Some(chain) = &vm.x509_certificate_chain {
+            let mut out = Vec::new();
+            for (i, c) in chain["certificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let der = b64(&c["rawBytes"], "x509CertificateChain.certificates")?;
+                out.push(Certificate::from_der(
+                    &der,
+                    &format!("the bundle's certificate {}", i + 1),
+                )?);
+            }
+            if out.is_empty() {
+                return Err(Error::invalid(
+                    "the bundle's x509CertificateChain is empty: there is no certificate to verify",
+                ));
+            }
+            return Ok(Some(out));
+        }
+        Ok(None)
     }
-    let sig = b64(
-        &serde_json::Value::String(ms.signature.clone()),
-        "signature",
-    )?;
-    let verified = key
-        .verify(
-            artifact,
-            &Signature::new(sig.clone(), crate::ALGORITHM, ""),
-            &VerifyOptions::default(),
-        )
-        .await?;
-    // 2. The log entry records this signature and digest.
+}
+
+/// Verify `bundle` offline: it is about `artifact`; its signature verifies with the key or
+/// certificate `signed_by` requires (`None`: nothing is trusted, so it fails); its first
+/// log entry records that signature and is proven by `root`'s logs (signed entry
+/// timestamp, inclusion proof to a signed checkpoint); a certificate chains to one of
+/// `root`'s authorities at the logged time and carries a valid SCT.
+pub async fn verify(
+    bundle: &Bundle,
+    artifact: Artifact<'_>,
+    signed_by: Option<SignedBy<'_>>,
+    root: &TrustedRoot,
+) -> Result<VerifiedBundle> {
+    let chain = bundle.certificate_chain()?;
+    match (&chain, signed_by) {
+        (Some(_), Some(SignedBy::Key(_))) => {
+            return Err(Error::integrity(
+                "the bundle is signed keylessly (a Fulcio certificate), not with the given key: verify it by certificate identity and issuer",
+            ));
+        }
+        (None, Some(SignedBy::Identity(_))) => {
+            return Err(Error::integrity(
+                "the bundle is signed with a key, not with a certificate: verify it with the public key",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "the bundle is signed keylessly and no certificate identity and issuer were given to verify it",
+            ));
+        }
+        (None, None) => {
+            return Err(Error::invalid(
+                "the bundle is signed with a key and no public key was given to verify it",
+            ));
+        }
+        _ => {}
+    }
+    let leaf = chain.as_ref().and_then(|c| c.first());
+    let digest = artifact.digest();
+    // 1. The content is about the artifact, and its signature verifies.
+    let check_sig = async |message: &[u8], sig: &[u8]| -> Result<String> {
+        match (leaf, signed_by) {
+            (Some(cert), _) => {
+                verify_with_certificate(cert, message, sig)?;
+                Ok(Digest::sha256_of(cert.spki_der()).to_string())
+            }
+            (None, Some(SignedBy::Key(key))) => key
+                .verify(
+                    message,
+                    &Signature::new(sig.to_vec(), crate::ALGORITHM, ""),
+                    &VerifyOptions::default(),
+                )
+                .await
+                .map(|v| v.key_id),
+            (None, _) => Err(Error::internal("no key to verify with")),
+        }
+    };
+    let (signature, key_id, statement, payload) = match (
+        &bundle.message_signature,
+        &bundle.dsse_envelope,
+    ) {
+        (Some(ms), _) => {
+            let Artifact::Bytes(bytes) = artifact else {
+                return Err(Error::invalid(
+                    "a message-signature bundle is verified against the artifact's bytes, not only its digest",
+                ));
+            };
+            let stated = b64s(&ms.message_digest.digest, "messageDigest")?;
+            if ms.message_digest.algorithm != "SHA2_256" || hex(&stated) != digest.hex() {
+                return Err(Error::integrity(format!(
+                    "the bundle signs another artifact: messageDigest is not {digest}"
+                )));
+            }
+            let sig = b64s(&ms.signature, "signature")?;
+            let key_id = check_sig(bytes, &sig).await?;
+            (sig, key_id, None, None)
+        }
+        (None, Some(env)) => {
+            let env: Envelope = serde_json::from_value(env.clone())
+                .map_err(|e| Error::invalid(format!("the bundle's DSSE envelope: {e}")))?;
+            if env.payload_type != crate::attest::IN_TOTO_PAYLOAD_TYPE {
+                return Err(Error::invalid(format!(
+                    "DSSE payload type {:?} is not an in-toto statement",
+                    env.payload_type
+                )));
+            }
+            let payload = b64s(&env.payload, "dsseEnvelope.payload")?;
+            let [s] = env.signatures.as_slice() else {
+                return Err(Error::invalid(format!(
+                    "the bundle's DSSE envelope has {} signatures; a bundle carries exactly one",
+                    env.signatures.len()
+                )));
+            };
+            let sig = b64s(&s.sig, "dsseEnvelope.signatures[0].sig")?;
+            let key_id = check_sig(&pae(&env.payload_type, &payload), &sig).await?;
+            let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
+                Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
+            })?;
+            if !statement.is_about(&digest) {
+                return Err(Error::integrity(format!(
+                    "the bundle's statement is not about {digest}: it names {}",
+                    statement
+                        .subject
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            (sig, key_id, Some(statement), Some(payload))
+        }
+        (None, None) => {
+            return Err(Error::invalid(
+                "the bundle has neither a message signature nor a DSSE envelope",
+            ));
+        }
+    };
+    // 2. The log entry records this signature (and certificate) over this content.
+    let vm = &bundle.verification_material;
     let entry = vm
         .tlog_entries
         .first()
         .ok_or_else(|| Error::integrity("the bundle has no transparency-log entry"))?;
     let log_index = int(&entry.log_index, "logIndex")? as u64;
     let integrated_time = int(&entry.integrated_time, "integratedTime")?;
-    let body_bytes = STANDARD
-        .decode(&entry.canonicalized_body)
-        .map_err(|e| Error::invalid(format!("bundle canonicalizedBody is not base64: {e}")))?;
+    let body_bytes = b64s(&entry.canonicalized_body, "canonicalizedBody")?;
     let body: serde_json::Value = serde_json::from_slice(&body_bytes)
         .map_err(|e| Error::invalid(format!("bundle log entry body is not JSON: {e}")))?;
-    if body["kind"] != "hashedrekord" {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "log entry kind {} is not supported here (hashedrekord is)",
-                body["kind"]
-            ),
-        ));
-    }
-    let recorded_sig = STANDARD
-        .decode(
-            body["spec"]["signature"]["content"]
+    let same_verifier = |b64_pem: &serde_json::Value| -> bool {
+        let Some(cert) = leaf else {
+            return true; // keyed: the signature match below binds the key
+        };
+        b64_pem
+            .as_str()
+            .and_then(|s| STANDARD.decode(s).ok())
+            .and_then(|pem| String::from_utf8(pem).ok())
+            .and_then(|pem| Certificate::from_pem_chain(&pem, "log entry").ok())
+            .is_some_and(|c| c.first().is_some_and(|c| c == cert))
+    };
+    let matches = match (body["kind"].as_str(), &payload) {
+        (Some("hashedrekord"), None) => {
+            let recorded = body["spec"]["signature"]["content"]
                 .as_str()
-                .unwrap_or_default(),
-        )
-        .ok();
-    if body["spec"]["data"]["hash"]["value"].as_str() != Some(digest.hex())
-        || recorded_sig.as_deref() != Some(&sig[..])
-    {
+                .and_then(|s| STANDARD.decode(s).ok());
+            body["spec"]["data"]["hash"]["value"].as_str() == Some(digest.hex())
+                && recorded.as_deref() == Some(&signature[..])
+                && same_verifier(&body["spec"]["signature"]["publicKey"]["content"])
+        }
+        (Some("dsse"), Some(payload)) => {
+            let spec = &body["spec"];
+            spec["payloadHash"]["algorithm"] == "sha256"
+                && spec["payloadHash"]["value"].as_str() == Some(Digest::sha256_of(payload).hex())
+                && spec["signatures"].as_array().is_some_and(|sigs| {
+                    sigs.iter().any(|s| {
+                        s["signature"]
+                            .as_str()
+                            .and_then(|s| STANDARD.decode(s).ok())
+                            .as_deref()
+                            == Some(&signature[..])
+                            && same_verifier(&s["verifier"])
+                    })
+                })
+        }
+        (kind, _) => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "log entry kind {} is not supported for this bundle content (hashedrekord for message signatures, dsse for DSSE envelopes)",
+                    kind.unwrap_or("(none)")
+                ),
+            ));
+        }
+    };
+    if !matches {
         return Err(Error::integrity(
-            "the bundle's log entry does not match its signature: it records another digest or signature",
+            "the bundle's log entry does not match its signature: it records another digest, signature or signer",
         ));
     }
     // 3. The entry is in a log the trust root names: SET, inclusion proof, checkpoint.
@@ -238,21 +452,62 @@ pub async fn verify_with_key(
             STANDARD.encode(&log_id)
         ))
     })?;
-    if let Some(promise) = &entry.inclusion_promise {
-        verify_set(
-            &entry.canonicalized_body,
-            integrated_time,
-            log_index,
-            &hex(&log_id),
-            promise["signedEntryTimestamp"].as_str().unwrap_or_default(),
-            &log.key,
-        )
-        .await?;
+    let promised = match &entry.inclusion_promise {
+        Some(promise) => {
+            verify_set(
+                &entry.canonicalized_body,
+                integrated_time,
+                log_index,
+                &hex(&log_id),
+                promise["signedEntryTimestamp"].as_str().unwrap_or_default(),
+                &log.key,
+            )
+            .await?;
+            true
+        }
+        None => false,
+    };
+    if leaf.is_some() && !promised {
+        return Err(Error::integrity(
+            "the bundle's log entry has no signed entry timestamp: the time the certificate is checked at cannot be trusted",
+        ));
     }
-    let proof = entry
-        .inclusion_proof
-        .as_ref()
-        .ok_or_else(|| Error::integrity("the bundle's log entry has no inclusion proof"))?;
+    match &entry.inclusion_proof {
+        Some(proof) => verify_inclusion(proof, &body_bytes, log).await?,
+        // v0.1 bundles may carry only the log's promise.
+        None if promised && bundle.media_type.ends_with("version=0.1") => {}
+        None => {
+            return Err(Error::integrity(
+                "the bundle's log entry has no inclusion proof",
+            ));
+        }
+    }
+    // 4. The certificate: chain, time, SCT, identity.
+    let certificate = match (&chain, signed_by) {
+        (Some(chain), Some(SignedBy::Identity(identity))) => Some(verify_certificate(
+            &chain[0],
+            &chain[1..],
+            root,
+            integrated_time,
+            identity,
+        )?),
+        _ => None,
+    };
+    Ok(VerifiedBundle {
+        key_id,
+        log_index,
+        integrated_time,
+        certificate,
+        statement,
+    })
+}
+
+/// An inclusion proof leads from the entry to the root of a checkpoint `log` signed.
+async fn verify_inclusion(
+    proof: &serde_json::Value,
+    body: &[u8],
+    log: &crate::rekor::TransparencyLog,
+) -> Result<()> {
     let index = int(
         proof["logIndex"].as_str().unwrap_or("-1"),
         "inclusionProof.logIndex",
@@ -271,7 +526,7 @@ pub async fn verify_with_key(
                 .map_err(|_| Error::invalid("a bundle inclusion-proof hash is not 32 bytes"))?,
         );
     }
-    let computed = root_from_inclusion_proof(index, size, leaf_hash(&body_bytes), &hashes);
+    let computed = root_from_inclusion_proof(index, size, leaf_hash(body), &hashes);
     if computed != Some(root_hash) {
         return Err(Error::integrity(
             "the inclusion proof does not lead to the stated root: the entry is not in that tree",
@@ -280,12 +535,7 @@ pub async fn verify_with_key(
     let note = proof["checkpoint"]["envelope"]
         .as_str()
         .ok_or_else(|| Error::integrity("the inclusion proof has no checkpoint"))?;
-    verify_checkpoint(note, log, size, &root_hash).await?;
-    Ok(VerifiedBundle {
-        key_id: verified.key_id,
-        log_index,
-        integrated_time,
-    })
+    verify_checkpoint(note, log, size, &root_hash).await
 }
 
 fn hex(bytes: &[u8]) -> String {

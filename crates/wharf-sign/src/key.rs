@@ -252,6 +252,11 @@ impl PublicKey {
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
+
+    /// Whether `signature` (ASN.1 DER) over `message` verifies with this key.
+    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
 }
 
 #[async_trait]

@@ -21,11 +21,13 @@ pub mod attest;
 pub mod bundle;
 pub mod cosign;
 mod cosign_key;
+pub mod fulcio;
 mod key;
 #[cfg(feature = "kms")]
 pub mod kms;
 mod pem;
 pub mod rekor;
+pub mod x509;
 
 pub use cosign_key::{COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};
 pub use key::{ALGORITHM, EcdsaP256Key, PublicKey, public_path};

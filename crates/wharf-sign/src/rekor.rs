@@ -146,15 +146,41 @@ pub struct TransparencyLog {
     pub key: PublicKey,
     /// Its URL.
     pub base_url: String,
+    /// When the trust root says the log's key was valid (Unix seconds; `None` = open).
+    pub valid_for: (Option<i64>, Option<i64>),
 }
 
-/// The logs of a Sigstore `trusted_root.json` (the ECDSA P-256 ones; other key types are
-/// listed in [`TrustedRoot::skipped`]).
+impl TransparencyLog {
+    /// Whether the log's key was valid at `t` (Unix seconds).
+    pub fn valid_at(&self, t: i64) -> bool {
+        self.valid_for.0.is_none_or(|s| s <= t) && self.valid_for.1.is_none_or(|e| t <= e)
+    }
+}
+
+/// A certificate authority (Fulcio) a trusted root vouches for.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CertificateAuthority {
+    /// Its URL.
+    pub uri: String,
+    /// Its chain: intermediates first, the self-signed root last.
+    pub chain: Vec<crate::x509::Certificate>,
+    /// When it issued certificates the root trusts (Unix seconds; `None` = open).
+    pub valid_for: (Option<i64>, Option<i64>),
+}
+
+/// A Sigstore `trusted_root.json`: its transparency logs and certificate-transparency logs
+/// (the ECDSA P-256 ones; other key types are listed in [`TrustedRoot::skipped`]) and its
+/// certificate authorities.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TrustedRoot {
-    /// Transparency logs.
+    /// Transparency logs (Rekor).
     pub tlogs: Vec<TransparencyLog>,
+    /// Certificate-transparency logs, whose signed timestamps Fulcio embeds.
+    pub ctlogs: Vec<TransparencyLog>,
+    /// Certificate authorities (Fulcio).
+    pub certificate_authorities: Vec<CertificateAuthority>,
     /// Logs whose key type is not supported here, by URL and key type.
     pub skipped: Vec<(String, String)>,
 }
@@ -172,27 +198,71 @@ impl TrustedRoot {
         }
         let mut root = Self {
             tlogs: Vec::new(),
+            ctlogs: Vec::new(),
+            certificate_authorities: Vec::new(),
             skipped: Vec::new(),
         };
-        for (i, log) in v["tlogs"].as_array().into_iter().flatten().enumerate() {
-            let url = log["baseUrl"].as_str().unwrap_or_default().to_owned();
-            let details = log["publicKey"]["keyDetails"].as_str().unwrap_or_default();
-            if details != "PKIX_ECDSA_P256_SHA_256" {
-                root.skipped.push((url, details.to_owned()));
-                continue;
+        let b64 = |field: &str, s: &serde_json::Value| {
+            STANDARD
+                .decode(s.as_str().unwrap_or_default())
+                .map_err(|e| Error::invalid(format!("{origin}: {field} is not base64: {e}")))
+        };
+        for list in ["tlogs", "ctlogs"] {
+            for (i, log) in v[list].as_array().into_iter().flatten().enumerate() {
+                let url = log["baseUrl"].as_str().unwrap_or_default().to_owned();
+                let details = log["publicKey"]["keyDetails"].as_str().unwrap_or_default();
+                if details != "PKIX_ECDSA_P256_SHA_256" {
+                    root.skipped.push((url, details.to_owned()));
+                    continue;
+                }
+                let field = format!("{list}[{i}]");
+                let der = b64(
+                    &format!("{field}.publicKey.rawBytes"),
+                    &log["publicKey"]["rawBytes"],
+                )?;
+                let parsed = TransparencyLog {
+                    log_id: b64(&format!("{field}.logId.keyId"), &log["logId"]["keyId"])?,
+                    key: PublicKey::from_spki_der(&der, &format!("{origin}: {field}"))?,
+                    base_url: url,
+                    valid_for: valid_for(&log["publicKey"]["validFor"], origin, &field)?,
+                };
+                if list == "tlogs" {
+                    root.tlogs.push(parsed);
+                } else {
+                    root.ctlogs.push(parsed);
+                }
             }
-            let b64 = |field: &str, s: &serde_json::Value| {
-                STANDARD
-                    .decode(s.as_str().unwrap_or_default())
-                    .map_err(|e| {
-                        Error::invalid(format!("{origin}: tlogs[{i}].{field} is not base64: {e}"))
-                    })
-            };
-            let der = b64("publicKey.rawBytes", &log["publicKey"]["rawBytes"])?;
-            root.tlogs.push(TransparencyLog {
-                log_id: b64("logId.keyId", &log["logId"]["keyId"])?,
-                key: PublicKey::from_spki_der(&der, &format!("{origin}: tlogs[{i}]"))?,
-                base_url: url,
+        }
+        for (i, ca) in v["certificateAuthorities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let field = format!("certificateAuthorities[{i}]");
+            let mut chain = Vec::new();
+            for (j, c) in ca["certChain"]["certificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let what = format!("{field}.certChain.certificates[{j}]");
+                let der = b64(&format!("{what}.rawBytes"), &c["rawBytes"])?;
+                chain.push(crate::x509::Certificate::from_der(
+                    &der,
+                    &format!("{origin}: {what}"),
+                )?);
+            }
+            if chain.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{origin}: {field} has no certificates"
+                )));
+            }
+            root.certificate_authorities.push(CertificateAuthority {
+                uri: ca["uri"].as_str().unwrap_or_default().to_owned(),
+                chain,
+                valid_for: valid_for(&ca["validFor"], origin, &field)?,
             });
         }
         Ok(root)
@@ -202,6 +272,29 @@ impl TrustedRoot {
     pub fn log(&self, log_id: &[u8]) -> Option<&TransparencyLog> {
         self.tlogs.iter().find(|l| l.log_id == log_id)
     }
+}
+
+/// `validFor {start, end}` (RFC 3339) as Unix seconds.
+fn valid_for(
+    v: &serde_json::Value,
+    origin: &str,
+    field: &str,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let at = |key: &str| -> Result<Option<i64>> {
+        match v[key].as_str() {
+            None => Ok(None),
+            Some(s) => {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map(|t| Some(t.unix_timestamp()))
+                    .map_err(|e| {
+                        Error::invalid(format!(
+                            "{origin}: {field}.validFor.{key} {s:?} is not a time: {e}"
+                        ))
+                    })
+            }
+        }
+    };
+    Ok((at("start")?, at("end")?))
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use wharf_core::ErrorKind;
 use wharf_sign::PublicKey;
-use wharf_sign::bundle::{Bundle, verify_with_key};
+use wharf_sign::bundle::{
+    Artifact, Bundle, SignedBy, VerifiedBundle, verify, verify_with_identity, verify_with_key,
+};
+use wharf_sign::fulcio::Identity;
 use wharf_sign::rekor::TrustedRoot;
 
 fn fixture(p: &str) -> PathBuf {
@@ -175,18 +178,305 @@ async fn each_tampering_of_the_log_evidence_is_named() {
     .await;
 }
 
-/// Certificate-based bundles are not verified yet: refused as unsupported, never passed.
+/// sigstore-conformance's default identity (tests/fixtures/sigstore/README.md).
+const BEACON: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+const ACTIONS: &str = "https://token.actions.githubusercontent.com";
+
+fn beacon() -> Identity {
+    Identity::exact(BEACON, ACTIONS)
+}
+
+async fn keyless(
+    path: &str,
+    artifact: &[u8],
+    id: &Identity,
+    root: &TrustedRoot,
+) -> Result<VerifiedBundle, wharf_core::Error> {
+    let b = Bundle::parse(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(path),
+        )
+        .unwrap(),
+        path,
+    )?;
+    verify_with_identity(&b, artifact, id, root).await
+}
+
+fn staging() -> TrustedRoot {
+    TrustedRoot::parse(&read("staging_trusted_root.json"), "staging").unwrap()
+}
+
 #[tokio::test]
-async fn certificate_bundles_are_refused_not_passed() {
+async fn keyless_conformance_bundles_verify_by_identity() {
     for dir in [
         "happy-path-v0.1",
         "happy-path-v0.3",
-        "happy-path-intoto-in-dsse-v3",
+        "happy-path-v0.3-new-mediaType",
     ] {
-        let b = Bundle::parse(&read(&format!("{dir}/bundle.sigstore.json")), dir).unwrap();
-        let err = verify_with_key(&b, &read("a.txt"), None, &production())
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unsupported, "{dir}: {err}");
+        let v = keyless(
+            &format!("sigstore/{dir}/bundle.sigstore.json"),
+            &read("a.txt"),
+            &beacon(),
+            &production(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let cert = v.certificate.unwrap();
+        assert_eq!(cert.subject, BEACON, "{dir}");
+        assert_eq!(cert.issuer, ACTIONS, "{dir}");
+        assert_eq!(cert.authority, "https://fulcio.sigstore.dev");
+        assert!(cert.scts >= 1, "{dir}");
     }
+    // DSSE: the statement names a.txt's digest.
+    let v = keyless(
+        "sigstore/happy-path-intoto-in-dsse-v3/bundle.sigstore.json",
+        &read("a.txt"),
+        &beacon(),
+        &production(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v.statement.unwrap().predicate_type,
+        "https://slsa.dev/provenance/v1"
+    );
+}
+
+#[tokio::test]
+async fn keyless_bundles_from_other_clients_verify() {
+    // sigstore-python, signed on staging with an email identity.
+    let py = |f: &str| format!("sigstore-python/{f}");
+    let raw = |f: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(f),
+        )
+        .unwrap()
+    };
+    let (oauth, v) = (
+        "https://github.com/login/oauth",
+        Identity::exact("a@tny.town", "https://github.com/login/oauth"),
+    );
+    keyless(
+        &py("bundle.txt.sigstore"),
+        &raw(&py("bundle.txt")),
+        &v,
+        &staging(),
+    )
+    .await
+    .unwrap();
+    let william = Identity::exact("william@yossarian.net", oauth);
+    for f in ["bundle_v3.txt", "bundle_v3_alt.txt"] {
+        keyless(
+            &py(&format!("{f}.sigstore")),
+            &raw(&py(f)),
+            &william,
+            &staging(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    // Against production, staging's certificates and logs are not trusted.
+    let err = keyless(
+        &py("bundle_v3.txt.sigstore"),
+        &raw(&py("bundle_v3.txt")),
+        &william,
+        &production(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not in the trusted root"), "{err}");
+    // sigstore-rs: cosign 3's DSSE image signature (statement sigstore.dev/cosign/sign/v1).
+    let subject: wharf_core::Digest =
+        "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172"
+            .parse()
+            .unwrap();
+    let b = Bundle::parse(&raw("sigstore-rs/bundle_v03.json"), "bundle_v03.json").unwrap();
+    let kubewarden = Identity::exact(
+        "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0",
+        ACTIONS,
+    );
+    let v = verify(
+        &b,
+        Artifact::Digest(&subject),
+        Some(SignedBy::Identity(&kubewarden)),
+        &production(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v.statement.unwrap().predicate_type,
+        wharf_sign::bundle::COSIGN_SIGN_PREDICATE
+    );
+    let other: wharf_core::Digest = wharf_core::Digest::sha256_of(b"another image");
+    let err = verify(
+        &b,
+        Artifact::Digest(&other),
+        Some(SignedBy::Identity(&kubewarden)),
+        &production(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("statement is not about"), "{err}");
+}
+
+#[tokio::test]
+async fn keyless_fail_cases_are_rejected_with_the_reason() {
+    let fail = |dir: &str| format!("sigstore/{dir}/bundle.sigstore.json");
+    let err = keyless(
+        &fail("signature-mismatch_fail"),
+        &read("a.txt"),
+        &beacon(),
+        &production(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not verify with the signing certificate"),
+        "{err}"
+    );
+    let err = keyless(
+        &fail("wrong-material_fail"),
+        &read("wrong-material_fail/artifact"),
+        &beacon(),
+        &production(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("signs another artifact"), "{err}");
+    let err = keyless(
+        &fail("bundle-negative-log-index_fail"),
+        &read("a.txt"),
+        &beacon(),
+        &production(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("negative"), "{err}");
+    // Another identity, another issuer, a pattern that does not match the whole subject.
+    for id in [
+        Identity::exact(
+            "https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main",
+            ACTIONS,
+        ),
+        Identity::exact(BEACON, "https://accounts.google.com"),
+        Identity::matching("https://github.com/sigstore-conformance/", ACTIONS).unwrap(),
+    ] {
+        let err = keyless(
+            &fail("happy-path-v0.3"),
+            &read("a.txt"),
+            &id,
+            &production(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not to the required identity"),
+            "{err}"
+        );
+    }
+    Identity::matching("https://github.com/sigstore-conformance/.*", ACTIONS)
+        .map(|id| async move {
+            keyless(
+                &fail("happy-path-v0.3"),
+                &read("a.txt"),
+                &id,
+                &production(),
+            )
+            .await
+            .unwrap();
+        })
+        .unwrap()
+        .await;
+    // sigstore-python's fail cases.
+    let raw = |f: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sigstore-python")
+                .join(f),
+        )
+        .unwrap()
+    };
+    let err = Bundle::parse(&raw("bundle_no_cert_v1.txt.sigstore"), "no-cert")
+        .unwrap()
+        .certificate_chain()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("x509CertificateChain is empty"),
+        "{err}"
+    );
+    let err =
+        Bundle::parse(&raw("bundle_invalid_version.txt.sigstore"), "bad-version").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a version this verifier knows"),
+        "{err}"
+    );
+    // A keyless bundle is not accepted with a key, nor a keyed one by identity.
+    let (managed, key) = managed();
+    let err = verify_with_identity(&managed, &read("a.txt"), &beacon(), &production())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("signed with a key, not with a certificate"),
+        "{err}"
+    );
+    let b = Bundle::parse(&read("happy-path-v0.3/bundle.sigstore.json"), "v0.3").unwrap();
+    let err = verify(
+        &b,
+        Artifact::Bytes(&read("a.txt")),
+        Some(SignedBy::Key(&key)),
+        &production(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("signed keylessly"), "{err}");
+    let err = verify_with_key(&b, &read("a.txt"), None, &production())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no certificate identity and issuer were given"),
+        "{err}"
+    );
+}
+
+/// Tampering with a keyless bundle: the certificate swapped for another real one, the log
+/// entry's verifier, the SET's time.
+#[tokio::test]
+async fn keyless_tampering_is_named() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&read("happy-path-v0.3/bundle.sigstore.json")).unwrap();
+    let other: serde_json::Value =
+        serde_json::from_slice(&read("happy-path-intoto-in-dsse-v3/bundle.sigstore.json")).unwrap();
+    v["verificationMaterial"]["certificate"] = other["verificationMaterial"]["certificate"].clone();
+    let b = Bundle::parse(&serde_json::to_vec(&v).unwrap(), "swapped").unwrap();
+    let err = verify_with_identity(&b, &read("a.txt"), &beacon(), &production())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not verify with the signing certificate"),
+        "{err}"
+    );
+    // Without the SET, the logged time is unauthenticated: refused for a certificate.
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&read("happy-path-v0.3/bundle.sigstore.json")).unwrap();
+    v["verificationMaterial"]["tlogEntries"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("inclusionPromise");
+    let b = Bundle::parse(&serde_json::to_vec(&v).unwrap(), "no-set").unwrap();
+    let err = verify_with_identity(&b, &read("a.txt"), &beacon(), &production())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no signed entry timestamp"),
+        "{err}"
+    );
 }

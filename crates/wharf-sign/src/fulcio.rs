@@ -1,0 +1,438 @@
+//! Keyless verification: a Fulcio certificate is trusted when it chains to a certificate
+//! authority of the trusted root *at the time of signing* (the log's integrated time: the
+//! certificate lives ten minutes), carries a valid signed certificate timestamp from a CT log
+//! of the root, and names the identity and OIDC issuer the caller requires.
+
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ParsedPublicKey,
+};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use wharf_core::{Error, Result};
+
+use crate::rekor::TrustedRoot;
+use crate::x509::{Certificate, Curve};
+
+/// `1.3.6.1.5.5.7.3.3` id-kp-codeSigning, the extended key usage Fulcio issues.
+const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+
+/// Who must have signed: the certificate's subject (a SAN: email, URI) and the OIDC issuer
+/// that vouched for it — cosign's `--certificate-identity[-regexp]` and
+/// `--certificate-oidc-issuer[-regexp]`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    subject: Match,
+    issuer: Match,
+}
+
+#[derive(Debug, Clone)]
+enum Match {
+    Exact(String),
+    Pattern(regex_lite::Regex),
+}
+
+impl Match {
+    fn pattern(re: &str, what: &str) -> Result<Self> {
+        // Anchored, as cosign's regexps are matched against the whole value.
+        regex_lite::Regex::new(&format!("^(?:{re})$"))
+            .map(Self::Pattern)
+            .map_err(|e| Error::invalid(format!("{what} pattern {re:?} is not a valid regex: {e}")))
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Self::Exact(s) => s == value,
+            Self::Pattern(re) => re.is_match(value),
+        }
+    }
+}
+
+impl std::fmt::Display for Match {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(s) => write!(f, "{s:?}"),
+            Self::Pattern(re) => write!(f, "/{}/", re.as_str()),
+        }
+    }
+}
+
+impl Identity {
+    /// Exactly this subject, issued on a token from exactly this issuer.
+    pub fn exact(subject: impl Into<String>, issuer: impl Into<String>) -> Self {
+        Self {
+            subject: Match::Exact(subject.into()),
+            issuer: Match::Exact(issuer.into()),
+        }
+    }
+
+    /// A subject matching `subject_regex` (the whole subject), from exactly `issuer`.
+    pub fn matching(subject_regex: &str, issuer: impl Into<String>) -> Result<Self> {
+        Ok(Self {
+            subject: Match::pattern(subject_regex, "certificate identity")?,
+            issuer: Match::Exact(issuer.into()),
+        })
+    }
+
+    /// The subject and issuer as cosign's flags spell them (for messages).
+    pub fn describe(&self) -> String {
+        format!("identity {} from issuer {}", self.subject, self.issuer)
+    }
+}
+
+/// What a verified certificate established.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedCertificate {
+    /// The subject that matched.
+    pub subject: String,
+    /// The OIDC issuer.
+    pub issuer: String,
+    /// The certificate authority it chains to.
+    pub authority: String,
+    /// How many embedded SCTs verified.
+    pub scts: usize,
+    /// The leaf.
+    pub certificate: Certificate,
+}
+
+/// Check `leaf` (with any `chain` certificates the signature carried) against `root` at time
+/// `at` (Unix seconds: when the log integrated the signature), then its SCTs and `identity`.
+pub fn verify_certificate(
+    leaf: &Certificate,
+    chain: &[Certificate],
+    root: &TrustedRoot,
+    at: i64,
+    identity: &Identity,
+) -> Result<VerifiedCertificate> {
+    let (not_before, not_after) = leaf.validity();
+    if at < not_before || at > not_after {
+        return Err(Error::integrity(format!(
+            "the certificate was not valid when the signature was logged: valid {} to {}, logged at {}",
+            rfc3339(not_before),
+            rfc3339(not_after),
+            rfc3339(at)
+        )));
+    }
+    let end_entity_der = CertificateDer::from(leaf.der());
+    let end_entity = webpki::EndEntityCert::try_from(&end_entity_der)
+        .map_err(|e| Error::invalid(format!("the signing certificate cannot be read: {e:?}")))?;
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.max(0) as u64));
+    let mut why = Vec::new();
+    let mut trusted = None;
+    for ca in &root.certificate_authorities {
+        if ca.valid_for.0.is_some_and(|s| at < s) || ca.valid_for.1.is_some_and(|e| at > e) {
+            continue;
+        }
+        let Some((anchor_cert, intermediates)) = ca.chain.split_last() else {
+            continue;
+        };
+        let anchor_der = CertificateDer::from(anchor_cert.der());
+        let Ok(anchor) = webpki::anchor_from_trusted_cert(&anchor_der) else {
+            why.push(format!("{}: its root cannot be read", ca.uri));
+            continue;
+        };
+        let inter: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .chain(chain)
+            .map(|c| CertificateDer::from(c.der()))
+            .collect();
+        match end_entity.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &inter,
+            time,
+            webpki::KeyUsage::required(EKU_CODE_SIGNING),
+            None,
+            None,
+        ) {
+            Ok(_) => {
+                let issuer = ca
+                    .chain
+                    .iter()
+                    .chain(chain)
+                    .find(|c| c.subject_der() == leaf.issuer_der())
+                    .cloned();
+                trusted = Some((ca, issuer));
+                break;
+            }
+            Err(e) => why.push(format!("{}: {e:?}", ca.uri)),
+        }
+    }
+    let Some((ca, issuer)) = trusted else {
+        return Err(Error::integrity(format!(
+            "the signing certificate does not chain to a certificate authority of the trusted root at {}{}",
+            rfc3339(at),
+            if why.is_empty() {
+                " (no authority was valid then)".to_owned()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        )));
+    };
+    let scts = if root.ctlogs.is_empty() {
+        0
+    } else {
+        let issuer = issuer.ok_or_else(|| {
+            Error::integrity(
+                "the certificate's issuer is not in its chain: its SCTs cannot be checked",
+            )
+        })?;
+        let n = verify_scts(leaf, &issuer, root)?;
+        if n == 0 {
+            return Err(Error::integrity(
+                "the certificate carries no signed certificate timestamp from a CT log of the trusted root",
+            ));
+        }
+        n
+    };
+    let issuer_claim = leaf.oidc_issuer().ok_or_else(|| {
+        Error::integrity(
+            "the certificate names no OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8)",
+        )
+    })?;
+    let names = leaf.subject_names();
+    let subject = names
+        .iter()
+        .map(|n| n.as_str())
+        .find(|n| identity.subject.matches(n));
+    match subject {
+        Some(subject) if identity.issuer.matches(&issuer_claim) => Ok(VerifiedCertificate {
+            subject: subject.to_owned(),
+            issuer: issuer_claim,
+            authority: ca.uri.clone(),
+            scts,
+            certificate: leaf.clone(),
+        }),
+        _ => Err(Error::integrity(format!(
+            "the certificate was issued to {} by {issuer_claim:?}, not to the required {}",
+            names
+                .iter()
+                .map(|n| format!("{:?}", n.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            identity.describe()
+        ))),
+    }
+}
+
+/// Verify the embedded SCTs of `leaf` (issued by `issuer`) against the root's CT logs; the
+/// number that verify. A malformed list is an error; an SCT from an unknown log is skipped.
+fn verify_scts(leaf: &Certificate, issuer: &Certificate, root: &TrustedRoot) -> Result<usize> {
+    let Some(list) = leaf.sct_list() else {
+        return Ok(0);
+    };
+    let bad = || Error::invalid("the certificate's SCT list is malformed");
+    let tbs = leaf.precert_tbs().ok_or_else(bad)?;
+    let issuer_key_hash = wharf_core::Digest::sha256_of(issuer.spki_der());
+    let issuer_key_hash = hex_bytes(issuer_key_hash.hex());
+    let mut r = Reader(list);
+    let total = r.u16().ok_or_else(bad)? as usize;
+    let mut scts = Reader(r.take(total).ok_or_else(bad)?);
+    let mut verified = 0;
+    while !scts.0.is_empty() {
+        let len = scts.u16().ok_or_else(bad)? as usize;
+        let mut sct = Reader(scts.take(len).ok_or_else(bad)?);
+        let version = sct.u8().ok_or_else(bad)?;
+        let log_id = sct.take(32).ok_or_else(bad)?;
+        let timestamp = sct.take(8).ok_or_else(bad)?;
+        let ext_len = sct.u16().ok_or_else(bad)? as usize;
+        let ext = sct.take(ext_len).ok_or_else(bad)?;
+        let (_hash, _alg) = (sct.u8().ok_or_else(bad)?, sct.u8().ok_or_else(bad)?);
+        let sig_len = sct.u16().ok_or_else(bad)? as usize;
+        let sig = sct.take(sig_len).ok_or_else(bad)?;
+        let Some(log) = root.ctlogs.iter().find(|l| l.log_id == log_id) else {
+            continue;
+        };
+        let ms = u64::from_be_bytes(timestamp.try_into().map_err(|_| bad())?);
+        if version != 0 || !log.valid_at((ms / 1000) as i64) {
+            continue;
+        }
+        // RFC 6962 §3.2: the digitally-signed struct of a precertificate entry.
+        let mut signed = vec![version, 0];
+        signed.extend_from_slice(timestamp);
+        signed.extend_from_slice(&[0, 1]);
+        signed.extend_from_slice(&issuer_key_hash);
+        signed.extend_from_slice(&(tbs.len() as u32).to_be_bytes()[1..]);
+        signed.extend_from_slice(&tbs);
+        signed.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        signed.extend_from_slice(ext);
+        if log.key.verifies(&signed, sig) {
+            verified += 1;
+        }
+    }
+    Ok(verified)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// Verify `signature` (ASN.1 DER ECDSA) over `message` with the certificate's key: P-256
+/// with SHA-256, or P-384 with SHA-384 or SHA-256 (older Sigstore clients).
+pub fn verify_with_certificate(cert: &Certificate, message: &[u8], signature: &[u8]) -> Result<()> {
+    let algs: &[&'static ECDSA] = match cert.curve() {
+        Some(Curve::P256) => &[&ECDSA_P256_SHA256_ASN1],
+        Some(Curve::P384) => &[&ECDSA_P384_SHA384_ASN1, &ECDSA_P384_SHA256_ASN1],
+        None => {
+            return Err(Error::new(
+                wharf_core::ErrorKind::Unsupported,
+                "the signing certificate's key is not ECDSA P-256 or P-384",
+            ));
+        }
+    };
+    for alg in algs {
+        let key = ParsedPublicKey::new(*alg, cert.spki_der())
+            .map_err(|e| Error::invalid(format!("the certificate's public key: {e}")))?;
+        if key.verify_sig(message, signature).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(Error::integrity(
+        "the signature does not verify with the signing certificate's key",
+    ))
+}
+
+type ECDSA = aws_lc_rs::signature::EcdsaVerificationAlgorithm;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(p: &str) -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(p),
+        )
+        .unwrap()
+    }
+
+    fn production() -> TrustedRoot {
+        TrustedRoot::parse(
+            fixture("sigstore/production_trusted_root.json").as_bytes(),
+            "production",
+        )
+        .unwrap()
+    }
+
+    /// containers/image's Fulcio fixture: mitr@redhat.com via GitHub OAuth, logged at
+    /// 1670870899 (fixtures README).
+    fn leaf() -> Certificate {
+        Certificate::from_pem_chain(&fixture("containers-image/fulcio-cert"), "fulcio-cert")
+            .unwrap()
+            .remove(0)
+    }
+
+    const AT: i64 = 1670870899;
+    const ISSUER: &str = "https://github.com/login/oauth";
+
+    #[test]
+    fn a_real_fulcio_certificate_verifies_at_signing_time_with_its_sct() {
+        let v = verify_certificate(
+            &leaf(),
+            &[],
+            &production(),
+            AT,
+            &Identity::exact("mitr@redhat.com", ISSUER),
+        )
+        .unwrap();
+        assert_eq!(v.subject, "mitr@redhat.com");
+        assert_eq!(v.issuer, ISSUER);
+        assert_eq!(v.scts, 1);
+        let re = Identity::matching(".*@redhat\\.com", ISSUER).unwrap();
+        verify_certificate(&leaf(), &[], &production(), AT, &re).unwrap();
+    }
+
+    #[test]
+    fn wrong_identity_time_or_root_is_refused_with_the_reason() {
+        let err = |at, id: &Identity, root: &TrustedRoot| {
+            verify_certificate(&leaf(), &[], root, at, id)
+                .unwrap_err()
+                .to_string()
+        };
+        let good = Identity::exact("mitr@redhat.com", ISSUER);
+        let e = err(
+            AT,
+            &Identity::exact("eve@example.com", ISSUER),
+            &production(),
+        );
+        assert!(e.contains("issued to \"mitr@redhat.com\""), "{e}");
+        assert!(e.contains("\"eve@example.com\""), "{e}");
+        let e = err(
+            AT,
+            &Identity::exact("mitr@redhat.com", "https://accounts.google.com"),
+            &production(),
+        );
+        assert!(e.contains("not to the required"), "{e}");
+        // Substring is not a match: patterns are anchored.
+        let e = err(
+            AT,
+            &Identity::matching("mitr@redhat", ISSUER).unwrap(),
+            &production(),
+        );
+        assert!(e.contains("not to the required"), "{e}");
+        // After the ten minutes: expired.
+        let e = err(AT + 3600, &good, &production());
+        assert!(e.contains("not valid when the signature was logged"), "{e}");
+        // The staging root does not trust production's Fulcio.
+        let staging = TrustedRoot::parse(
+            fixture("sigstore/staging_trusted_root.json").as_bytes(),
+            "staging",
+        )
+        .unwrap();
+        let e = err(AT, &good, &staging);
+        assert!(
+            e.contains("does not chain to a certificate authority"),
+            "{e}"
+        );
+        // A root without CT logs cannot vouch for SCTs, but with them a forged SCT fails.
+        let mut no_ct = production();
+        no_ct.ctlogs.clear();
+        assert_eq!(
+            verify_certificate(&leaf(), &[], &no_ct, AT, &good)
+                .unwrap()
+                .scts,
+            0
+        );
+        let mut other_ct = production();
+        for log in &mut other_ct.ctlogs {
+            log.key = crate::EcdsaP256Key::generate()
+                .unwrap()
+                .public_key()
+                .clone();
+        }
+        let e = err(AT, &good, &other_ct);
+        assert!(e.contains("no signed certificate timestamp"), "{e}");
+        assert!(Identity::matching("(", ISSUER).is_err());
+    }
+}
