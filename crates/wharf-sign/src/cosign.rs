@@ -13,7 +13,10 @@ use wharf_core::sign::{SignOptions, Signature, Signer, Verifier, VerifyOptions};
 use wharf_core::{Descriptor, Digest, Error, ErrorKind, ImageManifest, Registry, Result};
 
 use crate::PublicKey;
-use crate::rekor::{RekorBundle, verify_bundle};
+use crate::Trust;
+use crate::fulcio::Identity;
+use crate::rekor::{RekorBundle, TrustedRoot, verify_bundle};
+use crate::x509::Certificate;
 
 /// The payload layer's media type.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -192,21 +195,7 @@ pub async fn verify_payload(
     let verified = verifier
         .verify(payload, &sig, &VerifyOptions::default())
         .await?;
-    let parsed = SimpleSigning::parse(payload)?;
-    if &parsed.manifest_digest != expected {
-        return Err(Error::integrity(format!(
-            "the signature is for {}, not for {expected}",
-            parsed.manifest_digest
-        )));
-    }
-    if let Some(repo) = req.docker_reference
-        && parsed.docker_reference != repo
-    {
-        return Err(Error::integrity(format!(
-            "the signature names repository {:?}, not {repo:?}",
-            parsed.docker_reference
-        )));
-    }
+    let parsed = check_payload(payload, expected, req.docker_reference)?;
     let (mut integrated_time, mut log_index) = (None, None);
     match (annotations.get(ANNOTATION_BUNDLE), req.rekor_key) {
         (Some(bundle), Some(rekor)) => {
@@ -228,6 +217,98 @@ pub async fn verify_payload(
         integrated_time,
         log_index,
     })
+}
+
+/// Verify one keyless signature (cosign `--certificate-identity … --certificate-oidc-issuer
+/// …`): the signature verifies with the certificate in the layer's
+/// `dev.sigstore.cosign/certificate` annotation; its Rekor bundle verifies with a log of
+/// `root` and records this signature; the certificate (with the `…/chain` annotation)
+/// chains to an authority of `root` at the logged time, carries a valid SCT and was issued
+/// to `identity`. The result's `key_id` is the certificate's subject.
+pub async fn verify_payload_keyless(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    expected: &Digest,
+    identity: &Identity,
+    root: &TrustedRoot,
+    docker_reference: Option<&str>,
+) -> Result<VerifiedSignature> {
+    let annotation = |name: &str| {
+        annotations.get(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "the signature layer has no {name} annotation: it is not a keyless signature"
+            ))
+        })
+    };
+    let sig_b64 = annotation(ANNOTATION_SIGNATURE)?.trim();
+    let sig = STANDARD.decode(sig_b64).map_err(|e| {
+        Error::invalid(format!(
+            "the {ANNOTATION_SIGNATURE} annotation is not base64: {e}"
+        ))
+    })?;
+    let leaf =
+        Certificate::from_pem_chain(annotation(ANNOTATION_CERTIFICATE)?, ANNOTATION_CERTIFICATE)?
+            .remove(0);
+    let chain = match annotations.get(ANNOTATION_CHAIN) {
+        Some(pem) => Certificate::from_pem_chain(pem, ANNOTATION_CHAIN)?,
+        None => Vec::new(),
+    };
+    crate::fulcio::verify_with_certificate(&leaf, payload, &sig)?;
+    let parsed = check_payload(payload, expected, docker_reference)?;
+    let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
+    let log_id = (0..bundle.payload.log_id.len() / 2)
+        .map(|i| {
+            u8::from_str_radix(
+                bundle.payload.log_id.get(2 * i..2 * i + 2).unwrap_or("zz"),
+                16,
+            )
+        })
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| Error::invalid("the Rekor bundle's logID is not hex"))?;
+    let log = root.log(&log_id).ok_or_else(|| {
+        Error::integrity(format!(
+            "the Rekor bundle is from log {}, which is not in the trusted root",
+            bundle.payload.log_id
+        ))
+    })?;
+    verify_bundle(&bundle, &log.key, payload, sig_b64).await?;
+    let cert = crate::fulcio::verify_certificate(
+        &leaf,
+        &chain,
+        root,
+        bundle.payload.integrated_time,
+        identity,
+    )?;
+    Ok(VerifiedSignature {
+        payload: parsed,
+        key_id: cert.subject,
+        integrated_time: Some(bundle.payload.integrated_time),
+        log_index: Some(bundle.payload.log_index),
+    })
+}
+
+/// Parse a simple-signing payload and check it names `expected` (and `docker_reference`).
+fn check_payload(
+    payload: &[u8],
+    expected: &Digest,
+    docker_reference: Option<&str>,
+) -> Result<SimpleSigning> {
+    let parsed = SimpleSigning::parse(payload)?;
+    if &parsed.manifest_digest != expected {
+        return Err(Error::integrity(format!(
+            "the signature is for {}, not for {expected}",
+            parsed.manifest_digest
+        )));
+    }
+    if let Some(repo) = docker_reference
+        && parsed.docker_reference != repo
+    {
+        return Err(Error::integrity(format!(
+            "the signature names repository {:?}, not {repo:?}",
+            parsed.docker_reference
+        )));
+    }
+    Ok(parsed)
 }
 
 /// The outcome of [`sign_image`].
@@ -434,6 +515,41 @@ pub async fn verify_image(
     verifier: &dyn Verifier,
     req: &Requirements<'_>,
 ) -> Result<Vec<VerifiedSignature>> {
+    verify_image_with(registry, repo, image, Trust::Key(verifier), req).await
+}
+
+/// [`verify_image`] for keyless signatures: each is checked with
+/// [`verify_payload_keyless`] against `identity` and `root`.
+pub async fn verify_image_keyless(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    identity: &Identity,
+    root: &TrustedRoot,
+    docker_reference: Option<&str>,
+) -> Result<Vec<VerifiedSignature>> {
+    let req = Requirements {
+        docker_reference,
+        rekor_key: None,
+    };
+    verify_image_with(
+        registry,
+        repo,
+        image,
+        Trust::Keyless { identity, root },
+        &req,
+    )
+    .await
+}
+
+/// Verify `image`'s legacy signatures against `trust`.
+pub async fn verify_image_with(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    trust: Trust<'_>,
+    req: &Requirements<'_>,
+) -> Result<Vec<VerifiedSignature>> {
     let tag = signature_tag(image);
     let Some((_, layers)) =
         existing_layers(registry, repo, &tag, SIMPLE_SIGNING_MEDIA_TYPE).await?
@@ -446,7 +562,23 @@ pub async fn verify_image(
     let mut verified = Vec::new();
     let mut failures = Vec::new();
     for (i, (desc, payload)) in layers.iter().enumerate() {
-        match verify_payload(payload, &desc.annotations, image, verifier, req).await {
+        let result = match trust {
+            Trust::Key(verifier) => {
+                verify_payload(payload, &desc.annotations, image, verifier, req).await
+            }
+            Trust::Keyless { identity, root } => {
+                verify_payload_keyless(
+                    payload,
+                    &desc.annotations,
+                    image,
+                    identity,
+                    root,
+                    req.docker_reference,
+                )
+                .await
+            }
+        };
+        match result {
             Ok(v) => verified.push(v),
             Err(e) => failures.push(format!("signature {}: {e}", i + 1)),
         }

@@ -32,6 +32,30 @@ pub mod x509;
 pub use cosign_key::{COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};
 pub use key::{ALGORITHM, EcdsaP256Key, PublicKey, public_path};
 
+/// Whom an image's signatures must come from.
+#[derive(Clone, Copy)]
+pub enum Trust<'a> {
+    /// A key: a key file's public half, a KMS key.
+    Key(&'a dyn wharf_core::Verifier),
+    /// Keyless: a Fulcio certificate issued to `identity` by an authority of `root`, the
+    /// signature logged in one of `root`'s transparency logs.
+    Keyless {
+        /// The required certificate identity and OIDC issuer.
+        identity: &'a fulcio::Identity,
+        /// The trusted root (Fulcio, Rekor and CT log keys).
+        root: &'a rekor::TrustedRoot,
+    },
+}
+
+impl std::fmt::Debug for Trust<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key(_) => f.write_str("Trust::Key"),
+            Self::Keyless { identity, .. } => write!(f, "Trust::Keyless({})", identity.describe()),
+        }
+    }
+}
+
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use wharf_core::{Digest, ErrorKind};
 use wharf_sign::PublicKey;
-use wharf_sign::cosign::{Requirements, SimpleSigning, verify_payload};
+use wharf_sign::cosign::{
+    ANNOTATION_BUNDLE, ANNOTATION_CERTIFICATE, ANNOTATION_CHAIN, ANNOTATION_SIGNATURE,
+    Requirements, SimpleSigning, verify_payload,
+};
 use wharf_sign::rekor::{RekorBundle, verify_bundle};
 
 fn fixture(path: &str) -> PathBuf {
@@ -273,5 +276,75 @@ async fn malformed_annotations_are_named() {
         err.to_string()
             .contains("no dev.cosignproject.cosign/signature annotation"),
         "{err}"
+    );
+}
+
+/// containers/image's keyless fixture (Fulcio certificate for mitr@redhat.com via GitHub
+/// OAuth, chain, Rekor SET at 1670870899) verifies by identity against the production root,
+/// and fails for another identity, without the chain's root, or with the SET removed.
+#[tokio::test]
+async fn a_keyless_cosign_signature_verifies_by_identity() {
+    use wharf_sign::cosign::verify_payload_keyless;
+    use wharf_sign::fulcio::Identity;
+    use wharf_sign::rekor::TrustedRoot;
+    let read = |p: &str| std::fs::read_to_string(fixture(p)).unwrap();
+    let payload = std::fs::read(fixture("rekor-set-fixture/rekor-payload")).unwrap();
+    let mut ann = BTreeMap::from([
+        (
+            ANNOTATION_SIGNATURE.to_owned(),
+            read("rekor-set-fixture/rekor-sig"),
+        ),
+        (ANNOTATION_CERTIFICATE.to_owned(), read("fulcio-cert")),
+        (ANNOTATION_CHAIN.to_owned(), read("fulcio-chain")),
+        (
+            ANNOTATION_BUNDLE.to_owned(),
+            read("rekor-set-fixture/rekor-set"),
+        ),
+    ]);
+    let root = TrustedRoot::parse(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sigstore/production_trusted_root.json"),
+        )
+        .unwrap(),
+        "production",
+    )
+    .unwrap();
+    let digest = SimpleSigning::parse(&payload).unwrap().manifest_digest;
+    let who = Identity::exact("mitr@redhat.com", "https://github.com/login/oauth");
+    let v = verify_payload_keyless(&payload, &ann, &digest, &who, &root, None)
+        .await
+        .unwrap();
+    assert_eq!(v.key_id, "mitr@redhat.com");
+    assert_eq!(v.integrated_time, Some(1670870899));
+    assert_eq!(v.log_index, Some(8949589));
+
+    let err = |ann: &BTreeMap<String, String>, who: &Identity, digest: &Digest| {
+        futures::executor::block_on(verify_payload_keyless(
+            &payload, ann, digest, who, &root, None,
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    let eve = Identity::exact("eve@example.com", "https://github.com/login/oauth");
+    assert!(err(&ann, &eve, &digest).contains("not to the required identity"));
+    let other = Digest::sha256_of(b"another image");
+    assert!(err(&ann, &who, &other).contains("not for"));
+    // The signature verifies only with its own certificate.
+    let mut swapped = ann.clone();
+    let other_key = wharf_sign::EcdsaP256Key::generate().unwrap();
+    let forged = wharf_core::Signer::sign(&other_key, &payload, &Default::default())
+        .await
+        .unwrap();
+    swapped.insert(
+        ANNOTATION_SIGNATURE.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(&forged.bytes),
+    );
+    assert!(err(&swapped, &who, &digest).contains("does not verify with the signing certificate"));
+    ann.remove(ANNOTATION_BUNDLE);
+    let e = err(&ann, &who, &digest);
+    assert!(
+        e.contains("no dev.sigstore.cosign/bundle annotation"),
+        "{e}"
     );
 }

@@ -366,14 +366,9 @@ async fn keyless_fail_cases_are_rejected_with_the_reason() {
         Identity::exact(BEACON, "https://accounts.google.com"),
         Identity::matching("https://github.com/sigstore-conformance/", ACTIONS).unwrap(),
     ] {
-        let err = keyless(
-            &fail("happy-path-v0.3"),
-            &read("a.txt"),
-            &id,
-            &production(),
-        )
-        .await
-        .unwrap_err();
+        let err = keyless(&fail("happy-path-v0.3"), &read("a.txt"), &id, &production())
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().contains("not to the required identity"),
             "{err}"
@@ -381,14 +376,9 @@ async fn keyless_fail_cases_are_rejected_with_the_reason() {
     }
     Identity::matching("https://github.com/sigstore-conformance/.*", ACTIONS)
         .map(|id| async move {
-            keyless(
-                &fail("happy-path-v0.3"),
-                &read("a.txt"),
-                &id,
-                &production(),
-            )
-            .await
-            .unwrap();
+            keyless(&fail("happy-path-v0.3"), &read("a.txt"), &id, &production())
+                .await
+                .unwrap();
         })
         .unwrap()
         .await;
