@@ -35,6 +35,7 @@ pub mod policy;
 pub mod record;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod scan;
 pub mod secret;
 pub mod sign;
