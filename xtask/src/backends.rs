@@ -7,7 +7,7 @@
 //! program, the test user's credentials; see [`Value`]). `up` installs what is missing,
 //! starts what is not running and waits until everything answers; backends already running
 //! are reused, unless a service they depend on had to be (re)started or the files they run
-//! from (the token server's script) changed in the checkout.
+//! from (the token server's and the Sigstore mock's scripts) changed in the checkout.
 //!
 //! The authenticating registries and the token server share one test user, `wharf-test`,
 //! whose password is generated once per checkout into `target/wharf-backends/test-password`
@@ -77,6 +77,9 @@ const DOCKER_REGISTRY: Install = Install::Apt {
 };
 /// The answer of Azurite's Blob service to an unsigned request, which its probe checks.
 const AZURITE_UNSIGNED: (&str, &str) = ("x-ms-error-code", "AuthorizationFailure");
+/// A local Sigstore (Fulcio with a CT log, and Rekor v1) on one loopback port: a Node script
+/// built on `@sigstore/mock`, run with `node`; its routes are listed at its top.
+const SIGSTORE_MOCK_JS: &str = include_str!("sigstore_mock.js");
 
 /// The backends `up` installs and starts, in start order (a service comes after those it
 /// depends on). Add a backend by adding an entry.
@@ -93,6 +96,7 @@ const BACKENDS: &[Backend] = &[
             },
             depends_on: &[],
             files: &[],
+            script: None,
         },
         env: &[("WHARF_TEST_REGISTRY", Value::Addr(""))],
     },
@@ -112,6 +116,7 @@ const BACKENDS: &[Backend] = &[
             },
             depends_on: &[],
             files: &[],
+            script: None,
         },
         env: &[("WHARF_TEST_MOTO", Value::Addr("http://"))],
     },
@@ -130,6 +135,7 @@ const BACKENDS: &[Backend] = &[
             },
             depends_on: &[],
             files: &[],
+            script: None,
         },
         env: &[
             ("WHARF_TEST_REGISTRY_BASIC", Value::Addr("")),
@@ -153,6 +159,7 @@ const BACKENDS: &[Backend] = &[
             },
             depends_on: &[],
             files: &[("token_server.py", TOKEN_SERVER_PY)],
+            script: None,
         },
         env: &[("WHARF_TEST_TOKEN_SERVER", Value::Addr("http://"))],
     },
@@ -168,6 +175,7 @@ const BACKENDS: &[Backend] = &[
             },
             depends_on: &["token-server"],
             files: &[],
+            script: None,
         },
         env: &[("WHARF_TEST_REGISTRY_TOKEN", Value::Addr(""))],
     },
@@ -187,6 +195,7 @@ const BACKENDS: &[Backend] = &[
             },
             depends_on: &[],
             files: &[],
+            script: None,
         },
         env: &[("WHARF_TEST_AZURITE", Value::Addr("http://"))],
     },
@@ -231,6 +240,43 @@ const BACKENDS: &[Backend] = &[
         },
         kind: Kind::Tool,
         env: &[("WHARF_TEST_SIGSTORE_JS", Value::Program)],
+    },
+    Backend {
+        // Fulcio (certificates with embedded SCTs) and Rekor v1 for keyless signing: routes
+        // under `/api/…` as the real services have them, `/trusted_root.json` and
+        // `/client_trust_config.json` to verify against, `/faults` and `/requests` for
+        // retry tests. Fresh keys on every start.
+        name: "sigstore-mock",
+        install: Install::Npm {
+            dir: "sigstore-mock-npm",
+            packages: &["@sigstore/mock@0.12.1"],
+            entry: "@sigstore/mock/dist/index.js",
+        },
+        kind: Kind::Service {
+            args: sigstore_mock_args,
+            probe: Probe {
+                path: "/health",
+                status: 200,
+                header: None,
+            },
+            depends_on: &[],
+            files: &[("sigstore_mock.js", SIGSTORE_MOCK_JS)],
+            script: Some("sigstore_mock.js"),
+        },
+        env: &[("WHARF_TEST_SIGSTORE", Value::Addr("http://"))],
+    },
+    Backend {
+        // sigstore-python: a second Sigstore verifier, for certificate (keyless) bundles:
+        // `sigstore --trust-config <the mock's client_trust_config.json> verify identity
+        // --offline --bundle …`.
+        name: "sigstore-python",
+        install: Install::Venv {
+            venv: "sigstore-python-venv",
+            requirements: &["sigstore>=4.5,<5"],
+            binary: "sigstore",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_SIGSTORE_PYTHON", Value::Program)],
     },
     Backend {
         name: "umoci",
@@ -479,6 +525,11 @@ enum Kind {
         /// script the service runs; a running service whose files differ from these (the
         /// checkout changed them) is restarted.
         files: &'static [(&'static str, &'static str)],
+        /// One of `files` to run instead of the installed program, with the install's
+        /// interpreter: for an [`Install::Npm`] service whose script is the project's,
+        /// `node <work dir>/<script>`, with `NODE_PATH` naming the npm directory's
+        /// `node_modules` so that the script's `require`s find the installed packages.
+        script: Option<&'static str>,
     },
     /// A program the tests run themselves: installed, never started.
     Tool,
@@ -627,6 +678,14 @@ impl Install {
             Install::Npm { dir, entry, .. } => {
                 ctx.cache_dir.join(dir).join("node_modules").join(entry)
             }
+        }
+    }
+
+    /// `<dir>/node_modules` of an [`Install::Npm`], where `require` finds its packages.
+    fn node_modules(&self, ctx: &Ctx) -> Option<PathBuf> {
+        match self {
+            Install::Npm { dir, .. } => Some(ctx.cache_dir.join(dir).join("node_modules")),
+            Install::Apt { .. } | Install::Venv { .. } => None,
         }
     }
 
@@ -1007,6 +1066,12 @@ fn azurite_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
     ])
 }
 
+/// Arguments of the Sigstore mock (after its script, `sigstore_mock.js` in the work dir):
+/// listen on `127.0.0.1:port`.
+fn sigstore_mock_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    Ok(vec!["--port".into(), launch.port.to_string().into()])
+}
+
 /// Paths and per-run flags.
 struct Ctx {
     /// The workspace root, for showing paths relative to it.
@@ -1289,7 +1354,13 @@ fn start(
     state: &State,
 ) -> anyhow::Result<(u32, SocketAddr)> {
     let name = backend.name;
-    let Kind::Service { args, files, .. } = &backend.kind else {
+    let Kind::Service {
+        args,
+        files,
+        script,
+        ..
+    } = &backend.kind
+    else {
         bail!("{name} is a tool: it is installed, not started");
     };
     let work_dir = ctx.work_dir(backend);
@@ -1312,11 +1383,19 @@ fn start(
         .open(&log_path)
         .with_context(|| format!("opening {}", ctx.show(&log_path)))?;
     let mut cmd = Command::new("setsid");
-    cmd.args(backend.install.interpreter())
-        .arg(backend.install.program(ctx))
-        .args(&args)
-        .current_dir(&work_dir)
-        .stdin(Stdio::null());
+    cmd.args(backend.install.interpreter());
+    match script {
+        Some(script) => {
+            cmd.arg(work_dir.join(script));
+            if let Some(modules) = backend.install.node_modules(ctx) {
+                cmd.env("NODE_PATH", modules);
+            }
+        }
+        None => {
+            cmd.arg(backend.install.program(ctx));
+        }
+    }
+    cmd.args(&args).current_dir(&work_dir).stdin(Stdio::null());
     let shown = display_command(&cmd);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -2291,6 +2370,52 @@ mod tests {
     }
 
     #[test]
+    fn the_sigstore_mock_is_the_projects_script_run_by_node() {
+        let dir = temp_dir();
+        let ctx = ctx_in(&dir);
+        let mock = BACKENDS.iter().find(|b| b.name == "sigstore-mock").unwrap();
+        let Kind::Service {
+            args,
+            files,
+            script,
+            ..
+        } = &mock.kind
+        else {
+            panic!("sigstore-mock is a service");
+        };
+        assert_eq!(*script, Some("sigstore_mock.js"));
+        assert_eq!(*files, [("sigstore_mock.js", SIGSTORE_MOCK_JS)]);
+        assert!(SIGSTORE_MOCK_JS.contains("require('@sigstore/mock')"));
+        assert_eq!(mock.install.interpreter(), Some("node"));
+        assert_eq!(
+            mock.install.node_modules(&ctx),
+            Some(ctx.cache_dir.join("sigstore-mock-npm/node_modules"))
+        );
+        assert_eq!(
+            mock.install.program(&ctx),
+            ctx.cache_dir
+                .join("sigstore-mock-npm/node_modules/@sigstore/mock/dist/index.js")
+        );
+        assert_eq!(BACKENDS[0].install.node_modules(&ctx), None);
+        let state = State::default();
+        let launch = Launch {
+            ctx: &ctx,
+            work_dir: &dir,
+            port: 41250,
+            state: &state,
+        };
+        assert_eq!(args(&launch).unwrap(), ["--port", "41250"]);
+        assert_eq!(
+            mock.env(&ctx, Some(loopback(41250))).unwrap(),
+            [(
+                "WHARF_TEST_SIGSTORE".to_owned(),
+                "http://127.0.0.1:41250".to_owned()
+            )]
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn the_test_password_is_generated_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = temp_dir();
@@ -2363,10 +2488,21 @@ mod tests {
                 backend.name
             );
             if let Kind::Service {
-                probe, depends_on, ..
+                probe,
+                depends_on,
+                files,
+                script,
+                ..
             } = &backend.kind
             {
                 assert!(probe.path.starts_with('/'));
+                if let Some(script) = script {
+                    assert!(
+                        files.iter().any(|(file, _)| file == script),
+                        "{}: its script {script} must be one of its files",
+                        backend.name
+                    );
+                }
                 for dep in *depends_on {
                     let at = BACKENDS.iter().position(|b| b.name == *dep);
                     assert!(

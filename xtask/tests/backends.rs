@@ -402,3 +402,185 @@ fn skopeo_is_installed_as_a_tool() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("skopeo version"));
 }
+
+/// `GET path` from the Sigstore mock, as JSON.
+fn sigstore_json(addr: &str, path: &str) -> serde_json::Value {
+    let response = request(addr, "GET", path, b"");
+    assert_eq!(
+        response.status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&response.body)
+    );
+    serde_json::from_slice(&response.body).unwrap_or_else(|err| panic!("GET {path}: {err}"))
+}
+
+/// Lowercase hex.
+fn hex(bytes: impl AsRef<[u8]>) -> String {
+    bytes.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string.
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+        .collect()
+}
+
+/// The root an RFC 6962 inclusion proof (leaf level first) leads to from `leaf` at `index`
+/// in a tree of `size` (RFC 9162 §2.1.3.2); `None` if the proof does not fit the tree.
+fn merkle_root(leaf: Vec<u8>, index: u64, size: u64, path: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let node = |left: &[u8], right: &[u8]| {
+        Sha256::new()
+            .chain_update([1u8])
+            .chain_update(left)
+            .chain_update(right)
+            .finalize()
+            .to_vec()
+    };
+    let (mut fn_, mut sn, mut root) = (index, size.checked_sub(1)?, leaf);
+    for hash in path {
+        if sn == 0 {
+            return None;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            root = node(hash, &root);
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            root = node(&root, hash);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    (sn == 0).then_some(root)
+}
+
+#[test]
+fn sigstore_mock_serves_trust_material_logs_entries_and_injects_faults() {
+    use ::base64::Engine;
+    use ::base64::engine::general_purpose::STANDARD;
+
+    let env = up_and_env();
+    let base = env["WHARF_TEST_SIGSTORE"].as_str();
+    let addr = host_port(base);
+
+    let root = sigstore_json(addr, "/trusted_root.json");
+    assert_eq!(
+        root["mediaType"],
+        "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+    );
+    assert_eq!(root["certificateAuthorities"][0]["uri"], base);
+    assert_eq!(root["tlogs"][0]["baseUrl"], base);
+    assert_eq!(root["ctlogs"].as_array().map(Vec::len), Some(1));
+    let config = sigstore_json(addr, "/client_trust_config.json");
+    assert_eq!(
+        config["mediaType"],
+        "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+    );
+    assert_eq!(config["trustedRoot"], root);
+    assert_eq!(config["signingConfig"]["caUrls"][0]["url"], base);
+    assert_eq!(config["signingConfig"]["rekorTlogUrls"][0]["url"], base);
+
+    // Rekor's key: the trust root's, and the log ID is its SHA-256.
+    let pem = request(addr, "GET", "/api/v1/log/publicKey", b"");
+    assert_eq!(pem.status, 200);
+    let pem = String::from_utf8(pem.body).unwrap();
+    let spki: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let tlog = &root["tlogs"][0];
+    assert_eq!(tlog["publicKey"]["rawBytes"], spki.as_str());
+    let log_id = STANDARD.encode(Sha256::digest(STANDARD.decode(&spki).unwrap()));
+    assert_eq!(tlog["logId"]["keyId"], log_id.as_str());
+
+    // A hashedrekord entry (Rekor's own key as the signer's: the mock does not check
+    // hashedrekord signatures), proven by an RFC 6962 path to the checkpoint's root.
+    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let digest = hex(Sha256::digest(format!("wharf backends test {nonce:?}")));
+    let entry = serde_json::json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": { "hash": { "algorithm": "sha256", "value": digest } },
+            "signature": {
+                "content": "MEUCIQ==",
+                "publicKey": { "content": STANDARD.encode(&pem) },
+            },
+        },
+    });
+    let body = serde_json::to_vec(&entry).unwrap();
+    let created = request(addr, "POST", "/api/v1/log/entries", &body);
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let location = created.header("Location").unwrap().to_owned();
+    let created: serde_json::Value = serde_json::from_slice(&created.body).unwrap();
+    let (uuid, logged) = created.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(location, format!("/api/v1/log/entries/{uuid}"));
+    let canonical = STANDARD.decode(logged["body"].as_str().unwrap()).unwrap();
+    let leaf = Sha256::new()
+        .chain_update([0u8])
+        .chain_update(&canonical)
+        .finalize()
+        .to_vec();
+    assert!(uuid.len() == 80 && uuid.ends_with(&hex(&leaf)), "{uuid}");
+    let proof = &logged["verification"]["inclusionProof"];
+    let index = proof["logIndex"].as_u64().unwrap();
+    let size = proof["treeSize"].as_u64().unwrap();
+    assert!(0 < index && index < size, "{proof}");
+    assert_ne!(
+        logged["logIndex"].as_u64(),
+        Some(index),
+        "a sharded log's index"
+    );
+    let path: Vec<Vec<u8>> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hash| unhex(hash.as_str().unwrap()))
+        .collect();
+    assert!(!path.is_empty(), "{proof}");
+    assert_eq!(
+        merkle_root(leaf, index, size, &path).map(hex).as_deref(),
+        proof["rootHash"].as_str()
+    );
+    let checkpoint: Vec<&str> = proof["checkpoint"].as_str().unwrap().lines().collect();
+    assert_eq!(checkpoint[0], format!("{addr} - 1193050959916656506"));
+    assert_eq!(checkpoint[1], size.to_string());
+    let again = request(addr, "POST", "/api/v1/log/entries", &body);
+    assert_eq!(again.status, 409, "Rekor refuses an entry it holds");
+    assert_eq!(again.header("Location"), Some(location.as_str()));
+    assert_eq!(sigstore_json(addr, &location)[uuid]["body"], logged["body"]);
+
+    // Faults: the next request to the path answers the injected status, then it is served.
+    let count = || sigstore_json(addr, "/requests")["/api/v1/log/publicKey"].as_u64();
+    let before = count().unwrap();
+    let fault = br#"{"path":"/api/v1/log/publicKey","status":503,"count":1}"#;
+    assert_eq!(request(addr, "POST", "/faults", fault).status, 200);
+    let faulted = request(addr, "GET", "/api/v1/log/publicKey", b"");
+    assert_eq!(faulted.status, 503);
+    let error: serde_json::Value = serde_json::from_slice(&faulted.body).unwrap();
+    assert_eq!(error["code"], 503);
+    assert_eq!(
+        request(addr, "GET", "/api/v1/log/publicKey", b"").status,
+        200
+    );
+    assert_eq!(count(), Some(before + 2), "faulted requests count too");
+}
+
+#[test]
+fn sigstore_python_is_installed_as_a_tool() {
+    let env = up_and_env();
+    let sigstore = &env["WHARF_TEST_SIGSTORE_PYTHON"];
+    let out = Command::new(sigstore)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("running {sigstore}: {e}"));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sigstore 4."));
+}
