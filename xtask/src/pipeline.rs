@@ -500,50 +500,9 @@ fn sign_stage(
     repository: &str,
 ) -> anyhow::Result<SignStage> {
     let format = match config.sign.format.as_deref() {
-        None | Some("legacy") => SignFormat::Legacy,
         Some("bundle") => SignFormat::Bundle,
-        Some(other) => anyhow::bail!(
-            "[sign] format {other:?}: write \"legacy\" (cosign .sig tags) or \"bundle\" (Sigstore bundle referrers, cosign 3)"
-        ),
-    };
-    let (signer, public): (Arc<dyn wharf_core::Signer>, wharf_sign::PublicKey) = match config
-        .sign
-        .key
-        .as_deref()
-    {
-        Some(k) if k.starts_with("awskms://") => {
-            // The private key stays in KMS; credentials and region from the AWS
-            // environment (a web-identity role in CI).
-            let key = runtime
-                .block_on(async {
-                    let sdk = aws_config::load_from_env().await;
-                    wharf_sign::kms::KmsKey::connect(aws_sdk_kms::Client::new(&sdk), k).await
-                })
-                .with_context(|| format!("[sign] key {k}"))?;
-            let public = key.public_key().clone();
-            (Arc::new(key), public)
-        }
-        Some("keyless") => anyhow::bail!(
-            "[sign] key \"keyless\": keyless signing (Fulcio/Rekor) is not available yet; use a cosign.key path or awskms://"
-        ),
-        other => {
-            let key_path = config.resolve(Path::new(other.unwrap_or(DEFAULT_SIGNING_KEY)));
-            let password_env = config
-                .sign
-                .password_env
-                .as_deref()
-                .unwrap_or(DEFAULT_PASSWORD_ENV);
-            let password = key_password(&key_path, password_env, env)?;
-            let key = wharf_sign::EcdsaP256Key::load_or_generate_with(&key_path, Some(&password))
-                .with_context(|| {
-                format!(
-                    "[sign] key {} (password from {password_env})",
-                    key_path.display()
-                )
-            })?;
-            let public = key.public_key().clone();
-            (Arc::new(key), public)
-        }
+        Some("auto") => SignFormat::Auto,
+        _ => SignFormat::Legacy, // validated when the config was read
     };
     let docker_reference = match &config.registry.url {
         Some(url) => {
@@ -555,6 +514,46 @@ fn sign_stage(
         }
         None => repository.to_owned(),
     };
+    if config.sign.key.as_deref() == Some("keyless") {
+        return Ok(
+            keyless_sign_stage(config, env, registry, repository, docker_reference)?
+                .with_format(format),
+        );
+    }
+    let (signer, public): (Arc<dyn wharf_core::Signer>, wharf_sign::PublicKey) =
+        match config.sign.key.as_deref() {
+            Some(k) if k.starts_with("awskms://") => {
+                // The private key stays in KMS; credentials and region from the AWS
+                // environment (a web-identity role in CI).
+                let key = runtime
+                    .block_on(async {
+                        let sdk = aws_config::load_from_env().await;
+                        wharf_sign::kms::KmsKey::connect(aws_sdk_kms::Client::new(&sdk), k).await
+                    })
+                    .with_context(|| format!("[sign] key {k}"))?;
+                let public = key.public_key().clone();
+                (Arc::new(key), public)
+            }
+            other => {
+                let key_path = config.resolve(Path::new(other.unwrap_or(DEFAULT_SIGNING_KEY)));
+                let password_env = config
+                    .sign
+                    .password_env
+                    .as_deref()
+                    .unwrap_or(DEFAULT_PASSWORD_ENV);
+                let password = key_password(&key_path, password_env, env)?;
+                let key =
+                    wharf_sign::EcdsaP256Key::load_or_generate_with(&key_path, Some(&password))
+                        .with_context(|| {
+                            format!(
+                                "[sign] key {} (password from {password_env})",
+                                key_path.display()
+                            )
+                        })?;
+                let public = key.public_key().clone();
+                (Arc::new(key), public)
+            }
+        };
     Ok(SignStage::new(
         registry,
         repository,
@@ -563,6 +562,59 @@ fn sign_stage(
         Arc::new(public),
     )
     .with_format(format))
+}
+
+/// Where keyless signing reads the OIDC ID token by default: cosign's own variable.
+const DEFAULT_TOKEN_ENV: &str = "SIGSTORE_ID_TOKEN";
+
+/// `[sign] key = "keyless"`: Fulcio and Rekor (public-good unless configured) verified
+/// against the configured `trusted_root.json`, the OIDC token from `token_env`.
+fn keyless_sign_stage(
+    config: &Config,
+    env: Environment,
+    registry: Arc<dyn wharf_core::Registry>,
+    repository: &str,
+    docker_reference: String,
+) -> anyhow::Result<SignStage> {
+    let s = &config.sign;
+    let root_path = s.trusted_root.as_deref().map(|p| config.resolve(p)).ok_or_else(|| {
+        anyhow::anyhow!(
+            "[sign] key = \"keyless\" needs trusted_root = the trusted_root.json of your Sigstore deployment (from its TUF repository, e.g. `cosign trusted-root create` or the public-good root)"
+        )
+    })?;
+    let bytes = std::fs::read(&root_path)
+        .with_context(|| format!("[sign] trusted_root {}", root_path.display()))?;
+    let root = wharf_sign::rekor::TrustedRoot::parse(&bytes, &root_path.display().to_string())?;
+    let token_env = s.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
+    let token = std::env::var(token_env).map_err(|_| {
+        anyhow::anyhow!(
+            "[sign] key = \"keyless\": no OIDC ID token in {token_env}; in CI, request one with audience \"sigstore\" and export it there"
+        )
+    })?;
+    let identity = match (&s.identity, &s.issuer) {
+        (Some(subject), Some(issuer)) => Some(wharf_sign::fulcio::Identity::exact(subject, issuer)),
+        _ if config.environment_policy(env).require_signature => anyhow::bail!(
+            "[sign] key = \"keyless\" in {env}: set identity and issuer, the certificate identity {env} trusts (e.g. your release workflow's URI and https://token.actions.githubusercontent.com)"
+        ),
+        _ => None,
+    };
+    let sigstore = wharf_sign::keyless::Sigstore::new(
+        s.fulcio_url
+            .as_deref()
+            .unwrap_or(wharf_sign::keyless::PUBLIC_FULCIO),
+        s.rekor_url
+            .as_deref()
+            .unwrap_or(wharf_sign::keyless::PUBLIC_REKOR),
+        root,
+    )?;
+    Ok(SignStage::keyless(
+        registry,
+        repository,
+        docker_reference,
+        Arc::new(sigstore),
+        wharf_core::Secret::new(token),
+        identity,
+    ))
 }
 
 #[cfg(test)]

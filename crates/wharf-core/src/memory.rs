@@ -252,6 +252,11 @@ impl Registry for MemoryRegistry {
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
+
+    /// The memory registry finds referrers by their `subject`, as the API does.
+    async fn has_referrers_api(&self, _repo: &str) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 /// An append-only audit log in memory, hash-chained like the durable ones.

@@ -163,6 +163,14 @@ pub trait Registry: fmt::Debug + fmt::Display + Send + Sync + 'static {
         subject: &Digest,
         opts: &ReferrersOptions,
     ) -> Result<Vec<Descriptor>>;
+
+    /// Whether the registry serves the OCI 1.1 referrers API for `repo`; `false` means
+    /// referrers are found through the `sha256-<hex>` tag schema (what clients choosing a
+    /// signature format probe). The default answers `false`.
+    async fn has_referrers_api(&self, repo: &str) -> Result<bool> {
+        let _ = repo;
+        Ok(false)
+    }
 }
 
 /// Validate a tag against the OCI grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.

@@ -141,8 +141,24 @@ pub struct SignConfig {
     pub key: Option<String>,
     /// Environment variable holding the key password (never the password itself).
     pub password_env: Option<String>,
-    /// Signature format: `legacy` (`.sig` tags) or `bundle` (OCI 1.1 referrers).
+    /// Signature format: `legacy` (`.sig` tags), `bundle` (OCI 1.1 referrers) or `auto`
+    /// (bundle where the registry has the referrers API, else legacy).
     pub format: Option<String>,
+    /// Keyless: Fulcio's URL (default: the public-good instance).
+    pub fulcio_url: Option<String>,
+    /// Keyless: Rekor's URL (default: the public-good instance).
+    pub rekor_url: Option<String>,
+    /// Keyless: the Sigstore `trusted_root.json` that vouches for Fulcio, Rekor and the CT
+    /// logs (from the deployment's TUF repository; required for keyless).
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: the environment variable holding the OIDC ID token (default
+    /// `SIGSTORE_ID_TOKEN`, as cosign reads it).
+    pub token_env: Option<String>,
+    /// Keyless: the certificate identity signatures must carry (a workflow URI, an email);
+    /// required in environments that require signatures.
+    pub identity: Option<String>,
+    /// Keyless: the OIDC issuer that must have vouched for `identity`.
+    pub issuer: Option<String>,
 }
 
 /// `[audit]`
@@ -289,12 +305,33 @@ impl Config {
                 )));
             }
         }
-        if let Some(pw) = &self.sign.password_env
-            && (pw.is_empty() || pw.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        for (field, var, example) in [
+            (
+                "password_env",
+                &self.sign.password_env,
+                "WHARF_KEY_PASSWORD",
+            ),
+            ("token_env", &self.sign.token_env, "SIGSTORE_ID_TOKEN"),
+        ] {
+            if let Some(v) = var
+                && (v.is_empty() || v.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            {
+                return Err(bad(format!(
+                    "sign.{field} must name an environment variable (like {example}), not hold a secret; got {} characters",
+                    v.len()
+                )));
+            }
+        }
+        if self.sign.identity.is_some() != self.sign.issuer.is_some() {
+            return Err(bad(
+                "sign.identity and sign.issuer go together: the certificate identity and the OIDC issuer that vouched for it".into(),
+            ));
+        }
+        if let Some(f) = &self.sign.format
+            && !matches!(f.as_str(), "legacy" | "bundle" | "auto")
         {
             return Err(bad(format!(
-                "sign.password_env must name an environment variable (like WHARF_KEY_PASSWORD), not hold a password; got {} characters",
-                pw.len()
+                "sign.format {f:?}: write \"legacy\" (cosign .sig tags), \"bundle\" (Sigstore bundle referrers, cosign 3) or \"auto\" (bundle where the registry has the referrers API)"
             )));
         }
         self.governance(Environment::Dev)

@@ -268,8 +268,22 @@ pub struct VerifiedAttestation {
     pub predicate_type: String,
     /// The predicate.
     pub predicate: serde_json::Value,
-    /// The key that signed it.
+    /// The key that signed it (for keyless, the certificate's subject).
     pub key_id: String,
+}
+
+impl VerifiedAttestation {
+    pub(crate) fn new(
+        predicate_type: String,
+        predicate: serde_json::Value,
+        key_id: String,
+    ) -> Self {
+        Self {
+            predicate_type,
+            predicate,
+            key_id,
+        }
+    }
 }
 
 /// The attestations of `image` in `repo` that verify with `verifier` and are about this

@@ -13,13 +13,13 @@ use serde::Deserialize;
 use wharf_core::sign::{Signature, Verifier, VerifyOptions};
 use wharf_core::{Digest, Error, ErrorKind, Result};
 
-use crate::PublicKey;
 use crate::attest::{Envelope, Statement, pae};
 use crate::fulcio::{Identity, VerifiedCertificate, verify_certificate, verify_with_certificate};
 use crate::rekor::{
     TrustedRoot, leaf_hash, root_from_inclusion_proof, verify_checkpoint, verify_set,
 };
 use crate::x509::Certificate;
+use crate::{PublicKey, Trust};
 
 /// The bundle versions this module reads.
 const MEDIA_TYPES: &[&str] = &[
@@ -564,14 +564,14 @@ fn keyed_bundle(envelope: &crate::attest::Envelope, key_id: &str) -> serde_json:
     })
 }
 
-/// The statements of `image`'s bundle referrers that verify with `verifier` and are about
-/// the image, with each failure's reason.
+/// The statements of `image`'s bundle referrers that verify with `trust` and are about the
+/// image, with who signed each (key id or certificate subject), and each failure's reason.
 async fn bundle_statements(
     registry: &dyn wharf_core::Registry,
     repo: &str,
     image: &Digest,
-    verifier: &dyn Verifier,
-) -> Result<(Vec<(crate::attest::Statement, String)>, Vec<String>)> {
+    trust: Trust<'_>,
+) -> Result<(Vec<(Statement, String)>, Vec<String>)> {
     let referrers = registry
         .referrers(
             repo,
@@ -591,21 +591,48 @@ async fn bundle_statements(
             let blob = registry.fetch_blob(repo, &layer.digest).await?;
             let bytes = wharf_core::registry::collect_blob(blob, 4 << 20).await?;
             let bundle = Bundle::parse(&bytes, "bundle referrer")?;
-            let env: crate::attest::Envelope =
-                serde_json::from_value(bundle.dsse_envelope.clone().ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Unsupported,
-                        "message-signature image bundles are not read yet",
+            match trust {
+                Trust::Keyless { identity, root } => {
+                    let v = verify(
+                        &bundle,
+                        Artifact::Digest(image),
+                        Some(SignedBy::Identity(identity)),
+                        root,
                     )
-                })?)
-                .map_err(|e| Error::invalid(format!("the bundle's DSSE envelope: {e}")))?;
-            let (statement, key_id) = crate::attest::verify_envelope(&env, verifier).await?;
-            if !statement.is_about(image) {
-                return Err(Error::integrity(format!(
-                    "the bundle's statement is not about {image}"
-                )));
+                    .await?;
+                    let who = v.certificate.map(|c| c.subject).unwrap_or_default();
+                    let statement = v.statement.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Unsupported,
+                            "message-signature image bundles are not read: cosign signs images with DSSE statements",
+                        )
+                    })?;
+                    Ok((statement, who))
+                }
+                Trust::Key(verifier) => {
+                    if bundle.certificate_chain()?.is_some() {
+                        return Err(Error::integrity(
+                            "the bundle is signed keylessly (a Fulcio certificate), not with the given key",
+                        ));
+                    }
+                    let env: Envelope =
+                        serde_json::from_value(bundle.dsse_envelope.clone().ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Unsupported,
+                                "message-signature image bundles are not read: cosign signs images with DSSE statements",
+                            )
+                        })?)
+                        .map_err(|e| Error::invalid(format!("the bundle's DSSE envelope: {e}")))?;
+                    let (statement, key_id) =
+                        crate::attest::verify_envelope(&env, verifier).await?;
+                    if !statement.is_about(image) {
+                        return Err(Error::integrity(format!(
+                            "the bundle's statement is not about {image}"
+                        )));
+                    }
+                    Ok((statement, key_id))
+                }
             }
-            Ok((statement, key_id))
         }
         .await;
         match result {
@@ -616,42 +643,20 @@ async fn bundle_statements(
     Ok((ok, failures))
 }
 
-/// Sign `image` in `repo` as cosign 3 does: a v0.3 Sigstore bundle (DSSE, an in-toto
-/// statement of type [`COSIGN_SIGN_PREDICATE`] about the image) stored as an OCI 1.1
-/// referrer of the image; on a registry without the referrers API, the `sha256-<hex>` index
-/// is updated so the referrer can be found. Idempotent like
-/// [`crate::cosign::sign_image`].
-pub async fn sign_image_bundle(
+/// Store `bundle` (a v0.3 bundle holding a statement of `predicate_type`) as an OCI 1.1
+/// referrer of `image`; on a registry without the referrers API, list it in the
+/// `sha256-<hex>` index too. The referrer manifest's digest.
+async fn publish_bundle(
     registry: &dyn wharf_core::Registry,
     repo: &str,
     image: &Digest,
-    signer: &dyn wharf_core::Signer,
-    verifier: &dyn Verifier,
-) -> Result<crate::cosign::SignOutcome> {
+    subject: &wharf_core::registry::ManifestBytes,
+    bundle: Vec<u8>,
+    predicate_type: &str,
+) -> Result<Digest> {
     use wharf_core::registry::{
         ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from,
     };
-    let subject = registry.fetch_manifest(repo, image).await.map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
-            Error::not_found(format!(
-                "cannot sign {repo}@{image}: no such image in the registry"
-            ))
-        } else {
-            e
-        }
-    })?;
-    let (existing, _) = bundle_statements(registry, repo, image, verifier).await?;
-    if existing
-        .iter()
-        .any(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
-    {
-        return Ok(crate::cosign::SignOutcome::AlreadySigned);
-    }
-    let statement =
-        crate::attest::Statement::about(repo, image, COSIGN_SIGN_PREDICATE, serde_json::json!({}));
-    let envelope = crate::attest::sign_statement(&statement, signer).await?;
-    let bundle = serde_json::to_vec(&keyed_bundle(&envelope, signer.key_id()))
-        .map_err(|e| Error::internal(format!("bundle: {e}")))?;
     let bundle_digest = Digest::sha256_of(&bundle);
     let bundle_len = bundle.len();
     registry
@@ -676,7 +681,7 @@ pub async fn sign_image_bundle(
         .unwrap_or_default();
     let annotations = serde_json::json!({
         "dev.sigstore.bundle.content": "dsse-envelope",
-        "dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE,
+        "dev.sigstore.bundle.predicateType": predicate_type,
         "org.opencontainers.image.created": created,
     });
     let manifest = serde_json::json!({
@@ -754,9 +759,138 @@ pub async fn sign_image_bundle(
             )
             .await?;
     }
+    Ok(digest)
+}
+
+/// The image's manifest, or a not-found error that says what cannot be signed.
+async fn subject_manifest(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+) -> Result<wharf_core::registry::ManifestBytes> {
+    registry.fetch_manifest(repo, image).await.map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::not_found(format!(
+                "cannot sign {repo}@{image}: no such image in the registry"
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// Sign `image` in `repo` as cosign 3 does: a v0.3 Sigstore bundle (DSSE, an in-toto
+/// statement of type [`COSIGN_SIGN_PREDICATE`] about the image) stored as an OCI 1.1
+/// referrer of the image; on a registry without the referrers API, the `sha256-<hex>` index
+/// is updated so the referrer can be found. Idempotent like
+/// [`crate::cosign::sign_image`].
+pub async fn sign_image_bundle(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    signer: &dyn wharf_core::Signer,
+    verifier: &dyn Verifier,
+) -> Result<crate::cosign::SignOutcome> {
+    let subject = subject_manifest(registry, repo, image).await?;
+    let (existing, _) = bundle_statements(registry, repo, image, Trust::Key(verifier)).await?;
+    if existing
+        .iter()
+        .any(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
+    {
+        return Ok(crate::cosign::SignOutcome::AlreadySigned);
+    }
+    let statement = Statement::about(repo, image, COSIGN_SIGN_PREDICATE, serde_json::json!({}));
+    let envelope = crate::attest::sign_statement(&statement, signer).await?;
+    let bundle = serde_json::to_vec(&keyed_bundle(&envelope, signer.key_id()))
+        .map_err(|e| Error::internal(format!("bundle: {e}")))?;
+    let digest = publish_bundle(
+        registry,
+        repo,
+        image,
+        &subject,
+        bundle,
+        COSIGN_SIGN_PREDICATE,
+    )
+    .await?;
     Ok(crate::cosign::SignOutcome::Added {
         signature_manifest: digest,
         signatures: existing.len() + 1,
+    })
+}
+
+/// Sign `image` keylessly in cosign 3's format (see [`sign_image_bundle`]) as the
+/// `session`'s identity: a Fulcio certificate, a `dsse` Rekor entry. Nothing is written when
+/// a valid signature by the same identity is already there.
+#[cfg(feature = "keyless")]
+pub async fn sign_image_bundle_keyless(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    session: &crate::keyless::KeylessSession<'_>,
+) -> Result<crate::cosign::SignOutcome> {
+    let subject = subject_manifest(registry, repo, image).await?;
+    let trust = Trust::Keyless {
+        identity: session.identity(),
+        root: session.root(),
+    };
+    let (existing, _) = bundle_statements(registry, repo, image, trust).await?;
+    if existing
+        .iter()
+        .any(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
+    {
+        return Ok(crate::cosign::SignOutcome::AlreadySigned);
+    }
+    let statement = Statement::about(repo, image, COSIGN_SIGN_PREDICATE, serde_json::json!({}));
+    let bundle = session.sign_statement(&statement).await?;
+    let digest = publish_bundle(
+        registry,
+        repo,
+        image,
+        &subject,
+        bundle,
+        COSIGN_SIGN_PREDICATE,
+    )
+    .await?;
+    Ok(crate::cosign::SignOutcome::Added {
+        signature_manifest: digest,
+        signatures: existing.len() + 1,
+    })
+}
+
+/// Attest `image` keylessly: an in-toto statement (subject `repo` + the digest) with
+/// `predicate` of `predicate_type`, in a v0.3 bundle stored as a referrer (cosign 3's
+/// `attest`). Nothing is written when the same identity already attested the same predicate.
+#[cfg(feature = "keyless")]
+pub async fn attest_image_bundle_keyless(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+    session: &crate::keyless::KeylessSession<'_>,
+) -> Result<crate::attest::AttestOutcome> {
+    let subject = subject_manifest(registry, repo, image).await?;
+    let trust = Trust::Keyless {
+        identity: session.identity(),
+        root: session.root(),
+    };
+    let (existing, _) = bundle_statements(registry, repo, image, trust).await?;
+    if existing
+        .iter()
+        .any(|(s, _)| s.predicate_type == predicate_type && s.predicate == predicate)
+    {
+        return Ok(crate::attest::AttestOutcome::AlreadyAttested);
+    }
+    let statement = Statement::about(repo, image, predicate_type, predicate);
+    let bundle = session.sign_statement(&statement).await?;
+    let manifest = publish_bundle(registry, repo, image, &subject, bundle, predicate_type).await?;
+    Ok(crate::attest::AttestOutcome::Added {
+        manifest,
+        attestations: existing
+            .iter()
+            .filter(|(s, _)| s.predicate_type != COSIGN_SIGN_PREDICATE)
+            .count()
+            + 1,
     })
 }
 
@@ -768,7 +902,18 @@ pub async fn verify_image_bundle(
     image: &Digest,
     verifier: &dyn Verifier,
 ) -> Result<Vec<String>> {
-    let (found, failures) = bundle_statements(registry, repo, image, verifier).await?;
+    verify_image_bundle_with(registry, repo, image, Trust::Key(verifier)).await
+}
+
+/// [`verify_image_bundle`] against any [`Trust`]: key ids, or for keyless the certificate
+/// subjects, of the signatures that verify.
+pub async fn verify_image_bundle_with(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    trust: Trust<'_>,
+) -> Result<Vec<String>> {
+    let (found, failures) = bundle_statements(registry, repo, image, trust).await?;
     let keys: Vec<String> = found
         .into_iter()
         .filter(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
@@ -785,4 +930,43 @@ pub async fn verify_image_bundle(
         )));
     }
     Ok(keys)
+}
+
+/// The attestations stored as bundle referrers of `image` that verify with `trust`,
+/// optionally only those of `predicate_type`; none is an error naming why each failed.
+pub async fn verify_bundle_attestations(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    trust: Trust<'_>,
+    predicate_type: Option<&str>,
+) -> Result<Vec<crate::attest::VerifiedAttestation>> {
+    let (found, mut failures) = bundle_statements(registry, repo, image, trust).await?;
+    let mut out = Vec::new();
+    for (s, who) in found {
+        if s.predicate_type == COSIGN_SIGN_PREDICATE {
+            continue;
+        }
+        if predicate_type.is_some_and(|t| t != s.predicate_type) {
+            failures.push(format!("predicate {}", s.predicate_type));
+            continue;
+        }
+        out.push(crate::attest::VerifiedAttestation::new(
+            s.predicate_type,
+            s.predicate,
+            who,
+        ));
+    }
+    if out.is_empty() {
+        return Err(Error::integrity(format!(
+            "no valid {}bundle attestation for {repo}@{image}: {}",
+            predicate_type.map(|t| format!("{t} ")).unwrap_or_default(),
+            if failures.is_empty() {
+                "no Sigstore bundle refers to it".to_owned()
+            } else {
+                failures.join("; ")
+            }
+        )));
+    }
+    Ok(out)
 }

@@ -505,6 +505,56 @@ pub(crate) async fn existing_layers(
     Ok(Some((manifest, layers)))
 }
 
+/// Sign `image` keylessly in cosign's legacy format as the `session`'s identity: the
+/// `.sig` layer carries the signature, the Fulcio certificate and chain, and the Rekor
+/// bundle of a `hashedrekord` entry. Nothing is written when a valid signature by the same
+/// identity is already there.
+#[cfg(feature = "keyless")]
+pub async fn sign_image_keyless(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    docker_reference: &str,
+    session: &crate::keyless::KeylessSession<'_>,
+) -> Result<SignOutcome> {
+    ensure_image(registry, repo, image).await?;
+    let tag = signature_tag(image);
+    let existing = existing_layers(registry, repo, &tag, SIMPLE_SIGNING_MEDIA_TYPE).await?;
+    if let Some((_, layers)) = &existing {
+        for (desc, payload) in layers {
+            if verify_payload_keyless(
+                payload,
+                &desc.annotations,
+                image,
+                session.identity(),
+                session.root(),
+                None,
+            )
+            .await
+            .is_ok()
+            {
+                return Ok(SignOutcome::AlreadySigned);
+            }
+        }
+    }
+    let payload = SimpleSigning::new(docker_reference, image.clone()).to_bytes();
+    let annotations = session.sign_legacy(&payload).await?;
+    let (signature_manifest, signatures) = append_layer(
+        registry,
+        repo,
+        &tag,
+        existing.map(|(m, _)| m),
+        SIMPLE_SIGNING_MEDIA_TYPE,
+        payload,
+        annotations,
+    )
+    .await?;
+    Ok(SignOutcome::Added {
+        signature_manifest,
+        signatures,
+    })
+}
+
 /// Verify the cosign signatures of `image` in `repo`: every signature layer under
 /// `sha256-<hex>.sig` is checked; the ones that verify are returned. No signature, or none
 /// that verifies, is an error naming why each failed — verification never passes by default.

@@ -72,6 +72,14 @@ impl Identity {
         })
     }
 
+    /// Whether `other` — an exact identity, as a certificate states it — satisfies this one.
+    pub fn accepts(&self, other: &Identity) -> bool {
+        match (&other.subject, &other.issuer) {
+            (Match::Exact(s), Match::Exact(i)) => self.subject.matches(s) && self.issuer.matches(i),
+            _ => false,
+        }
+    }
+
     /// The subject and issuer as cosign's flags spell them (for messages).
     pub fn describe(&self) -> String {
         format!("identity {} from issuer {}", self.subject, self.issuer)

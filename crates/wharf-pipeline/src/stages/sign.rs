@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use wharf_core::{Error, ErrorKind, Evidence, Registry, Signer, Verifier};
-use wharf_sign::cosign::{Requirements, SignOutcome, sign_image, signature_tag, verify_image};
+use wharf_core::{Error, ErrorKind, Evidence, Registry, Secret, Signer, Verifier};
+use wharf_sign::Trust;
+use wharf_sign::cosign::{Requirements, SignOutcome, sign_image, signature_tag};
+use wharf_sign::fulcio::Identity;
+use wharf_sign::keyless::{KeylessSession, Sigstore};
 
 use crate::{RunContext, Stage, StageOutcome};
 
@@ -17,6 +20,67 @@ pub enum SignFormat {
     Legacy,
     /// cosign 3's Sigstore bundle as an OCI 1.1 referrer (tag-schema fallback).
     Bundle,
+    /// [`SignFormat::Bundle`] where the registry serves the referrers API, else
+    /// [`SignFormat::Legacy`] (what every verifier reads), probed at each run.
+    Auto,
+}
+
+/// Who signs, and whose signatures verify.
+#[derive(Clone)]
+enum Credentials {
+    /// A key (file or KMS) and its public half.
+    Key {
+        signer: Arc<dyn Signer>,
+        verifier: Arc<dyn Verifier>,
+    },
+    /// Keyless: the OIDC token is exchanged with Fulcio at each stage; signatures verify
+    /// against `identity`, or (when `None`) the identity the sign stage's certificate named.
+    Keyless {
+        sigstore: Arc<Sigstore>,
+        token: Secret,
+        identity: Option<Identity>,
+    },
+}
+
+impl Credentials {
+    /// A keyless session, checked against the configured identity.
+    async fn session<'a>(
+        sigstore: &'a Sigstore,
+        token: &Secret,
+        identity: Option<&Identity>,
+    ) -> wharf_core::Result<KeylessSession<'a>> {
+        let session = sigstore.session(token).await?;
+        if let Some(want) = identity
+            && !want.accepts(session.identity())
+        {
+            return Err(Error::new(
+                ErrorKind::Denied,
+                format!(
+                    "the OIDC token's certificate names {}, not the configured {}",
+                    session.identity().describe(),
+                    want.describe()
+                ),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// The identity signatures must have: configured, or what the sign stage recorded.
+    fn expected_identity(
+        identity: &Option<Identity>,
+        ctx: &RunContext,
+    ) -> wharf_core::Result<Identity> {
+        if let Some(id) = identity {
+            return Ok(id.clone());
+        }
+        let signed = ctx.outputs.get("signed_by");
+        match signed.map(|s| (s["subject"].as_str(), s["issuer"].as_str())) {
+            Some((Some(subject), Some(issuer))) => Ok(Identity::exact(subject, issuer)),
+            _ => Err(Error::invalid(
+                "no certificate identity to verify keyless signatures against: set [sign] identity and issuer",
+            )),
+        }
+    }
 }
 
 /// Where the signed image lives and under which name signatures name it.
@@ -38,6 +102,20 @@ impl Target {
         }
     }
 
+    /// The format to use: [`SignFormat::Auto`] probes the registry.
+    async fn format(&self) -> wharf_core::Result<SignFormat> {
+        Ok(match self.format {
+            SignFormat::Auto => {
+                if self.registry.has_referrers_api(&self.repository).await? {
+                    SignFormat::Bundle
+                } else {
+                    SignFormat::Legacy
+                }
+            }
+            other => other,
+        })
+    }
+
     fn image(&self, ctx: &RunContext) -> wharf_core::Result<wharf_core::Digest> {
         ctx.image_digest
             .clone()
@@ -49,8 +127,7 @@ impl Target {
 /// already there; a valid signature by the same key already there is reused, not repeated.
 pub struct SignStage {
     target: Target,
-    signer: Arc<dyn Signer>,
-    verifier: Arc<dyn Verifier>,
+    credentials: Credentials,
 }
 
 impl SignStage {
@@ -66,8 +143,30 @@ impl SignStage {
     ) -> Self {
         Self {
             target: Target::new(registry, repository.into(), docker_reference.into()),
-            signer,
-            verifier,
+            credentials: Credentials::Key { signer, verifier },
+        }
+    }
+
+    /// Sign keylessly: `token` (an OIDC ID token) is exchanged with `sigstore`'s Fulcio for a
+    /// short-lived certificate, each signature is logged in its Rekor. With `identity`, the
+    /// token's certificate must name it, and verification requires it; without, verification
+    /// requires the identity the certificate named. Keyless attestations are stored as
+    /// Sigstore bundle referrers (cosign 3), whatever the signature format.
+    pub fn keyless(
+        registry: Arc<dyn Registry>,
+        repository: impl Into<String>,
+        docker_reference: impl Into<String>,
+        sigstore: Arc<Sigstore>,
+        token: Secret,
+        identity: Option<Identity>,
+    ) -> Self {
+        Self {
+            target: Target::new(registry, repository.into(), docker_reference.into()),
+            credentials: Credentials::Keyless {
+                sigstore,
+                token,
+                identity,
+            },
         }
     }
 
@@ -81,7 +180,7 @@ impl SignStage {
     pub fn verify_stage(&self) -> VerifySignatureStage {
         VerifySignatureStage {
             target: self.target.clone(),
-            verifier: self.verifier.clone(),
+            credentials: self.credentials.clone(),
             attestations: Vec::new(),
         }
     }
@@ -96,36 +195,88 @@ impl Stage for SignStage {
     async fn run(&self, ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
         let t = &self.target;
         let image = t.image(ctx)?;
-        let key = self.signer.key_id().to_owned();
-        let (outcome, location) = match t.format {
-            SignFormat::Legacy => (
-                sign_image(
-                    t.registry.as_ref(),
-                    &t.repository,
-                    &image,
-                    &t.docker_reference,
-                    self.signer.as_ref(),
-                    self.verifier.as_ref(),
-                )
-                .await?,
-                format!("{}/{}:{}", t.registry, t.repository, signature_tag(&image)),
+        let format = t.format().await?;
+        let location = match format {
+            SignFormat::Legacy | SignFormat::Auto => {
+                format!("{}/{}:{}", t.registry, t.repository, signature_tag(&image))
+            }
+            SignFormat::Bundle => format!(
+                "{}/{}@{} (Sigstore bundle referrer)",
+                t.registry,
+                t.repository,
+                image.short()
             ),
-            SignFormat::Bundle => (
-                wharf_sign::bundle::sign_image_bundle(
-                    t.registry.as_ref(),
-                    &t.repository,
-                    &image,
-                    self.signer.as_ref(),
-                    self.verifier.as_ref(),
-                )
-                .await?,
-                format!(
-                    "{}/{}@{} (Sigstore bundle referrer)",
-                    t.registry,
-                    t.repository,
-                    image.short()
-                ),
-            ),
+        };
+        let (outcome, key, signer_name) = match &self.credentials {
+            Credentials::Key { signer, verifier } => {
+                let outcome = match format {
+                    SignFormat::Legacy | SignFormat::Auto => {
+                        sign_image(
+                            t.registry.as_ref(),
+                            &t.repository,
+                            &image,
+                            &t.docker_reference,
+                            signer.as_ref(),
+                            verifier.as_ref(),
+                        )
+                        .await?
+                    }
+                    SignFormat::Bundle => {
+                        wharf_sign::bundle::sign_image_bundle(
+                            t.registry.as_ref(),
+                            &t.repository,
+                            &image,
+                            signer.as_ref(),
+                            verifier.as_ref(),
+                        )
+                        .await?
+                    }
+                };
+                let key = signer.key_id().to_owned();
+                let name = format!("key {}", short_key(&key));
+                (outcome, key, name)
+            }
+            Credentials::Keyless {
+                sigstore,
+                token,
+                identity,
+            } => {
+                let session = Credentials::session(sigstore, token, identity.as_ref()).await?;
+                let outcome = match format {
+                    SignFormat::Legacy | SignFormat::Auto => {
+                        wharf_sign::cosign::sign_image_keyless(
+                            t.registry.as_ref(),
+                            &t.repository,
+                            &image,
+                            &t.docker_reference,
+                            &session,
+                        )
+                        .await?
+                    }
+                    SignFormat::Bundle => {
+                        wharf_sign::bundle::sign_image_bundle_keyless(
+                            t.registry.as_ref(),
+                            &t.repository,
+                            &image,
+                            &session,
+                        )
+                        .await?
+                    }
+                };
+                let cert = session.certificate();
+                let subject = cert
+                    .subject_names()
+                    .first()
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default();
+                let issuer = cert.oidc_issuer().unwrap_or_default();
+                ctx.outputs.insert(
+                    "signed_by".into(),
+                    serde_json::json!({"subject": subject, "issuer": issuer}),
+                );
+                let name = format!("keyless identity {subject} ({issuer})");
+                (outcome, subject, name)
+            }
         };
         let (summary, evidence) = match &outcome {
             SignOutcome::Added {
@@ -133,9 +284,8 @@ impl Stage for SignStage {
                 signatures,
             } => (
                 format!(
-                    "signed {} with key {} -> {location} ({signatures} signature{})",
+                    "signed {} with {signer_name} -> {location} ({signatures} signature{})",
                     image.short(),
-                    short_key(&key),
                     if *signatures == 1 { "" } else { "s" }
                 ),
                 Some(
@@ -145,9 +295,8 @@ impl Stage for SignStage {
             ),
             SignOutcome::AlreadySigned => (
                 format!(
-                    "{} already carries a valid signature by key {}: nothing added",
+                    "{} already carries a valid signature by {signer_name}: nothing added",
                     image.short(),
-                    short_key(&key)
                 ),
                 None,
             ),
@@ -171,7 +320,7 @@ impl Stage for SignStage {
 /// requires a signature (prod), no valid signature blocks the run; elsewhere it warns.
 pub struct VerifySignatureStage {
     target: Target,
-    verifier: Arc<dyn Verifier>,
+    credentials: Credentials,
     attestations: Vec<String>,
 }
 
@@ -186,7 +335,10 @@ impl VerifySignatureStage {
     ) -> Self {
         Self {
             target: Target::new(registry, repository.into(), docker_reference.into()),
-            verifier,
+            credentials: Credentials::Key {
+                signer: Arc::new(NoSigner),
+                verifier,
+            },
             attestations: Vec::new(),
         }
     }
@@ -209,40 +361,79 @@ impl Stage for VerifySignatureStage {
         let image = t.image(ctx)?;
         let mut req = Requirements::default();
         req.docker_reference = Some(&t.docker_reference);
-        let verified: wharf_core::Result<Vec<String>> = match t.format {
-            SignFormat::Legacy => verify_image(
+        let identity = match &self.credentials {
+            Credentials::Keyless { identity, .. } => {
+                Some(Credentials::expected_identity(identity, ctx)?)
+            }
+            Credentials::Key { .. } => None,
+        };
+        let trust = match (&self.credentials, &identity) {
+            (Credentials::Key { verifier, .. }, _) => Trust::Key(verifier.as_ref()),
+            (Credentials::Keyless { sigstore, .. }, Some(identity)) => Trust::Keyless {
+                identity,
+                root: sigstore.root(),
+            },
+            (Credentials::Keyless { .. }, None) => {
+                return Err(Error::internal("keyless verification without an identity"));
+            }
+        };
+        let verified: wharf_core::Result<Vec<String>> = match t.format().await? {
+            SignFormat::Legacy | SignFormat::Auto => wharf_sign::cosign::verify_image_with(
                 t.registry.as_ref(),
                 &t.repository,
                 &image,
-                self.verifier.as_ref(),
+                trust,
                 &req,
             )
             .await
             .map(|v| v.into_iter().map(|v| v.key_id).collect()),
             SignFormat::Bundle => {
-                wharf_sign::bundle::verify_image_bundle(
+                wharf_sign::bundle::verify_image_bundle_with(
                     t.registry.as_ref(),
                     &t.repository,
                     &image,
-                    self.verifier.as_ref(),
+                    trust,
                 )
                 .await
             }
         };
         match verified {
             Ok(verified) => {
-                let keys: Vec<String> = verified.iter().map(|k| short_key(k)).collect();
+                let keys: Vec<String> = verified
+                    .iter()
+                    .map(|k| {
+                        if identity.is_some() {
+                            k.clone()
+                        } else {
+                            short_key(k)
+                        }
+                    })
+                    .collect();
                 let mut attested = Vec::new();
                 for kind in &self.attestations {
-                    match wharf_sign::attest::verify_attestations(
-                        t.registry.as_ref(),
-                        &t.repository,
-                        &image,
-                        self.verifier.as_ref(),
-                        Some(kind),
-                    )
-                    .await
-                    {
+                    let checked = match trust {
+                        Trust::Key(verifier) => {
+                            wharf_sign::attest::verify_attestations(
+                                t.registry.as_ref(),
+                                &t.repository,
+                                &image,
+                                verifier,
+                                Some(kind),
+                            )
+                            .await
+                        }
+                        Trust::Keyless { .. } => {
+                            wharf_sign::bundle::verify_bundle_attestations(
+                                t.registry.as_ref(),
+                                &t.repository,
+                                &image,
+                                trust,
+                                Some(kind),
+                            )
+                            .await
+                        }
+                    };
+                    match checked {
                         Ok(_) => attested.push(short_predicate(kind)),
                         Err(e)
                             if matches!(
@@ -265,10 +456,15 @@ impl Stage for VerifySignatureStage {
                     }
                 }
                 Ok(StageOutcome::passed(format!(
-                    "{} signature{} on {} verified (key {}){}",
+                    "{} signature{} on {} verified ({} {}){}",
                     verified.len(),
                     if verified.len() == 1 { "" } else { "s" },
                     image.short(),
+                    if identity.is_some() {
+                        "identity"
+                    } else {
+                        "key"
+                    },
                     keys.join(", "),
                     if attested.is_empty() {
                         String::new()
@@ -303,6 +499,25 @@ impl Stage for VerifySignatureStage {
     }
 }
 
+/// The signer of a verify-only stage built from a public key: never called.
+#[derive(Debug)]
+struct NoSigner;
+
+#[async_trait]
+impl Signer for NoSigner {
+    fn key_id(&self) -> &str {
+        ""
+    }
+
+    async fn sign(
+        &self,
+        _payload: &[u8],
+        _opts: &wharf_core::sign::SignOptions,
+    ) -> wharf_core::Result<wharf_core::sign::Signature> {
+        Err(Error::internal("a verify-only stage does not sign"))
+    }
+}
+
 /// `sha256:0123456789ab` of a key id.
 fn short_key(key_id: &str) -> String {
     key_id.chars().take(19).collect()
@@ -313,8 +528,7 @@ fn short_key(key_id: &str) -> String {
 /// predicate (the manifest's metrics, fairness and drift) that promotion policy checks.
 pub struct AttestStage {
     target: Target,
-    signer: Arc<dyn Signer>,
-    verifier: Arc<dyn Verifier>,
+    credentials: Credentials,
     manifest: std::path::PathBuf,
     builder_id: String,
     dependencies: Vec<serde_json::Value>,
@@ -331,8 +545,7 @@ impl AttestStage {
     ) -> Self {
         Self {
             target: sign.target.clone(),
-            signer: sign.signer.clone(),
-            verifier: sign.verifier.clone(),
+            credentials: sign.credentials.clone(),
             manifest: manifest.into(),
             builder_id: builder_id.into(),
             dependencies: Vec::new(),
@@ -423,29 +636,64 @@ impl Stage for AttestStage {
         ];
         let mut added = Vec::new();
         let mut evidence = Vec::new();
+        let session = match &self.credentials {
+            Credentials::Keyless {
+                sigstore,
+                token,
+                identity,
+            } => Some(Credentials::session(sigstore, token, identity.as_ref()).await?),
+            Credentials::Key { .. } => None,
+        };
         for (kind, predicate) in predicates {
-            let outcome = attest_image(
-                t.registry.as_ref(),
-                &t.repository,
-                &image,
-                &t.docker_reference,
-                kind,
-                predicate,
-                self.signer.as_ref(),
-                self.verifier.as_ref(),
-            )
-            .await?;
+            let outcome = match (&self.credentials, &session) {
+                (_, Some(session)) => {
+                    wharf_sign::bundle::attest_image_bundle_keyless(
+                        t.registry.as_ref(),
+                        &t.repository,
+                        &image,
+                        kind,
+                        predicate,
+                        session,
+                    )
+                    .await?
+                }
+                (Credentials::Key { signer, verifier }, None) => {
+                    attest_image(
+                        t.registry.as_ref(),
+                        &t.repository,
+                        &image,
+                        &t.docker_reference,
+                        kind,
+                        predicate,
+                        signer.as_ref(),
+                        verifier.as_ref(),
+                    )
+                    .await?
+                }
+                (Credentials::Keyless { .. }, None) => {
+                    return Err(Error::internal("keyless attestation without a session"));
+                }
+            };
             if let AttestOutcome::Added { manifest, .. } = outcome {
                 added.push(short_predicate(kind));
                 evidence.push(manifest);
             }
         }
-        let location = format!(
-            "{}/{}:{}",
-            t.registry,
-            t.repository,
-            attestation_tag(&image)
-        );
+        let location = if session.is_some() {
+            format!(
+                "{}/{}@{} (Sigstore bundle referrers)",
+                t.registry,
+                t.repository,
+                image.short()
+            )
+        } else {
+            format!(
+                "{}/{}:{}",
+                t.registry,
+                t.repository,
+                attestation_tag(&image)
+            )
+        };
         let summary = if added.is_empty() {
             format!(
                 "{} already carries these attestations: nothing added",

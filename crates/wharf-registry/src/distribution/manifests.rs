@@ -380,6 +380,24 @@ impl Inner {
         Ok(found)
     }
 
+    /// Whether the registry answers the referrers API: a registry that has it answers any
+    /// subject, even an unknown one, with an (empty) index; distribution 2.8 answers 404.
+    pub(super) async fn has_referrers_api(&self, repo: &str) -> Result<bool, RegistryError> {
+        let scope = Scope::Pull(repo.to_owned());
+        let probe = Digest::sha256_of(b"wharf referrers API probe");
+        let url = self.url(&format!("{repo}/referrers/{probe}"));
+        let req = Request::new(Method::GET, url.clone(), scope.clone())
+            .header(ACCEPT, media_types::OCI_INDEX);
+        let resp = self.send(req).await?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(false),
+            _ => Err(self.error_for(&Method::GET, &url, &scope, resp).await),
+        }
+    }
+
     /// The tag-schema fallback: an index at `sha256-<hex>` lists the referrers; a single
     /// manifest there whose `subject` is the digest (as cosign-style tools push) is one.
     async fn referrers_by_tag(

@@ -697,6 +697,11 @@ impl Registry for DistributionClient {
         check_repo(repo)?;
         Ok(self.inner.referrers(repo, subject, opts).await?)
     }
+
+    async fn has_referrers_api(&self, repo: &str) -> wharf_core::Result<bool> {
+        check_repo(repo)?;
+        Ok(self.inner.has_referrers_api(repo).await?)
+    }
 }
 
 #[cfg(test)]
