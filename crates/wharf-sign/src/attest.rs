@@ -23,6 +23,36 @@ pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 /// wharf's model-evaluation predicate: the metrics the model was evaluated with.
 pub const MODEL_EVALUATION_V1: &str = "https://wharf.dev/attestation/model-evaluation/v1";
+/// A CycloneDX SBOM (the predicate is the BOM document), as `cosign attest --type cyclonedx`.
+pub const CYCLONEDX_BOM: &str = "https://cyclonedx.org/bom";
+/// Vulnerability scan results, as `cosign attest --type vuln` (cosign's vuln predicate v1).
+pub const VULN_SCAN_V1: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+
+/// A vulnerability-scan predicate in cosign's `vuln/v1` shape: the scanner (`uri`,
+/// `version`, its database), the scanner's own report as `result`, and when the scan ran.
+pub fn vuln_predicate(
+    scanner_uri: &str,
+    scanner_version: &str,
+    db: serde_json::Value,
+    result: serde_json::Value,
+    started: time::OffsetDateTime,
+    finished: time::OffsetDateTime,
+) -> serde_json::Value {
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "invocation": {"parameters": null, "uri": "", "event_id": "", "builder.id": ""},
+        "scanner": {
+            "uri": scanner_uri,
+            "version": scanner_version,
+            "db": db,
+            "result": result,
+        },
+        "metadata": {"scanStartedOn": rfc3339(started), "scanFinishedOn": rfc3339(finished)},
+    })
+}
 /// The layer annotation cosign uses for the predicate type.
 pub const ANNOTATION_PREDICATE_TYPE: &str = "predicateType";
 

@@ -308,7 +308,7 @@ fn rfc3339(t: i64) -> String {
 /// Verify `signature` (ASN.1 DER ECDSA) over `message` with the certificate's key: P-256
 /// with SHA-256, or P-384 with SHA-384 or SHA-256 (older Sigstore clients).
 pub fn verify_with_certificate(cert: &Certificate, message: &[u8], signature: &[u8]) -> Result<()> {
-    let algs: &[&'static ECDSA] = match cert.curve() {
+    let algs: &[&'static EcdsaAlgorithm] = match cert.curve() {
         Some(Curve::P256) => &[&ECDSA_P256_SHA256_ASN1],
         Some(Curve::P384) => &[&ECDSA_P384_SHA384_ASN1, &ECDSA_P384_SHA256_ASN1],
         None => {
@@ -330,7 +330,7 @@ pub fn verify_with_certificate(cert: &Certificate, message: &[u8], signature: &[
     ))
 }
 
-type ECDSA = aws_lc_rs::signature::EcdsaVerificationAlgorithm;
+type EcdsaAlgorithm = aws_lc_rs::signature::EcdsaVerificationAlgorithm;
 
 #[cfg(test)]
 mod tests {

@@ -128,8 +128,7 @@ pub struct Certificate {
     subject: (usize, usize),
     spki: (usize, usize),
     curve: Option<Curve>,
-    /// `(oid, critical, value)` ranges into `der`.
-    extensions: Vec<((usize, usize), bool, (usize, usize))>,
+    extensions: Vec<Extension>,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -141,6 +140,13 @@ impl std::fmt::Debug for Certificate {
             .field("not_after", &self.not_after)
             .finish()
     }
+}
+
+/// Where an extension's OID and value lie in the certificate's DER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extension {
+    oid: (usize, usize),
+    value: (usize, usize),
 }
 
 fn range(outer: &[u8], inner: &[u8]) -> (usize, usize) {
@@ -225,14 +231,18 @@ impl Certificate {
             for ext in children(seq.body)? {
                 let ext_parts = children(ext.body)?;
                 let oid = ext_parts.first().filter(|t| t.tag == 0x06)?;
-                let (critical, value) = match ext_parts.get(1)? {
-                    b if b.tag == 0x01 => (b.body == [0xff], ext_parts.get(2)?),
-                    v => (false, v),
+                // [critical BOOLEAN,] extnValue OCTET STRING; criticality is webpki's concern.
+                let value = match ext_parts.get(1)? {
+                    b if b.tag == 0x01 => ext_parts.get(2)?,
+                    v => v,
                 };
                 if value.tag != 0x04 {
                     return None;
                 }
-                extensions.push((range(&der, oid.body), critical, range(&der, value.body)));
+                extensions.push(Extension {
+                    oid: range(&der, oid.body),
+                    value: range(&der, value.body),
+                });
             }
         }
         // SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { ecPublicKey, curve }, BIT STRING }.
@@ -298,8 +308,8 @@ impl Certificate {
     fn extension(&self, oid: &[u8]) -> Option<&[u8]> {
         self.extensions
             .iter()
-            .find(|(o, _, _)| &self.der[o.0..o.1] == oid)
-            .map(|(_, _, v)| &self.der[v.0..v.1])
+            .find(|e| &self.der[e.oid.0..e.oid.1] == oid)
+            .map(|e| &self.der[e.value.0..e.value.1])
     }
 
     /// The subject alternative names (the identities the certificate was issued to).

@@ -251,3 +251,86 @@ async fn an_independent_dsse_implementation_verifies_our_envelope() {
     );
     assert!(verify_envelope(&forged, key.public_key()).await.is_err());
 }
+
+/// A CycloneDX SBOM made by the real Trivy (a harness tool) and a Trivy scan report (a
+/// fixture) attested as cosign's `cyclonedx` and `vuln` predicates: each verifies and comes
+/// back whole, by its own predicate type.
+#[tokio::test]
+async fn sbom_and_scan_results_are_attested_as_cosign_predicates() {
+    use wharf_sign::attest::{CYCLONEDX_BOM, VULN_SCAN_V1, vuln_predicate};
+    let trivy = std::env::var("WHARF_TEST_TRIVY").unwrap_or_else(|_| {
+        panic!("WHARF_TEST_TRIVY is not set: run the tests with `cargo xtask test`")
+    });
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(trivy)
+        .args([
+            "fs",
+            "--format",
+            "cyclonedx",
+            "--scanners",
+            "license",
+            "--offline-scan",
+        ])
+        .args(["--skip-db-update", "--quiet"])
+        .arg(manifest_dir.join("src"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(manifest_dir.join("tests/fixtures/trivy/poetry.json.golden")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let scan = vuln_predicate(
+        "pkg:github/aquasecurity/trivy",
+        "0.59.1",
+        serde_json::json!({"uri": "pkg:oci/trivy-db"}),
+        report.clone(),
+        now,
+        now,
+    );
+
+    let reg = MemoryRegistry::new();
+    let img = image(&reg, b"weights", "v1").await;
+    let key = EcdsaP256Key::generate().unwrap();
+    for (kind, predicate) in [(CYCLONEDX_BOM, &sbom), (VULN_SCAN_V1, &scan)] {
+        attest_image(
+            &reg,
+            REPO,
+            &img,
+            REPO,
+            kind,
+            predicate.clone(),
+            &key,
+            key.public_key(),
+        )
+        .await
+        .unwrap();
+    }
+    let got = verify_attestations(&reg, REPO, &img, key.public_key(), Some(CYCLONEDX_BOM))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].predicate, sbom);
+    let got = verify_attestations(&reg, REPO, &img, key.public_key(), Some(VULN_SCAN_V1))
+        .await
+        .unwrap();
+    assert_eq!(got[0].predicate["scanner"]["result"], report);
+    assert_eq!(
+        got[0].predicate["scanner"]["result"]["Results"][0]["Vulnerabilities"][0]["VulnerabilityID"],
+        "CVE-2019-14806"
+    );
+    // Another key verifies neither.
+    let other = EcdsaP256Key::generate().unwrap();
+    assert!(
+        verify_attestations(&reg, REPO, &img, other.public_key(), Some(VULN_SCAN_V1))
+            .await
+            .is_err()
+    );
+}
