@@ -87,7 +87,10 @@ async function start(port) {
   const counts = {}; // path → requests received
 
   const routes = {
-    'POST /api/v2/signingCert': async (body) => {
+    'POST /api/v2/signingCert': async (rawBody, headers) => {
+      // Fulcio takes the token in the body's `credentials` or as `Authorization: Bearer`
+      // (sigstore-python sends the header and a CSR); the mock reads only the body.
+      const body = withBearerToken(rawBody, headers);
       const refused = checkFulcioRequest(body);
       if (refused) return refused;
       const answer = await fulcio.fn(body);
@@ -178,7 +181,7 @@ async function start(port) {
         return send(res, jsonError(404, `no route for ${req.method} ${path}`));
       }
       try {
-        send(res, await route(Buffer.concat(chunks).toString('utf8')));
+        send(res, await route(Buffer.concat(chunks).toString('utf8'), req.headers));
       } catch (err) {
         console.error(`${req.method} ${path}:`, err);
         send(res, jsonError(500, String(err?.message ?? err)));
@@ -249,6 +252,28 @@ function checkFulcioRequest(body) {
     400,
     `fulcio: proofOfPossession is not a signature over the token's subject ${JSON.stringify(subject)}`,
   );
+}
+
+// The request with the `Authorization: Bearer` token moved into `credentials`, where the
+// mock looks for it; a body that already has credentials, or is not JSON, is left as is.
+// Also: Fulcio's `certificateSigningRequest` is protobuf `bytes` (base64 of the PEM CSR, as
+// sigstore-python sends it); the mock parses the field as PEM itself, so it gets the PEM.
+function withBearerToken(body, headers) {
+  const bearer = /^Bearer\s+(\S+)$/i.exec(headers?.authorization ?? '')?.[1];
+  try {
+    const request = JSON.parse(body);
+    if (bearer && !request?.credentials?.oidcIdentityToken) {
+      request.credentials = { oidcIdentityToken: bearer };
+    }
+    const csr = request?.certificateSigningRequest;
+    if (typeof csr === 'string' && !csr.startsWith('-----BEGIN')) {
+      const pem = Buffer.from(csr, 'base64').toString('utf8');
+      if (pem.startsWith('-----BEGIN')) request.certificateSigningRequest = pem;
+    }
+    return JSON.stringify(request);
+  } catch {
+    return body;
+  }
 }
 
 // @sigstore/mock writes each certificate's base64 on one line; Fulcio (Go's pem.Encode)

@@ -93,11 +93,23 @@ impl Sigstore {
     /// that signs as the certificate's identity for its ten minutes.
     pub async fn session(&self, token: &Secret) -> Result<KeylessSession<'_>> {
         let claims = jwt_claims(token)?;
-        // Fulcio's proof of possession: a signature over the token's email, else its subject.
-        let subject = claims["email"]
-            .as_str()
-            .or_else(|| claims["sub"].as_str())
-            .ok_or_else(|| Error::invalid("the OIDC token has no \"sub\" claim"))?;
+        // Fulcio's proof of possession: a signature over the token's subject — its email for
+        // the email issuers (Google, Sigstore's Dex), its `sub` for every other issuer.
+        let email_issuer = matches!(
+            claims["iss"].as_str(),
+            Some("https://accounts.google.com" | "https://oauth2.sigstore.dev/auth")
+        );
+        let subject = if email_issuer {
+            claims["email"].as_str()
+        } else {
+            claims["sub"].as_str()
+        }
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "the OIDC token has no {} claim",
+                if email_issuer { "\"email\"" } else { "\"sub\"" }
+            ))
+        })?;
         let key = EcdsaP256Key::generate()?;
         let proof = key
             .sign(subject.as_bytes(), &SignOptions::default())

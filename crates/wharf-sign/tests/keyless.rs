@@ -48,8 +48,10 @@ fn base() -> String {
 /// one also checks its signature against the issuer's keys).
 fn token(sub: &str) -> Secret {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = serde_json::json!({
-        "iss": ISSUER, "sub": sub, "aud": "sigstore", "exp": 4_000_000_000u64, "nonce": CANARY,
+        "iss": ISSUER, "sub": sub, "aud": "sigstore", "exp": 4_000_000_000u64,
+        "iat": now, "nbf": now, "nonce": CANARY,
     });
     let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
     Secret::new(format!(
@@ -344,6 +346,55 @@ async fn sigstore_python_verifies_our_keyless_bundle_and_rejects_another_identit
     );
     let out = verify("https://github.com/eve/x/.github/workflows/a.yml@refs/heads/main");
     assert!(!out.status.success(), "another identity must not verify");
+}
+
+/// The other way round: sigstore-python signs with the same local Sigstore (CSR + bearer
+/// token, as it talks to Fulcio) and wharf verifies its bundle by identity.
+#[tokio::test]
+async fn a_bundle_sigstore_python_signed_verifies_with_wharf() {
+    let _serial = SERIAL.lock().await;
+    let program = std::env::var("WHARF_TEST_SIGSTORE_PYTHON").unwrap_or_else(|_| {
+        panic!("WHARF_TEST_SIGSTORE_PYTHON is not set: run the tests with `cargo xtask test`")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("client_trust_config.json");
+    std::fs::write(&config, get("/client_trust_config.json").await).unwrap();
+    let artifact = dir.path().join("model.bin");
+    std::fs::write(&artifact, b"weights signed by python").unwrap();
+    let out = Command::new(&program)
+        .arg("--trust-config")
+        .arg(&config)
+        .args([
+            "sign",
+            "--identity-token",
+            token(SUBJECT).expose(),
+            "--overwrite",
+        ])
+        .arg(&artifact)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(dir.path().join("model.bin.sigstore.json")).unwrap();
+    let bundle = Bundle::parse(&bytes, "sigstore-python's bundle").unwrap();
+    let sigstore = sigstore().await;
+    let v = verify_with_identity(
+        &bundle,
+        b"weights signed by python",
+        &who(),
+        sigstore.root(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.certificate.unwrap().subject, SUBJECT);
+    let e = verify_with_identity(&bundle, b"other weights", &who(), sigstore.root())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signs another artifact"), "{e}");
 }
 
 const VERIFY_JS: &str = r#"
