@@ -1066,3 +1066,577 @@ fn bundle_signatures_use_the_tag_schema_where_there_is_no_referrers_api() {
         "{summary}"
     );
 }
+
+/// The harness Sigstore's faults are process-wide: the tests that use it run one at a time.
+static SIGSTORE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sigstore_lock() -> std::sync::MutexGuard<'static, ()> {
+    SIGSTORE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The subject and issuer of the tests' OIDC tokens (the harness Fulcio's certificate names
+/// them as the SAN URI and the issuer extension).
+const TOKEN_SUBJECT: &str =
+    "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main";
+const TOKEN_ISSUER: &str = "https://oidc.wharf.test";
+
+fn base64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// An unsigned OIDC ID token for [`TOKEN_SUBJECT`] (the harness Fulcio reads the claims
+/// without checking the signature), with `extra` claims added.
+fn id_token(extra: &[(&str, &str)]) -> String {
+    let mut claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "sub": TOKEN_SUBJECT,
+        "aud": "sigstore",
+        "exp": 4_000_000_000u64,
+    });
+    for (k, v) in extra {
+        claims[*k] = serde_json::Value::from(*v);
+    }
+    format!(
+        "{}.{}.{}",
+        base64url(br#"{"alg":"RS256","typ":"JWT"}"#),
+        base64url(claims.to_string().as_bytes()),
+        base64url(b"sig")
+    )
+}
+
+/// A project of its own: the example's model and `wharf.toml`, signing keylessly with the
+/// harness Sigstore (`sigstore`, its base URL) in `format`, the trust root downloaded into
+/// `sigstore/trusted_root.json` (relative to the config, as users write it); `sign_extra`
+/// is appended to `[sign]`. Everything the runs write stays under the project's `.wharf`.
+fn keyless_project(sigstore: &str, format: &str, sign_extra: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    let model = project.path().join("models/fraud-detector");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(root().join("examples/models/fraud-detector")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, model.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::create_dir_all(project.path().join("sigstore")).unwrap();
+    let curl = Command::new("curl")
+        .args(["-sSf", "-o"])
+        .arg(project.path().join("sigstore/trusted_root.json"))
+        .arg(format!("{sigstore}/trusted_root.json"))
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{}", text(&curl.stderr));
+    let example = std::fs::read_to_string(root().join("examples/wharf.toml")).unwrap();
+    let (key_line, format_line) = (
+        "key = \".wharf/keys/cosign.key\"\n",
+        "format = \"legacy\"\n",
+    );
+    assert!(
+        example.contains(key_line) && example.contains(format_line),
+        "the example's [sign] changed: {example}"
+    );
+    let config = example
+        .replacen(
+            key_line,
+            &format!(
+                "key = \"keyless\"\nfulcio_url = \"{sigstore}\"\nrekor_url = \"{sigstore}\"\n\
+                 trusted_root = \"sigstore/trusted_root.json\"\n{sign_extra}"
+            ),
+            1,
+        )
+        .replacen(format_line, &format!("format = \"{format}\"\n"), 1);
+    std::fs::write(project.path().join("wharf.toml"), config).unwrap();
+    project
+}
+
+/// `[sign] identity` and `issuer` lines naming `subject` (from the tests' issuer).
+fn identity_lines(subject: &str) -> String {
+    format!("identity = \"{subject}\"\nissuer = \"{TOKEN_ISSUER}\"\n")
+}
+
+/// `xtask pipeline` on `project`'s own `wharf.toml` (none of [`xtask`]'s overrides), with
+/// `token` in SIGSTORE_ID_TOKEN when given, and no stdin (nothing may prompt).
+fn keyless_pipeline(project: &Path, token: Option<&str>) -> Command {
+    let mut cmd = xtask(project, "pipeline");
+    for var in [
+        "WHARF__AUDIT__DIR",
+        "WHARF__AUDIT__CHECKPOINT_KEY",
+        "WHARF__SIGN__KEY",
+        "WHARF__REGISTRY__LAYOUT",
+        "COSIGN_PASSWORD",
+        "SIGSTORE_ID_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--config")
+        .arg(project.join("wharf.toml"))
+        .stdin(std::process::Stdio::null());
+    if let Some(token) = token {
+        cmd.env("SIGSTORE_ID_TOKEN", token);
+    }
+    cmd
+}
+
+/// How many requests the harness Sigstore has had on `path`.
+fn sigstore_requests(sigstore: &str, path: &str) -> u64 {
+    let out = Command::new("curl")
+        .args(["-sSf", &format!("{sigstore}/requests")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[path].as_u64().unwrap_or(0)
+}
+
+/// The audit records in `project`'s `.wharf/audit`.
+fn project_records(project: &Path) -> usize {
+    std::fs::read_dir(project.join(".wharf/audit/records"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Verify the image's keyless signature in `project`'s layout ourselves, requiring
+/// `subject` (from the tests' issuer) under the downloaded trust root.
+fn verify_keyless(
+    project: &Path,
+    digest: &str,
+    format: &str,
+    subject: &str,
+) -> wharf_core::Result<usize> {
+    let bytes = std::fs::read(project.join("sigstore/trusted_root.json")).unwrap();
+    let root = wharf_sign::rekor::TrustedRoot::parse(&bytes, "trusted_root.json").unwrap();
+    let identity = wharf_sign::fulcio::Identity::exact(subject, TOKEN_ISSUER);
+    let trust = wharf_sign::Trust::Keyless {
+        identity: &identity,
+        root: &root,
+    };
+    let digest: wharf_core::Digest = digest.parse().unwrap();
+    let reg = wharf_registry::layout::LayoutRegistry::open(project.join(".wharf/oci")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let repo = "models/fraud-detector";
+        if format == "bundle" {
+            wharf_sign::bundle::verify_image_bundle_with(&reg, repo, &digest, trust)
+                .await
+                .map(|v| v.len())
+        } else {
+            let mut req = wharf_sign::cosign::Requirements::default();
+            req.docker_reference = Some(repo);
+            wharf_sign::cosign::verify_image_with(&reg, repo, &digest, trust, &req)
+                .await
+                .map(|v| v.len())
+        }
+    })
+}
+
+/// `[sign] key = "keyless"` on the embedded OCI layout, in both formats: the image is signed
+/// with a Fulcio certificate for the token's identity and logged in Rekor, attested with
+/// keyless bundles, and verified by identity; a second run finds the signature and adds
+/// none. Legacy runs in dev with the identity taken from the certificate; bundle in prod
+/// with the identity configured.
+#[test]
+fn keyless_signing_on_the_oci_layout_in_both_formats() {
+    let _serial = sigstore_lock();
+    let sigstore = backend("WHARF_TEST_SIGSTORE");
+    let token = id_token(&[]);
+    for (format, env, extra) in [
+        ("legacy", "dev", String::new()),
+        ("bundle", "prod", identity_lines(TOKEN_SUBJECT)),
+    ] {
+        let project = keyless_project(&sigstore, format, &extra);
+        let dir = project.path();
+        let run = || {
+            keyless_pipeline(dir, Some(&token))
+                .args(["--json", "--env", env])
+                .output()
+                .unwrap()
+        };
+        let (certs, entries) = (
+            sigstore_requests(&sigstore, "/api/v2/signingCert"),
+            sigstore_requests(&sigstore, "/api/v1/log/entries"),
+        );
+        let first = run();
+        assert_eq!(
+            first.status.code(),
+            Some(0),
+            "{format}: {}{}",
+            text(&first.stdout),
+            text(&first.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+        let stages = &v["run"]["stages"];
+        let names: Vec<&str> = (0..5)
+            .map(|i| stages[i]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "governance",
+                "package",
+                "sign",
+                "attest",
+                "verify-signature"
+            ]
+        );
+        for i in 0..5 {
+            assert_eq!(stages[i]["status"], "passed", "{format}: {}", stages[i]);
+        }
+        let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
+        let short = &digest["sha256:".len().."sha256:".len() + 12];
+        let sign = stages[2]["summary"].as_str().unwrap();
+        assert!(
+            sign.contains(&format!(
+                "signed {short} with keyless identity {TOKEN_SUBJECT} ({TOKEN_ISSUER})"
+            )) && sign.contains("(1 signature)"),
+            "{format}: {sign}"
+        );
+        assert_eq!(stages[2]["details"]["key_id"], TOKEN_SUBJECT);
+        let attest = stages[3]["summary"].as_str().unwrap();
+        assert!(
+            attest.contains(&format!(
+                "attested model evaluation + SLSA provenance of {short}"
+            )) && attest.contains("(Sigstore bundle referrers)"),
+            "{format}: {attest}"
+        );
+        let verify = stages[4]["summary"].as_str().unwrap();
+        assert!(
+            verify.contains(&format!(
+                "1 signature on {short} verified (identity {TOKEN_SUBJECT})"
+            )) && verify.contains("attestations verified: model evaluation, SLSA provenance"),
+            "{format}: {verify}"
+        );
+        // The local Sigstore did the work: certificates from Fulcio (sign, attest, at
+        // least), entries in Rekor (the signature and two attestations, at least).
+        assert!(
+            sigstore_requests(&sigstore, "/api/v2/signingCert") >= certs + 2,
+            "{format}: Fulcio was asked for certificates"
+        );
+        assert!(
+            sigstore_requests(&sigstore, "/api/v1/log/entries") >= entries + 3,
+            "{format}: the signature and attestations were logged in Rekor"
+        );
+        // Where the signature went: a legacy `.sig` tag, or a bundle referrer and no `.sig`.
+        let index =
+            std::fs::read_to_string(dir.join(".wharf/oci/models/fraud-detector/index.json"))
+                .unwrap();
+        let sig_tag = format!("sha256-{}.sig", &digest["sha256:".len()..]);
+        assert_eq!(index.contains(&sig_tag), format == "legacy", "{index}");
+        assert!(
+            !dir.join(".wharf/keys/cosign.key").exists(),
+            "keyless makes no key file"
+        );
+        // Verified independently: by the token's identity, and not by another.
+        assert_eq!(
+            verify_keyless(dir, &digest, format, TOKEN_SUBJECT).unwrap(),
+            1,
+            "{format}"
+        );
+        let other = "https://github.com/acme/models/.github/workflows/other.yml@refs/heads/main";
+        let err = verify_keyless(dir, &digest, format, other).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                wharf_core::ErrorKind::Integrity | wharf_core::ErrorKind::NotFound
+            ),
+            "{format}: {err}"
+        );
+
+        // Again: the signature by this identity is found and not repeated.
+        let second = run();
+        assert_eq!(
+            second.status.code(),
+            Some(0),
+            "{format}: {}{}",
+            text(&second.stdout),
+            text(&second.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+        let stages = &v["run"]["stages"];
+        assert_eq!(v["run"]["image_digest"], digest.as_str());
+        let sign = stages[2]["summary"].as_str().unwrap();
+        assert!(
+            sign.contains(&format!(
+                "{short} already carries a valid signature by keyless identity {TOKEN_SUBJECT} ({TOKEN_ISSUER}): nothing added"
+            )),
+            "{format}: {sign}"
+        );
+        assert_eq!(stages[2]["details"]["added"], false);
+        // The evaluation is the same and not repeated; provenance describes each run (its
+        // invocation id and times), so every run adds its own.
+        let attest = stages[3]["summary"].as_str().unwrap();
+        assert!(
+            attest.contains(&format!("attested SLSA provenance of {short}")),
+            "{format}: {attest}"
+        );
+        assert_eq!(stages[4]["status"], "passed", "{format}: {}", stages[4]);
+        assert_eq!(
+            verify_keyless(dir, &digest, format, TOKEN_SUBJECT).unwrap(),
+            1,
+            "{format}: still one signature"
+        );
+        assert_eq!(
+            project_records(dir),
+            2,
+            "{format}: one audit record per run"
+        );
+    }
+}
+
+/// Prod verifies keyless signatures only against a configured identity: without one the
+/// config is refused before the run, in one line and without a prompt; a token for another
+/// identity than the configured one fails the sign stage naming both, and nothing is signed.
+#[test]
+fn keyless_in_prod_needs_the_identity_and_refuses_a_token_for_another() {
+    let _serial = sigstore_lock();
+    let sigstore = backend("WHARF_TEST_SIGSTORE");
+    let token = id_token(&[]);
+    let project = keyless_project(&sigstore, "legacy", "");
+    let out = keyless_pipeline(project.path(), Some(&token))
+        .args(["--env", "prod"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{err}", text(&out.stdout));
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("error: [sign] key = \"keyless\" in prod: set identity and issuer"),
+        "{err}"
+    );
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(!err.to_lowercase().contains("password"), "no prompt: {err}");
+    assert_eq!(project_records(project.path()), 0, "no run, no record");
+    // Dev does not require it (the certificate's identity is verified instead).
+    let dev = keyless_pipeline(project.path(), Some(&token))
+        .output()
+        .unwrap();
+    assert_eq!(dev.status.code(), Some(0), "{}", text(&dev.stdout));
+
+    let other = "https://github.com/acme/models/.github/workflows/deploy.yml@refs/heads/main";
+    let project = keyless_project(&sigstore, "legacy", &identity_lines(other));
+    let out = keyless_pipeline(project.path(), Some(&token))
+        .args(["--json", "--env", "prod"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sign = &v["run"]["stages"][2];
+    assert_eq!(sign["name"], "sign");
+    assert_eq!(sign["status"], "failed");
+    let summary = sign["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!(
+            "the OIDC token's certificate names identity \"{TOKEN_SUBJECT}\" from issuer \"{TOKEN_ISSUER}\", not the configured identity \"{other}\" from issuer \"{TOKEN_ISSUER}\""
+        )),
+        "{summary}"
+    );
+    assert_eq!(v["run"]["stages"][3]["status"], "skipped");
+    assert_eq!(v["run"]["stages"][4]["status"], "skipped");
+    let digest = v["run"]["image_digest"].as_str().unwrap();
+    let index = std::fs::read_to_string(
+        project
+            .path()
+            .join(".wharf/oci/models/fraud-detector/index.json"),
+    )
+    .unwrap();
+    assert!(index.contains(digest), "the image was pushed: {index}");
+    assert!(
+        !index.contains(&format!("sha256-{}", &digest["sha256:".len()..])),
+        "but nothing signed or attested it: {index}"
+    );
+}
+
+/// Keyless without its inputs is a one-line error naming what is missing; a token Fulcio
+/// refuses fails the run, and the token (or anything in its claims) shows nowhere: not in
+/// the output, not in the audit records.
+#[test]
+fn keyless_without_a_token_or_trust_root_and_a_refused_token_never_shows() {
+    let _serial = sigstore_lock();
+    let sigstore = backend("WHARF_TEST_SIGSTORE");
+    let project = keyless_project(&sigstore, "legacy", "");
+    let dir = project.path();
+    let one_line_error = |out: &Output, needle: &str| {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}{err}", text(&out.stdout));
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let out = keyless_pipeline(dir, None).output().unwrap();
+    one_line_error(
+        &out,
+        "[sign] key = \"keyless\": no OIDC ID token in SIGSTORE_ID_TOKEN",
+    );
+    // token_env names another variable: that one is read (and named).
+    let out = keyless_pipeline(dir, Some(&id_token(&[])))
+        .env("WHARF__SIGN__TOKEN_ENV", "CI_SIGSTORE_TOKEN")
+        .output()
+        .unwrap();
+    one_line_error(&out, "no OIDC ID token in CI_SIGSTORE_TOKEN");
+
+    let token = id_token(&[]);
+    let out = keyless_pipeline(dir, Some(&token))
+        .env("WHARF__SIGN__TRUSTED_ROOT", "sigstore/missing.json")
+        .output()
+        .unwrap();
+    one_line_error(
+        &out,
+        &format!(
+            "[sign] trusted_root {}",
+            dir.join("sigstore/missing.json").display()
+        ),
+    );
+    let config = std::fs::read_to_string(dir.join("wharf.toml")).unwrap();
+    let without_root = config.replace("trusted_root = \"sigstore/trusted_root.json\"\n", "");
+    assert_ne!(without_root, config);
+    std::fs::write(dir.join("wharf.toml"), without_root).unwrap();
+    let out = keyless_pipeline(dir, Some(&token)).output().unwrap();
+    std::fs::write(dir.join("wharf.toml"), &config).unwrap();
+    one_line_error(&out, "[sign] key = \"keyless\" needs trusted_root");
+    assert_eq!(project_records(dir), 0, "none of these ran");
+
+    // Fulcio refuses the token once: the sign stage fails, naming Fulcio's answer.
+    let canary = format!("wharf-canary-oidc-{}-Qz81Lm", std::process::id());
+    let token = id_token(&[("canary", &canary)]);
+    let payload = token.split('.').nth(1).unwrap().to_owned();
+    let fault = Command::new("curl")
+        .args(["-sSf", "-X", "POST", "-d"])
+        .arg(r#"{"path":"/api/v2/signingCert","status":401,"count":1}"#)
+        .arg(format!("{sigstore}/faults"))
+        .output()
+        .unwrap();
+    assert!(fault.status.success(), "{}", text(&fault.stderr));
+    let before = sigstore_requests(&sigstore, "/api/v2/signingCert");
+    let refused = keyless_pipeline(dir, Some(&token))
+        .arg("--verbose")
+        .output()
+        .unwrap();
+    let stdout = text(&refused.stdout);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{stdout}{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        stdout.contains("FAIL  sign")
+            && stdout.contains(&format!(
+                "Fulcio at {sigstore}/api/v2/signingCert answered 401"
+            )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("result FAILED in sign (exit 3)"),
+        "{stdout}"
+    );
+    assert!(sigstore_requests(&sigstore, "/api/v2/signingCert") > before);
+    // Accepted the next time (the fault was for one request): the token works.
+    let accepted = keyless_pipeline(dir, Some(&token)).output().unwrap();
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        text(&accepted.stdout)
+    );
+    let audit_files = files_under(&dir.join(".wharf/audit"));
+    assert!(
+        audit_files.len() >= 2,
+        "both runs were recorded: {audit_files:?}"
+    );
+    for (what, content) in [
+        ("refused stdout", stdout.clone()),
+        ("refused stderr", text(&refused.stderr)),
+        ("accepted stdout", text(&accepted.stdout)),
+        ("accepted stderr", text(&accepted.stderr)),
+    ]
+    .into_iter()
+    .chain(audit_files.iter().map(|f| {
+        (
+            "audit file",
+            String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned(),
+        )
+    })) {
+        for secret in [canary.as_str(), payload.as_str(), token.as_str()] {
+            assert!(
+                !content.contains(secret),
+                "{what} holds the token: {content}"
+            );
+        }
+    }
+}
+
+/// `[sign] format = "auto"` on distribution 2.8 (no referrers API): legacy `.sig` signatures,
+/// which the registry lists as a tag; no bundle index at the digest tag.
+#[test]
+fn format_auto_signs_legacy_where_the_registry_has_no_referrers_api() {
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = format!("e2e/auto-{}", std::process::id());
+    let out = xtask(scratch.path(), "pipeline")
+        .args(["--json", "--env", "prod"])
+        .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+        .env("WHARF__REGISTRY__REPOSITORY", &repo)
+        .env("WHARF__SIGN__FORMAT", "auto")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
+    let hex = &digest["sha256:".len()..];
+    let sign = v["run"]["stages"][2]["summary"].as_str().unwrap();
+    assert!(
+        sign.contains(&format!("{repo}:sha256-{hex}.sig (1 signature)")),
+        "{sign}"
+    );
+    assert!(!sign.contains("bundle"), "{sign}");
+    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    let tags = Command::new("curl")
+        .args(["-sSf", &format!("http://{registry}/v2/{repo}/tags/list")])
+        .output()
+        .unwrap();
+    assert!(tags.status.success(), "{}", text(&tags.stderr));
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    let tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&format!("sha256-{hex}.sig").as_str()),
+        "{tags:?}"
+    );
+    assert!(
+        !tags.contains(&format!("sha256-{hex}").as_str()),
+        "no bundle referrer index: {tags:?}"
+    );
+}

@@ -402,3 +402,67 @@ async fn bad_names_and_an_unreachable_registry_are_clear_errors() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn the_referrers_api_is_probed_where_signers_choose_a_format() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::support::server::{Reply, Request, Response, serve};
+
+    // Distribution 2.8 has no referrers API: one probe, answered 404, means "no".
+    let proxy = Proxy::start(&registry()).await;
+    let reg = client(&proxy.url());
+    let repo = unique("probe");
+    proxy.take();
+    assert!(!reg.has_referrers_api(&repo).await.unwrap());
+    let log = proxy.take();
+    let probe = format!("GET /v2/{repo}/referrers/sha256:");
+    assert!(
+        log.len() == 1 && log[0].starts_with(&probe) && log[0].ends_with(" -> 404"),
+        "{log:#?}"
+    );
+
+    // A registry that has it answers any subject (even one it never saw) with an empty
+    // index; anything else it answers 404.
+    let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let addr = serve(Arc::new(move |req: Request| {
+        log.lock().unwrap().push(req.clone());
+        Box::pin(async move {
+            Reply::Send(
+                if req.method == "GET" && req.path().contains("/referrers/sha256:") {
+                    Response::json(
+                        200,
+                        &serde_json::json!({
+                            "schemaVersion": 2,
+                            "mediaType": media_types::OCI_INDEX,
+                            "manifests": [],
+                        }),
+                    )
+                    .header("Content-Type", media_types::OCI_INDEX)
+                } else if req.path() == "/v2/" {
+                    Response::json(200, &serde_json::json!({}))
+                } else {
+                    Response::error(404, "NOT_FOUND", "not here")
+                },
+            )
+        })
+    }))
+    .await;
+    let fake = client(&addr.to_string());
+    assert!(fake.has_referrers_api("models/fraud").await.unwrap());
+    let seen = seen.lock().unwrap();
+    let probes: Vec<&Request> = seen
+        .iter()
+        .filter(|r| r.path().starts_with("/v2/models/fraud/referrers/sha256:"))
+        .collect();
+    assert_eq!(probes.len(), 1, "{seen:#?}");
+    assert_eq!(probes[0].method, "GET");
+    assert!(
+        probes[0]
+            .header("accept")
+            .is_some_and(|a| a.contains(media_types::OCI_INDEX)),
+        "{:?}",
+        probes[0]
+    );
+}
