@@ -12,9 +12,13 @@
 //! - `audit-append-s3 ENDPOINT BUCKET N` — append N run records to an S3 Object Lock bucket
 //!   (created with Object Lock first) at ENDPOINT (moto).
 //! - `audit-verify DIR` — verify the whole file audit log in DIR.
-//! - `sign-verify URL REPO N [KMS_ENDPOINT]` — N times: push a small image, sign it, verify
-//!   it, attest it, verify the attestation; median and p90 per operation, with a key file
-//!   and (given moto's address) a KMS key.
+//! - `sign-verify URL REPO N [KMS_ENDPOINT] [SIGSTORE_URL]` — N times: push a small image,
+//!   sign it, verify it, attest it, verify the attestation; median and p90 per operation,
+//!   with a key file, (given moto's address) a KMS key and (given the local Sigstore's URL)
+//!   keylessly.
+//! - `keyless-token` — prints an OIDC token the local Fulcio certifies, its subject and issuer.
+//! - `keyless-artifact SIGSTORE_URL FILE N` — N times: sign FILE keylessly into
+//!   `FILE.sigstore.json` and verify it; prints the median sign and verify milliseconds.
 
 use std::path::PathBuf;
 
@@ -136,10 +140,23 @@ fn main() -> anyhow::Result<()> {
         }
         Some("sign-verify") => {
             let n: usize = args.get(3).context("N")?.parse()?;
-            sign::run(&args[1], &args[2], n, args.get(4).map(String::as_str))?;
+            let opt = |i: usize| args.get(i).map(String::as_str).filter(|s| !s.is_empty());
+            sign::run(&args[1], &args[2], n, opt(4), opt(5))?;
+        }
+        Some("keyless-token") => {
+            println!(
+                "{} {} {}",
+                sign::test_token().expose(),
+                sign::BENCH_SUBJECT,
+                sign::BENCH_ISSUER
+            );
+        }
+        Some("keyless-artifact") => {
+            let n: usize = args.get(3).context("N")?.parse()?;
+            sign::keyless_artifact(&args[1], &args[2], n)?;
         }
         other => bail!(
-            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify or sign-verify"
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token or keyless-artifact"
         ),
     }
     Ok(())

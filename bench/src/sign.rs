@@ -1,5 +1,7 @@
-//! Sign + attach + verify one image against a registry, per operation, with a key file and
-//! with a KMS key (moto): `sign-verify URL REPO N [KMS_ENDPOINT]`.
+//! Sign + attach + verify one image against a registry, per operation, with a key file,
+//! with a KMS key (moto) and keylessly (the local Sigstore): `sign-verify URL REPO N
+//! [KMS_ENDPOINT] [SIGSTORE_URL]`; and keyless signing of a file written as a bundle, for
+//! the side-by-side with sigstore-python: `keyless-artifact SIGSTORE_URL FILE N`.
 
 use std::time::{Duration, Instant};
 
@@ -103,12 +105,141 @@ fn print(label: &str, t: &Times) {
     }
 }
 
+/// An OIDC ID token the local Fulcio accepts (it reads the claims; the real one also checks
+/// the issuer's signature).
+pub(crate) fn test_token() -> wharf_core::Secret {
+    use base64::Engine as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": BENCH_ISSUER, "sub": BENCH_SUBJECT, "aud": "sigstore",
+        "exp": now + 3600, "iat": now, "nbf": now,
+    });
+    wharf_core::Secret::new(format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes()),
+        b64(b"bench")
+    ))
+}
+
+/// The identity the benchmark's token claims.
+pub(crate) const BENCH_SUBJECT: &str =
+    "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main";
+/// Its issuer.
+pub(crate) const BENCH_ISSUER: &str = "https://oidc.wharf.test";
+
+/// The local Sigstore, with its trust root fetched from it.
+async fn local_sigstore(base: &str) -> anyhow::Result<wharf_sign::keyless::Sigstore> {
+    let root = reqwest::get(format!("{base}/trusted_root.json"))
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let root = wharf_sign::rekor::TrustedRoot::parse(&root, "the local trusted_root.json")?;
+    Ok(wharf_sign::keyless::Sigstore::new(base, base, root)?)
+}
+
+/// Keyless rounds: certificate, sign + attach and verify in both formats, attest + verify.
+async fn measure_keyless(
+    reg: &dyn Registry,
+    repo: &str,
+    n: usize,
+    sigstore: &wharf_sign::keyless::Sigstore,
+) -> anyhow::Result<Times> {
+    use wharf_sign::Trust;
+    use wharf_sign::bundle::{
+        attest_image_bundle_keyless, sign_image_bundle_keyless, verify_bundle_attestations,
+        verify_image_bundle_with,
+    };
+    use wharf_sign::cosign::{sign_image_keyless, verify_image_keyless};
+    let identity = wharf_sign::fulcio::Identity::exact(BENCH_SUBJECT, BENCH_ISSUER);
+    let trust = Trust::Keyless {
+        identity: &identity,
+        root: sigstore.root(),
+    };
+    let mut t = Times::default();
+    for i in 0..n {
+        let image = push_image(
+            reg,
+            repo,
+            format!("keyless-{i}-{}", std::process::id()).as_bytes(),
+        )
+        .await?;
+        let start = Instant::now();
+        let session = sigstore.session(&test_token()).await?;
+        t.add("Fulcio certificate (ephemeral key)", start.elapsed());
+        let start = Instant::now();
+        sign_image_keyless(reg, repo, &image, repo, &session).await?;
+        t.add("sign + Rekor + attach (.sig)", start.elapsed());
+        let start = Instant::now();
+        verify_image_keyless(reg, repo, &image, &identity, sigstore.root(), None).await?;
+        t.add(
+            "verify signature (.sig: chain, SCT, SET, identity)",
+            start.elapsed(),
+        );
+        let start = Instant::now();
+        sign_image_bundle_keyless(reg, repo, &image, &session).await?;
+        t.add("sign + Rekor + attach (bundle referrer)", start.elapsed());
+        let start = Instant::now();
+        verify_image_bundle_with(reg, repo, &image, trust).await?;
+        t.add(
+            "verify signature (bundle: + inclusion proof, checkpoint)",
+            start.elapsed(),
+        );
+        let predicate = serde_json::json!({"metrics": {"accuracy": 0.9, "run": i}});
+        let start = Instant::now();
+        attest_image_bundle_keyless(reg, repo, &image, MODEL_EVALUATION_V1, predicate, &session)
+            .await?;
+        t.add("attest + Rekor + attach (bundle referrer)", start.elapsed());
+        let start = Instant::now();
+        verify_bundle_attestations(reg, repo, &image, trust, Some(MODEL_EVALUATION_V1)).await?;
+        t.add("verify attestation (bundle)", start.elapsed());
+    }
+    Ok(t)
+}
+
+/// Keyless-sign `file` N times into `<file>.sigstore.json` and verify it; prints
+/// `sign_ms verify_ms` medians (for the side-by-side with sigstore-python's CLI).
+pub(crate) fn keyless_artifact(base: &str, file: &str, n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let sigstore = local_sigstore(base).await?;
+        let identity = wharf_sign::fulcio::Identity::exact(BENCH_SUBJECT, BENCH_ISSUER);
+        let (mut sign, mut verify) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let start = Instant::now();
+            let bytes = tokio::fs::read(file).await?;
+            let session = sigstore.session(&test_token()).await?;
+            let bundle = session.sign_artifact(&bytes).await?;
+            tokio::fs::write(format!("{file}.sigstore.json"), &bundle).await?;
+            sign.push(start.elapsed());
+            let start = Instant::now();
+            let bytes = tokio::fs::read(file).await?;
+            let b = tokio::fs::read(format!("{file}.sigstore.json")).await?;
+            let b = wharf_sign::bundle::Bundle::parse(&b, "bundle")?;
+            wharf_sign::bundle::verify_with_identity(&b, &bytes, &identity, sigstore.root())
+                .await?;
+            verify.push(start.elapsed());
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2].as_secs_f64() * 1000.0
+        };
+        println!("{:.1} {:.1}", median(&mut sign), median(&mut verify));
+        anyhow::Ok(())
+    })
+}
+
 /// Run the benchmark and print its table rows.
 pub(crate) fn run(
     url: &str,
     repo: &str,
     n: usize,
     kms_endpoint: Option<&str>,
+    sigstore: Option<&str>,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,6 +274,11 @@ pub(crate) fn run(
             let kms = wharf_sign::kms::KmsKey::connect(client, &format!("awskms:///{id}")).await?;
             let remote = measure(&reg, repo, n, &kms, kms.public_key(), "kms").await?;
             print("AWS KMS (moto, loopback)", &remote);
+        }
+        if let Some(base) = sigstore {
+            let sigstore = local_sigstore(base).await?;
+            let keyless = measure_keyless(&reg, repo, n, &sigstore).await?;
+            print("keyless (local Fulcio + Rekor, loopback)", &keyless);
         }
         anyhow::Ok(())
     })

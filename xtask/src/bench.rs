@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
@@ -300,8 +301,9 @@ impl BenchCmd {
     }
 }
 
-/// Sign + attach + verify against the local registry, key file and KMS (moto). No peer tool
-/// runs beside it: no cosign binary can be installed here (TESTBED.md).
+/// Sign + attach + verify against the local registry: key file, KMS (moto) and keyless (the
+/// local Sigstore). No cosign binary can be installed here (TESTBED.md); the keyless peer is
+/// sigstore-python's CLI, signing and verifying one file with the same local Sigstore.
 fn sign_suite(ours: &Path) -> anyhow::Result<()> {
     let running = crate::backends::up().context("starting the local registry and moto")?;
     let env = |name: &str| {
@@ -313,6 +315,8 @@ fn sign_suite(ours: &Path) -> anyhow::Result<()> {
     };
     let registry = env("WHARF_TEST_REGISTRY").context("the harness started no registry")?;
     let moto = env("WHARF_TEST_MOTO").context("the harness started no moto")?;
+    let sigstore = env("WHARF_TEST_SIGSTORE").context("the harness started no local Sigstore")?;
+    let python = env("WHARF_TEST_SIGSTORE_PYTHON").context("sigstore-python is not installed")?;
     println!("\nsign + attach + verify, one small image per round, 20 rounds, local registry:\n");
     let out = Command::new(ours)
         .args([
@@ -321,6 +325,7 @@ fn sign_suite(ours: &Path) -> anyhow::Result<()> {
             &format!("bench-sign-{}", std::process::id()),
             "20",
             &moto,
+            &sigstore,
         ])
         .output()?;
     if !out.status.success() {
@@ -330,7 +335,110 @@ fn sign_suite(ours: &Path) -> anyhow::Result<()> {
         );
     }
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    keyless_artifact_side_by_side(ours, &sigstore, &python)
+}
+
+/// Keyless signing and verification of one 1 MiB file with the local Sigstore, 10 rounds:
+/// wharf (in process) beside sigstore-python's CLI (each round a process; its interpreter
+/// start-up, `sigstore --version`, is measured on its own).
+fn keyless_artifact_side_by_side(ours: &Path, sigstore: &str, python: &str) -> anyhow::Result<()> {
+    const ROUNDS: usize = 10;
+    let dir = std::env::temp_dir().join(format!("wharf-bench-keyless-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("model.bin");
+    std::fs::write(&file, vec![7u8; 1 << 20])?;
+    let file_s = file.to_string_lossy().into_owned();
+    let out = Command::new(ours)
+        .args(["keyless-artifact", sigstore, &file_s, &ROUNDS.to_string()])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "keyless-artifact failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ours_ms = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (ours_sign, ours_verify) = ours_ms.split_once(' ').context("keyless-artifact output")?;
+
+    let config = dir.join("client_trust_config.json");
+    let fetched = http_get_body(&format!("{sigstore}/client_trust_config.json"))?;
+    std::fs::write(&config, fetched)?;
+    // The token, subject and issuer the local Fulcio will certify.
+    let out = Command::new(ours).arg("keyless-token").output()?;
+    let who = String::from_utf8_lossy(&out.stdout).into_owned();
+    let [token, subject, issuer] = who.split_whitespace().collect::<Vec<_>>()[..] else {
+        bail!("keyless-token printed {who:?}");
+    };
+    let time_it = |args: &[&str]| -> anyhow::Result<f64> {
+        let start = Instant::now();
+        let out = Command::new(python).args(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "sigstore {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(start.elapsed().as_secs_f64() * 1000.0)
+    };
+    let cfg = config.to_string_lossy().into_owned();
+    let bundle = format!("{file_s}.sigstore.json");
+    let (mut sign, mut verify, mut startup) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        startup.push(time_it(&["--version"])?);
+        sign.push(time_it(&[
+            "--trust-config",
+            &cfg,
+            "sign",
+            "--identity-token",
+            token,
+            "--overwrite",
+            &file_s,
+        ])?);
+        verify.push(time_it(&[
+            "--trust-config",
+            &cfg,
+            "verify",
+            "identity",
+            "--offline",
+            "--bundle",
+            &bundle,
+            "--cert-identity",
+            subject,
+            "--cert-oidc-issuer",
+            issuer,
+            &file_s,
+        ])?);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (sign, verify, startup) = (median(&mut sign), median(&mut verify), median(&mut startup));
+    println!("\nkeyless, one 1 MiB file, local Fulcio + Rekor, median of {ROUNDS}:\n");
+    println!(
+        "| operation | wharf (in process) | sigstore-python CLI | sigstore-python minus start-up ({startup:.0} ms) |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| sign (certificate + Rekor + bundle file) | {ours_sign} ms | {sign:.1} ms | {:.1} ms |",
+        sign - startup
+    );
+    println!(
+        "| verify offline (bundle file, identity) | {ours_verify} ms | {verify:.1} ms | {:.1} ms |",
+        verify - startup
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// GET a URL with curl; its body.
+fn http_get_body(url: &str) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("/usr/bin/curl").args(["-sf", url]).output()?;
+    if !out.status.success() {
+        bail!("GET {url} failed");
+    }
+    Ok(out.stdout)
 }
 
 /// The largest blob of a layout directory: `(hex, path)`.
