@@ -6,4 +6,6 @@ mod sign;
 
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
-pub use sign::{AttestStage, SignFormat, SignStage, VerifySignatureStage};
+pub use sign::{
+    AttestStage, SBOM_OUTPUT, SCAN_OUTPUT, SignFormat, SignStage, VerifySignatureStage,
+};

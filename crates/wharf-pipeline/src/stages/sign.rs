@@ -523,6 +523,13 @@ fn short_key(key_id: &str) -> String {
     key_id.chars().take(19).collect()
 }
 
+/// The [`RunContext::outputs`] key under which a stage leaves a CycloneDX SBOM (JSON) for
+/// [`AttestStage`] to attest.
+pub const SBOM_OUTPUT: &str = "sbom";
+/// The [`RunContext::outputs`] key under which a scan stage leaves its results as cosign's
+/// `vuln/v1` predicate ([`wharf_sign::attest::vuln_predicate`]) for [`AttestStage`].
+pub const SCAN_OUTPUT: &str = "scan_attestation";
+
 /// Attests the signed image (cosign's `.att` format, in-toto v1 in DSSE): SLSA provenance
 /// v1 (builder, source commit, parameters, resolved dependencies) and the model-evaluation
 /// predicate (the manifest's metrics, fairness and drift) that promotion policy checks.
@@ -605,6 +612,34 @@ impl AttestStage {
         })
     }
 
+    /// Whether `image` already carries a verified `kind` attestation by `trust`.
+    async fn attested(&self, trust: Trust<'_>, image: &wharf_core::Digest, kind: &str) -> bool {
+        let t = &self.target;
+        let found = match trust {
+            Trust::Key(verifier) => {
+                wharf_sign::attest::verify_attestations(
+                    t.registry.as_ref(),
+                    &t.repository,
+                    image,
+                    verifier,
+                    Some(kind),
+                )
+                .await
+            }
+            Trust::Keyless { .. } => {
+                wharf_sign::bundle::verify_bundle_attestations(
+                    t.registry.as_ref(),
+                    &t.repository,
+                    image,
+                    trust,
+                    Some(kind),
+                )
+                .await
+            }
+        };
+        found.is_ok_and(|v| !v.is_empty())
+    }
+
     fn evaluation(&self) -> wharf_core::Result<serde_json::Value> {
         let m = wharf_policy::ModelManifest::from_path(&self.manifest)
             .map_err(|e| Error::invalid(e.to_string()))?;
@@ -626,14 +661,23 @@ impl Stage for AttestStage {
 
     async fn run(&self, ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
         use wharf_sign::attest::{
-            AttestOutcome, MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1, attest_image, attestation_tag,
+            AttestOutcome, CYCLONEDX_BOM, MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1, VULN_SCAN_V1,
+            attest_image, attestation_tag,
         };
         let t = &self.target;
         let image = t.image(ctx)?;
-        let predicates = [
+        let mut predicates = vec![
             (MODEL_EVALUATION_V1, self.evaluation()?),
             (SLSA_PROVENANCE_V1, self.provenance(ctx, &image)),
         ];
+        // What earlier stages produced: an SBOM (CycloneDX JSON) and scan results (cosign's
+        // vuln/v1 predicate), attested when they exist.
+        if let Some(sbom) = ctx.outputs.get(SBOM_OUTPUT) {
+            predicates.push((CYCLONEDX_BOM, sbom.clone()));
+        }
+        if let Some(scan) = ctx.outputs.get(SCAN_OUTPUT) {
+            predicates.push((VULN_SCAN_V1, scan.clone()));
+        }
         let mut added = Vec::new();
         let mut evidence = Vec::new();
         let session = match &self.credentials {
@@ -644,7 +688,22 @@ impl Stage for AttestStage {
             } => Some(Credentials::session(sigstore, token, identity.as_ref()).await?),
             Credentials::Key { .. } => None,
         };
+        let trust = match (&self.credentials, &session) {
+            (Credentials::Keyless { sigstore, .. }, Some(session)) => Trust::Keyless {
+                identity: session.identity(),
+                root: sigstore.root(),
+            },
+            (Credentials::Key { verifier, .. }, _) => Trust::Key(verifier.as_ref()),
+            (Credentials::Keyless { .. }, None) => {
+                return Err(Error::internal("keyless attestation without a session"));
+            }
+        };
         for (kind, predicate) in predicates {
+            // Provenance names the run, so it differs every time: an image that already
+            // carries provenance by this signer (the build that made these bytes) gets none.
+            if kind == SLSA_PROVENANCE_V1 && self.attested(trust, &image, kind).await {
+                continue;
+            }
             let outcome = match (&self.credentials, &session) {
                 (_, Some(session)) => {
                     wharf_sign::bundle::attest_image_bundle_keyless(
@@ -720,6 +779,8 @@ fn short_predicate(uri: &str) -> &'static str {
     match uri {
         wharf_sign::attest::SLSA_PROVENANCE_V1 => "SLSA provenance",
         wharf_sign::attest::MODEL_EVALUATION_V1 => "model evaluation",
+        wharf_sign::attest::CYCLONEDX_BOM => "CycloneDX SBOM",
+        wharf_sign::attest::VULN_SCAN_V1 => "scan results",
         _ => "a predicate",
     }
 }

@@ -244,3 +244,99 @@ async fn the_bundle_referrer_names_the_image_as_its_subject() {
         "https://sigstore.dev/cosign/sign/v1"
     );
 }
+
+/// A stage that leaves an SBOM and scan results for the attest stage, as SBOM and scan
+/// stages do.
+struct Produces;
+
+#[async_trait::async_trait]
+impl wharf_pipeline::Stage for Produces {
+    fn name(&self) -> &str {
+        "produce"
+    }
+
+    async fn run(
+        &self,
+        ctx: &mut wharf_pipeline::RunContext,
+    ) -> wharf_core::Result<wharf_pipeline::StageOutcome> {
+        ctx.outputs.insert(
+            wharf_pipeline::stages::SBOM_OUTPUT.into(),
+            serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}),
+        );
+        ctx.outputs.insert(
+            wharf_pipeline::stages::SCAN_OUTPUT.into(),
+            serde_json::json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": {}}}),
+        );
+        Ok(wharf_pipeline::StageOutcome::passed(
+            "produced an SBOM and scan results",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn sbom_and_scan_outputs_are_attested_and_provenance_is_not_repeated() {
+    use wharf_sign::attest::{
+        CYCLONEDX_BOM, SLSA_PROVENANCE_V1, VULN_SCAN_V1, verify_attestations,
+    };
+    let root = tempfile::tempdir().unwrap();
+    let reg: Arc<dyn Registry> = Arc::new(LayoutRegistry::open(root.path()).unwrap());
+    let key = Arc::new(EcdsaP256Key::generate().unwrap());
+    let mut image = None;
+    for round in 0..2 {
+        let sign = SignStage::new(
+            reg.clone(),
+            REPO,
+            REPO,
+            key.clone(),
+            Arc::new(key.public_key().clone()),
+        );
+        let attest = wharf_pipeline::stages::AttestStage::new(
+            &sign,
+            examples_dir().join("models/fraud-detector/model.yaml"),
+            "https://wharf.dev/test-builder",
+        );
+        let verify = sign
+            .verify_stage()
+            .require_attestation(CYCLONEDX_BOM)
+            .require_attestation(VULN_SCAN_V1);
+        let report = run(
+            Environment::Prod,
+            vec![
+                Box::new(package(reg.clone(), root.path())),
+                Box::new(Produces),
+                Box::new(sign),
+                Box::new(attest),
+                Box::new(verify),
+            ],
+        )
+        .await;
+        assert_eq!(
+            report.record.outcome,
+            RunOutcome::Passed,
+            "{:?}",
+            report.stages
+        );
+        let summary = &report.record.stages[3].summary;
+        if round == 0 {
+            assert!(
+                summary.contains("CycloneDX SBOM") && summary.contains("scan results"),
+                "{summary}"
+            );
+            assert!(summary.contains("SLSA provenance"), "{summary}");
+        } else {
+            assert!(summary.contains("nothing added"), "{summary}");
+        }
+        image = report.record.image_digest.clone();
+    }
+    let image = image.unwrap();
+    for (kind, n) in [
+        (SLSA_PROVENANCE_V1, 1),
+        (CYCLONEDX_BOM, 1),
+        (VULN_SCAN_V1, 1),
+    ] {
+        let found = verify_attestations(reg.as_ref(), REPO, &image, key.public_key(), Some(kind))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), n, "{kind}");
+    }
+}
