@@ -11,6 +11,27 @@
 //! Rekor `POST /api/v1/log/entries` (`hashedrekord` and `dsse` 0.0.1; the answer is
 //! `{uuid: {body, integratedTime, logID, logIndex, verification: {inclusionProof,
 //! signedEntryTimestamp}}}` with hex hashes, converted to the bundle's base64 form here).
+//!
+//! ```no_run
+//! use wharf_core::{Digest, Secret};
+//! use wharf_sign::Trust;
+//! use wharf_sign::bundle::{sign_image_bundle_keyless, verify_image_bundle_with};
+//! use wharf_sign::fulcio::Identity;
+//! use wharf_sign::keyless::{PUBLIC_FULCIO, PUBLIC_REKOR, Sigstore};
+//! use wharf_sign::rekor::TrustedRoot;
+//! # async fn example(registry: &dyn wharf_core::Registry, image: Digest) -> Result<(), Box<dyn std::error::Error>> {
+//! let root = TrustedRoot::parse(&std::fs::read("trusted_root.json")?, "trusted_root.json")?;
+//! let sigstore = Sigstore::new(PUBLIC_FULCIO, PUBLIC_REKOR, root)?;
+//! let session = sigstore.session(&Secret::new(std::env::var("SIGSTORE_ID_TOKEN")?)).await?;
+//! sign_image_bundle_keyless(registry, "models/fraud", &image, &session).await?;
+//! let identity = Identity::exact(
+//!     "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main",
+//!     "https://token.actions.githubusercontent.com",
+//! );
+//! let trust = Trust::Keyless { identity: &identity, root: sigstore.root() };
+//! verify_image_bundle_with(registry, "models/fraud", &image, trust).await?;
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;

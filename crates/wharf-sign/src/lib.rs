@@ -1,10 +1,15 @@
-//! wharf-sign: signing for ML model supply chains.
+//! wharf-sign: cosign-compatible signing for ML model supply chains.
 //!
 //! [`EcdsaP256Key`], an ECDSA P-256 key (the algorithm cosign uses) as a
-//! [`wharf_core::Signer`], generated on first use and kept as a PKCS#8 PEM file (mode
-//! 0600), and [`PublicKey`], its public half as a [`wharf_core::Verifier`]; [`cosign`]
-//! signs and verifies images in cosign's `.sig` format; [`rekor`] checks Rekor bundles
-//! offline. Sigstore bundles, KMS, keyless and attestations are next.
+//! [`wharf_core::Signer`], generated on first use and kept as cosign's encrypted
+//! `cosign.key` or PKCS#8 PEM, and [`PublicKey`], its public half as a
+//! [`wharf_core::Verifier`]; `kms` (feature) for AWS KMS keys. Images are signed and
+//! verified in cosign's legacy `.sig` format ([`cosign`]) and as cosign 3's Sigstore bundle
+//! referrers ([`bundle`]); [`attest`] writes in-toto attestations (SLSA provenance, model
+//! evaluation, SBOM, scan results). Keyless: `keyless` (feature) gets Fulcio certificates
+//! for OIDC tokens and logs in Rekor; [`fulcio`] verifies certificates against a trust root
+//! ([`rekor::TrustedRoot`]) by identity and issuer; [`rekor`] checks log evidence offline.
+//! [`Trust`] says whom an image's signatures must come from.
 //!
 //! ```
 //! use wharf_core::{Signer, Verifier, sign::{SignOptions, VerifyOptions}};
