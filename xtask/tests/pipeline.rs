@@ -65,6 +65,17 @@ fn text(o: &[u8]) -> String {
 
 /// Assert the command exited with `code` and its stdout holds every one of `needles`;
 /// on failure, show both streams.
+/// The command exited with `code`; otherwise fail showing its output (after `context`).
+fn assert_exit(out: &Output, code: i32, context: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{context}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 fn expect_stdout(out: &Output, code: i32, needles: &[&str]) {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
@@ -308,13 +319,7 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
         .env("WHARF__REGISTRY__REPOSITORY", &repo)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
     let tag = v["run"]["stages"][1]["details"]["tag"]
@@ -487,13 +492,7 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
         )
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["run"]["stages"][1]["details"]["kind"], "image");
     let tag = v["run"]["stages"][1]["details"]["tag"].as_str().unwrap();
@@ -599,13 +598,7 @@ fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_
             .unwrap()
     };
     let first = run();
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}{}",
-        text(&first.stdout),
-        text(&first.stderr)
-    );
+    assert_exit(&first, 0, "");
     assert!(
         text(&first.stderr).contains(&format!("ecr: {repo}: created")),
         "{}",
@@ -630,13 +623,7 @@ fn with_ecr_the_repository_is_created_immutable_and_the_image_pushed_with_token_
     // Second run: the repository already has wharf's policy, the tag holds the same
     // content, so nothing changes and the run passes again.
     let second = run();
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "{}{}",
-        text(&second.stdout),
-        text(&second.stderr)
-    );
+    assert_exit(&second, 0, "");
     assert!(
         !text(&second.stderr).contains("ecr: "),
         "no repository change the second time: {}",
@@ -756,13 +743,7 @@ fn audit_query_export_and_an_auditors_public_key() {
 
     let export = scratch.path().join("export.jsonl");
     let out = audit(&["export", "--out", export.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     assert_eq!(std::fs::read_to_string(&export).unwrap().lines().count(), 2);
     let report: serde_json::Value = serde_json::from_slice(
         &std::fs::read(scratch.path().join("export.jsonl.report.json")).unwrap(),
@@ -833,13 +814,7 @@ fn audit_records_go_to_s3_object_lock() {
         cmd
     };
     let out = with_s3("pipeline", &bucket).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     assert!(
         text(&out.stdout).contains(&format!(
             "-> s3://{bucket}/fraud-detector/records/000000000000.json"
@@ -872,13 +847,7 @@ fn audit_records_go_to_s3_object_lock() {
     );
 
     let out = with_s3("pipeline", &plain).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 4, "");
     assert!(
         text(&out.stderr).contains(&format!(
             "no run without an audit record: s3://{plain} does not have Object Lock enabled"
@@ -985,13 +954,7 @@ fn signing_with_a_kms_key() {
         .env_remove("COSIGN_PASSWORD")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let public = wharf_sign::PublicKey::from_spki_der(&public_der, "kms").unwrap();
     assert_eq!(v["run"]["stages"][2]["details"]["key_id"], public.key_id());
@@ -1032,13 +995,7 @@ fn bundle_signatures_use_the_tag_schema_where_there_is_no_referrers_api() {
             .unwrap()
     };
     let out = run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["run"]["stages"][4]["status"], "passed");
     let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
@@ -1274,13 +1231,7 @@ fn keyless_signing_on_the_oci_layout_in_both_formats() {
             sigstore_requests(&sigstore, "/api/v1/log/entries"),
         );
         let first = run();
-        assert_eq!(
-            first.status.code(),
-            Some(0),
-            "{format}: {}{}",
-            text(&first.stdout),
-            text(&first.stderr)
-        );
+        assert_exit(&first, 0, format);
         let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
         let stages = &v["run"]["stages"];
         let names: Vec<&str> = (0..5)
@@ -1361,13 +1312,7 @@ fn keyless_signing_on_the_oci_layout_in_both_formats() {
 
         // Again: the signature by this identity is found and not repeated.
         let second = run();
-        assert_eq!(
-            second.status.code(),
-            Some(0),
-            "{format}: {}{}",
-            text(&second.stdout),
-            text(&second.stderr)
-        );
+        assert_exit(&second, 0, format);
         let v: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
         let stages = &v["run"]["stages"];
         assert_eq!(v["run"]["image_digest"], digest.as_str());
@@ -1437,13 +1382,7 @@ fn keyless_in_prod_needs_the_identity_and_refuses_a_token_for_another() {
         .args(["--json", "--env", "prod"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 3, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sign = &v["run"]["stages"][2];
     assert_eq!(sign["name"], "sign");
@@ -1604,13 +1543,7 @@ fn format_auto_signs_legacy_where_the_registry_has_no_referrers_api() {
         .env("WHARF__SIGN__FORMAT", "auto")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
     let hex = &digest["sha256:".len()..];

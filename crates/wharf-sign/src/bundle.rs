@@ -791,8 +791,31 @@ pub async fn sign_image_bundle(
     signer: &dyn wharf_core::Signer,
     verifier: &dyn Verifier,
 ) -> Result<crate::cosign::SignOutcome> {
+    sign_image_bundle_with(
+        registry,
+        repo,
+        image,
+        Trust::Key(verifier),
+        async |statement| {
+            let envelope = crate::attest::sign_statement(statement, signer).await?;
+            serde_json::to_vec(&keyed_bundle(&envelope, signer.key_id()))
+                .map_err(|e| Error::internal(format!("bundle: {e}")))
+        },
+    )
+    .await
+}
+
+/// Sign `image` unless a bundle signature `trust` accepts is there: `make` turns the
+/// statement into a bundle, which is published as a referrer.
+async fn sign_image_bundle_with(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    trust: Trust<'_>,
+    make: impl AsyncFnOnce(&Statement) -> Result<Vec<u8>>,
+) -> Result<crate::cosign::SignOutcome> {
     let subject = subject_manifest(registry, repo, image).await?;
-    let (existing, _) = bundle_statements(registry, repo, image, Trust::Key(verifier)).await?;
+    let (existing, _) = bundle_statements(registry, repo, image, trust).await?;
     if existing
         .iter()
         .any(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
@@ -800,9 +823,7 @@ pub async fn sign_image_bundle(
         return Ok(crate::cosign::SignOutcome::AlreadySigned);
     }
     let statement = Statement::about(repo, image, COSIGN_SIGN_PREDICATE, serde_json::json!({}));
-    let envelope = crate::attest::sign_statement(&statement, signer).await?;
-    let bundle = serde_json::to_vec(&keyed_bundle(&envelope, signer.key_id()))
-        .map_err(|e| Error::internal(format!("bundle: {e}")))?;
+    let bundle = make(&statement).await?;
     let digest = publish_bundle(
         registry,
         repo,
@@ -828,33 +849,14 @@ pub async fn sign_image_bundle_keyless(
     image: &Digest,
     session: &crate::keyless::KeylessSession<'_>,
 ) -> Result<crate::cosign::SignOutcome> {
-    let subject = subject_manifest(registry, repo, image).await?;
     let trust = Trust::Keyless {
         identity: session.identity(),
         root: session.root(),
     };
-    let (existing, _) = bundle_statements(registry, repo, image, trust).await?;
-    if existing
-        .iter()
-        .any(|(s, _)| s.predicate_type == COSIGN_SIGN_PREDICATE)
-    {
-        return Ok(crate::cosign::SignOutcome::AlreadySigned);
-    }
-    let statement = Statement::about(repo, image, COSIGN_SIGN_PREDICATE, serde_json::json!({}));
-    let bundle = session.sign_statement(&statement).await?;
-    let digest = publish_bundle(
-        registry,
-        repo,
-        image,
-        &subject,
-        bundle,
-        COSIGN_SIGN_PREDICATE,
-    )
-    .await?;
-    Ok(crate::cosign::SignOutcome::Added {
-        signature_manifest: digest,
-        signatures: existing.len() + 1,
+    sign_image_bundle_with(registry, repo, image, trust, async |statement| {
+        session.sign_statement(statement).await
     })
+    .await
 }
 
 /// Attest `image` keylessly: an in-toto statement (subject `repo` + the digest) with

@@ -338,35 +338,54 @@ pub async fn sign_image(
     signer: &dyn Signer,
     verifier: &dyn Verifier,
 ) -> Result<SignOutcome> {
+    sign_image_with(
+        registry,
+        repo,
+        image,
+        docker_reference,
+        Trust::Key(verifier),
+        async |payload: &[u8]| {
+            let sig = signer.sign(payload, &SignOptions::default()).await?;
+            let mut annotations = BTreeMap::new();
+            annotations.insert(ANNOTATION_SIGNATURE.to_owned(), STANDARD.encode(&sig.bytes));
+            if let Some(cert) = &sig.certificate {
+                annotations.insert(ANNOTATION_CERTIFICATE.to_owned(), cert.clone());
+            }
+            if let Some(chain) = &sig.chain {
+                annotations.insert(ANNOTATION_CHAIN.to_owned(), chain.clone());
+            }
+            Ok(annotations)
+        },
+    )
+    .await
+}
+
+/// Sign `image` unless a signature `trust` accepts is there: `annotate` signs the payload
+/// into the layer's annotations, and the layer is added to the `.sig` image.
+async fn sign_image_with(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    docker_reference: &str,
+    trust: Trust<'_>,
+    annotate: impl AsyncFnOnce(&[u8]) -> Result<BTreeMap<String, String>>,
+) -> Result<SignOutcome> {
     ensure_image(registry, repo, image).await?;
     let tag = signature_tag(image);
     let existing = existing_layers(registry, repo, &tag, SIMPLE_SIGNING_MEDIA_TYPE).await?;
     if let Some((_, layers)) = &existing {
         for (desc, payload) in layers {
-            if verify_payload(
-                payload,
-                &desc.annotations,
-                image,
-                verifier,
-                &Requirements::default(),
-            )
-            .await
-            .is_ok()
+            let unchecked = Requirements::default();
+            if verify_layer(payload, &desc.annotations, image, trust, &unchecked)
+                .await
+                .is_ok()
             {
                 return Ok(SignOutcome::AlreadySigned);
             }
         }
     }
     let payload = SimpleSigning::new(docker_reference, image.clone()).to_bytes();
-    let sig = signer.sign(&payload, &SignOptions::default()).await?;
-    let mut annotations = BTreeMap::new();
-    annotations.insert(ANNOTATION_SIGNATURE.to_owned(), STANDARD.encode(&sig.bytes));
-    if let Some(cert) = &sig.certificate {
-        annotations.insert(ANNOTATION_CERTIFICATE.to_owned(), cert.clone());
-    }
-    if let Some(chain) = &sig.chain {
-        annotations.insert(ANNOTATION_CHAIN.to_owned(), chain.clone());
-    }
+    let annotations = annotate(&payload).await?;
     let (signature_manifest, signatures) = append_layer(
         registry,
         repo,
@@ -381,6 +400,30 @@ pub async fn sign_image(
         signature_manifest,
         signatures,
     })
+}
+
+/// Verify one signature layer against `trust`.
+async fn verify_layer(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    image: &Digest,
+    trust: Trust<'_>,
+    req: &Requirements<'_>,
+) -> Result<VerifiedSignature> {
+    match trust {
+        Trust::Key(verifier) => verify_payload(payload, annotations, image, verifier, req).await,
+        Trust::Keyless { identity, root } => {
+            verify_payload_keyless(
+                payload,
+                annotations,
+                image,
+                identity,
+                root,
+                req.docker_reference,
+            )
+            .await
+        }
+    }
 }
 
 /// Fail unless `image` is a manifest in `repo`: a digest nobody pushed is a mistake upstream.
@@ -517,42 +560,19 @@ pub async fn sign_image_keyless(
     docker_reference: &str,
     session: &crate::keyless::KeylessSession<'_>,
 ) -> Result<SignOutcome> {
-    ensure_image(registry, repo, image).await?;
-    let tag = signature_tag(image);
-    let existing = existing_layers(registry, repo, &tag, SIMPLE_SIGNING_MEDIA_TYPE).await?;
-    if let Some((_, layers)) = &existing {
-        for (desc, payload) in layers {
-            if verify_payload_keyless(
-                payload,
-                &desc.annotations,
-                image,
-                session.identity(),
-                session.root(),
-                None,
-            )
-            .await
-            .is_ok()
-            {
-                return Ok(SignOutcome::AlreadySigned);
-            }
-        }
-    }
-    let payload = SimpleSigning::new(docker_reference, image.clone()).to_bytes();
-    let annotations = session.sign_legacy(&payload).await?;
-    let (signature_manifest, signatures) = append_layer(
+    let trust = Trust::Keyless {
+        identity: session.identity(),
+        root: session.root(),
+    };
+    sign_image_with(
         registry,
         repo,
-        &tag,
-        existing.map(|(m, _)| m),
-        SIMPLE_SIGNING_MEDIA_TYPE,
-        payload,
-        annotations,
+        image,
+        docker_reference,
+        trust,
+        async |payload: &[u8]| session.sign_legacy(payload).await,
     )
-    .await?;
-    Ok(SignOutcome::Added {
-        signature_manifest,
-        signatures,
-    })
+    .await
 }
 
 /// Verify the cosign signatures of `image` in `repo`: every signature layer under
@@ -612,23 +632,7 @@ pub async fn verify_image_with(
     let mut verified = Vec::new();
     let mut failures = Vec::new();
     for (i, (desc, payload)) in layers.iter().enumerate() {
-        let result = match trust {
-            Trust::Key(verifier) => {
-                verify_payload(payload, &desc.annotations, image, verifier, req).await
-            }
-            Trust::Keyless { identity, root } => {
-                verify_payload_keyless(
-                    payload,
-                    &desc.annotations,
-                    image,
-                    identity,
-                    root,
-                    req.docker_reference,
-                )
-                .await
-            }
-        };
-        match result {
+        match verify_layer(payload, &desc.annotations, image, trust, req).await {
             Ok(v) => verified.push(v),
             Err(e) => failures.push(format!("signature {}: {e}", i + 1)),
         }

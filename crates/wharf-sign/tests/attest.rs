@@ -207,9 +207,7 @@ print(st["predicateType"], st["subject"][0]["digest"]["sha256"])
 
 #[tokio::test]
 async fn an_independent_dsse_implementation_verifies_our_envelope() {
-    let python = std::env::var("WHARF_TEST_CRYPTO_PYTHON").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_CRYPTO_PYTHON is not set: run the tests with `cargo xtask test`")
-    });
+    let python = support::harness("WHARF_TEST_CRYPTO_PYTHON");
     let dir = tempfile::tempdir().unwrap();
     let key = EcdsaP256Key::load_or_generate(&dir.path().join("k.pem")).unwrap();
     let img = Digest::sha256_of(b"an image");
@@ -258,9 +256,7 @@ async fn an_independent_dsse_implementation_verifies_our_envelope() {
 #[tokio::test]
 async fn sbom_and_scan_results_are_attested_as_cosign_predicates() {
     use wharf_sign::attest::{CYCLONEDX_BOM, VULN_SCAN_V1, vuln_predicate};
-    let trivy = std::env::var("WHARF_TEST_TRIVY").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_TRIVY is not set: run the tests with `cargo xtask test`")
-    });
+    let trivy = support::harness("WHARF_TEST_TRIVY");
     let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(trivy)
         .args([

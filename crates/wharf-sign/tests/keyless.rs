@@ -39,9 +39,7 @@ const CANARY: &str = "canary-7f3d9e1b-token-secret";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn base() -> String {
-    std::env::var("WHARF_TEST_SIGSTORE").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_SIGSTORE is not set: run the tests with `cargo xtask test`")
-    })
+    support::harness("WHARF_TEST_SIGSTORE")
 }
 
 /// An OIDC ID token as a CI provider issues it (the mock Fulcio reads its claims; the real
@@ -319,9 +317,7 @@ async fn signed_files(dir: &Path, artifact: &[u8]) -> (PathBuf, PathBuf) {
 #[tokio::test]
 async fn sigstore_python_verifies_our_keyless_bundle_and_rejects_another_identity() {
     let _serial = SERIAL.lock().await;
-    let program = std::env::var("WHARF_TEST_SIGSTORE_PYTHON").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_SIGSTORE_PYTHON is not set: run the tests with `cargo xtask test`")
-    });
+    let program = support::harness("WHARF_TEST_SIGSTORE_PYTHON");
     let dir = tempfile::tempdir().unwrap();
     let (artifact, bundle) = signed_files(dir.path(), b"weights for python").await;
     let config = dir.path().join("client_trust_config.json");
@@ -353,9 +349,7 @@ async fn sigstore_python_verifies_our_keyless_bundle_and_rejects_another_identit
 #[tokio::test]
 async fn a_bundle_sigstore_python_signed_verifies_with_wharf() {
     let _serial = SERIAL.lock().await;
-    let program = std::env::var("WHARF_TEST_SIGSTORE_PYTHON").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_SIGSTORE_PYTHON is not set: run the tests with `cargo xtask test`")
-    });
+    let program = support::harness("WHARF_TEST_SIGSTORE_PYTHON");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("client_trust_config.json");
     std::fs::write(&config, get("/client_trust_config.json").await).unwrap();
@@ -416,16 +410,7 @@ console.log(signer.identity.subjectAlternativeName, signer.identity.extensions.i
 #[tokio::test]
 async fn sigstore_js_verifies_our_keyless_bundle_with_its_default_thresholds() {
     let _serial = SERIAL.lock().await;
-    let entry = std::env::var("WHARF_TEST_SIGSTORE_JS").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_SIGSTORE_JS is not set: run the tests with `cargo xtask test`")
-    });
-    let mut node_modules = PathBuf::from(entry);
-    while node_modules
-        .file_name()
-        .is_some_and(|n| n != "node_modules")
-    {
-        node_modules.pop();
-    }
+    let node_modules = support::sigstore_js_modules();
     let dir = tempfile::tempdir().unwrap();
     let (artifact, bundle) = signed_files(dir.path(), b"weights for js").await;
     let root = dir.path().join("trusted_root.json");

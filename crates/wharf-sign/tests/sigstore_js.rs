@@ -4,7 +4,6 @@
 //! with no transparency log required (`tlogThreshold: 0`), as TESTBED.md prescribes for
 //! keyed bundles.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 mod support;
@@ -34,18 +33,6 @@ const statement = JSON.parse(Buffer.from(bundle.content.dsseEnvelope.payload).to
 console.log(statement.predicateType, statement.subject[0].digest.sha256);
 "#;
 
-/// `node_modules` of the harness's sigstore-js install.
-fn node_modules() -> PathBuf {
-    let entry = std::env::var("WHARF_TEST_SIGSTORE_JS").unwrap_or_else(|_| {
-        panic!("WHARF_TEST_SIGSTORE_JS is not set: run the tests with `cargo xtask test`")
-    });
-    let mut p = PathBuf::from(entry);
-    while p.file_name().is_some_and(|n| n != "node_modules") {
-        p.pop();
-    }
-    p
-}
-
 #[tokio::test]
 async fn sigstore_js_verifies_our_bundle_signature_and_rejects_another_key() {
     let reg = MemoryRegistry::new();
@@ -74,7 +61,7 @@ async fn sigstore_js_verifies_our_bundle_signature_and_rejects_another_key() {
             .args(["-e", VERIFY_JS])
             .arg(dir.path().join("bundle.json"))
             .arg(key)
-            .env("NODE_PATH", node_modules())
+            .env("NODE_PATH", support::sigstore_js_modules())
             .output()
             .unwrap()
     };

@@ -116,6 +116,33 @@ impl Target {
         })
     }
 
+    /// The `kind` attestations of `image` that `trust` verifies: cosign's `.att` image for a
+    /// key, bundle referrers for keyless (where keyless attestations are stored).
+    async fn attestations(
+        &self,
+        image: &wharf_core::Digest,
+        trust: Trust<'_>,
+        kind: &str,
+    ) -> wharf_core::Result<Vec<wharf_sign::attest::VerifiedAttestation>> {
+        let (registry, repo) = (self.registry.as_ref(), &self.repository);
+        match trust {
+            Trust::Key(verifier) => {
+                wharf_sign::attest::verify_attestations(registry, repo, image, verifier, Some(kind))
+                    .await
+            }
+            Trust::Keyless { .. } => {
+                wharf_sign::bundle::verify_bundle_attestations(
+                    registry,
+                    repo,
+                    image,
+                    trust,
+                    Some(kind),
+                )
+                .await
+            }
+        }
+    }
+
     fn image(&self, ctx: &RunContext) -> wharf_core::Result<wharf_core::Digest> {
         ctx.image_digest
             .clone()
@@ -411,29 +438,7 @@ impl Stage for VerifySignatureStage {
                     .collect();
                 let mut attested = Vec::new();
                 for kind in &self.attestations {
-                    let checked = match trust {
-                        Trust::Key(verifier) => {
-                            wharf_sign::attest::verify_attestations(
-                                t.registry.as_ref(),
-                                &t.repository,
-                                &image,
-                                verifier,
-                                Some(kind),
-                            )
-                            .await
-                        }
-                        Trust::Keyless { .. } => {
-                            wharf_sign::bundle::verify_bundle_attestations(
-                                t.registry.as_ref(),
-                                &t.repository,
-                                &image,
-                                trust,
-                                Some(kind),
-                            )
-                            .await
-                        }
-                    };
-                    match checked {
+                    match t.attestations(&image, trust, kind).await {
                         Ok(_) => attested.push(short_predicate(kind)),
                         Err(e)
                             if matches!(
@@ -612,34 +617,6 @@ impl AttestStage {
         })
     }
 
-    /// Whether `image` already carries a verified `kind` attestation by `trust`.
-    async fn attested(&self, trust: Trust<'_>, image: &wharf_core::Digest, kind: &str) -> bool {
-        let t = &self.target;
-        let found = match trust {
-            Trust::Key(verifier) => {
-                wharf_sign::attest::verify_attestations(
-                    t.registry.as_ref(),
-                    &t.repository,
-                    image,
-                    verifier,
-                    Some(kind),
-                )
-                .await
-            }
-            Trust::Keyless { .. } => {
-                wharf_sign::bundle::verify_bundle_attestations(
-                    t.registry.as_ref(),
-                    &t.repository,
-                    image,
-                    trust,
-                    Some(kind),
-                )
-                .await
-            }
-        };
-        found.is_ok_and(|v| !v.is_empty())
-    }
-
     fn evaluation(&self) -> wharf_core::Result<serde_json::Value> {
         let m = wharf_policy::ModelManifest::from_path(&self.manifest)
             .map_err(|e| Error::invalid(e.to_string()))?;
@@ -701,7 +678,11 @@ impl Stage for AttestStage {
         for (kind, predicate) in predicates {
             // Provenance names the run, so it differs every time: an image that already
             // carries provenance by this signer (the build that made these bytes) gets none.
-            if kind == SLSA_PROVENANCE_V1 && self.attested(trust, &image, kind).await {
+            if kind == SLSA_PROVENANCE_V1
+                && t.attestations(&image, trust, kind)
+                    .await
+                    .is_ok_and(|v| !v.is_empty())
+            {
                 continue;
             }
             let outcome = match (&self.credentials, &session) {

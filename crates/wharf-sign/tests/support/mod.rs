@@ -1,4 +1,8 @@
-//! Shared by the integration tests: a small image pushed to a registry.
+//! Shared by the integration tests: a small image pushed to a registry, and the harness's
+//! tools (each test binary uses a part of this module).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
 
 use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from};
 use wharf_core::{Digest, Registry};
@@ -42,4 +46,19 @@ pub(crate) async fn push_image(
     .await
     .expect("push manifest");
     Digest::sha256_of(&manifest)
+}
+
+/// The value of the harness variable `var` (a backend's address or a tool's program).
+pub(crate) fn harness(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
+}
+
+/// The `node_modules` of the harness's sigstore-js install (for `NODE_PATH`).
+pub(crate) fn sigstore_js_modules() -> PathBuf {
+    let mut p = PathBuf::from(harness("WHARF_TEST_SIGSTORE_JS"));
+    while p.file_name().is_some_and(|n| n != "node_modules") {
+        p.pop();
+    }
+    p
 }
