@@ -15,8 +15,10 @@
 //   GET  /trusted_root.json        a Sigstore TrustedRoot naming this server's CA and logs
 //   GET  /client_trust_config.json a ClientTrustConfig (sigstore-python's --trust-config)
 //   GET  /health                   200 "ok"
-//   POST /faults                   {"path","status","count"}: the next `count` requests to
-//                                  `path` answer `status` ({"code","message"}) instead
+//   POST /faults                   {"path","status","count"[,"served"]}: the next `count`
+//                                  requests to `path` answer `status` ({"code","message"})
+//                                  instead — or, with "served": true, are served and then
+//                                  answered `status` (the answer lost after the work)
 //   GET  /requests                 {path: requests received, faulted ones included}
 //
 // Requests are checked where real Fulcio and Rekor check them cheaply (Fulcio's proof of
@@ -127,7 +129,7 @@ async function start(port) {
       } catch (err) {
         return jsonError(400, `faults: ${err.message}`);
       }
-      const { path, status, count } = fault ?? {};
+      const { path, status, count, served } = fault ?? {};
       if (typeof path !== 'string' || !path.startsWith('/') || path === '/faults') {
         return jsonError(400, 'faults: `path` must be an absolute path other than /faults');
       }
@@ -138,7 +140,7 @@ async function start(port) {
         return jsonError(400, 'faults: `count` must be a non-negative integer');
       }
       if (count === 0) faults.delete(path);
-      else faults.set(path, { status, count });
+      else faults.set(path, { status, count, served: served === true });
       return json(200, Object.fromEntries(faults));
     },
     'GET /requests': async () => json(200, counts),
@@ -172,6 +174,10 @@ async function start(port) {
       const fault = faults.get(path);
       if (fault) {
         if (--fault.count === 0) faults.delete(path);
+        if (fault.served) {
+          const route = findRoute(req.method, path);
+          if (route) await route(Buffer.concat(chunks).toString('utf8'), req.headers).catch(() => {});
+        }
         // Rekor's errors are {"code": <HTTP status>, "message"}; Fulcio's (grpc-gateway)
         // carry a gRPC code instead, which no client reads. One shape for both.
         return send(res, jsonError(fault.status, `injected fault for ${path}`));

@@ -218,6 +218,23 @@ impl Sigstore {
                         Error::invalid(format!("{service} at {url} answered non-JSON: {e}"))
                     });
                 }
+                // Rekor already holds this entry — a retried POST whose first attempt was
+                // logged but whose answer was lost: the entry is where Location says.
+                Ok(resp)
+                    if resp.status() == reqwest::StatusCode::CONFLICT && service == "Rekor" =>
+                {
+                    let location = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            Error::conflict(format!(
+                                "{service} at {url} answered 409 Conflict without a Location for the existing entry"
+                            ))
+                        })?;
+                    return self.get_existing(service, url, &location).await;
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = resp
@@ -277,6 +294,46 @@ impl Sigstore {
             }
             attempt += 1;
         }
+    }
+
+    /// GET the entry a 409 pointed at (`location`, absolute or relative to `url`'s host).
+    async fn get_existing(&self, service: &str, url: &str, location: &str) -> Result<Value> {
+        let target = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            let origin_end = url
+                .find("://")
+                .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
+                .unwrap_or(url.len());
+            format!("{}{location}", &url[..origin_end])
+        };
+        let resp = self
+            .http
+            .get(&target)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Transient,
+                    format!("{service} at {target}: fetching the existing entry: {e}"),
+                )
+            })?;
+        if !resp.status().is_success() {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "{service} at {target} answered {} for the entry it said it holds",
+                    resp.status()
+                ),
+            ));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Transient, format!("{service} at {target}: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("{service} at {target} answered non-JSON: {e}")))
     }
 
     /// Record `entry` in Rekor; the log's answer as a bundle `tlogEntries` item.

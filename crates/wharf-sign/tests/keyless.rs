@@ -277,6 +277,31 @@ async fn fulcio_and_rekor_5xx_are_retried_and_a_persistent_failure_is_named() {
     session.sign_artifact(b"x").await.unwrap();
     assert_eq!(requests(rekor).await - before, 2);
 
+    // Rekor logged the entry but the answer was lost: the retry meets 409 Conflict and the
+    // existing entry is fetched from its Location.
+    let before = requests(rekor).await;
+    post(
+        "/faults",
+        &format!(r#"{{"path":"{rekor}","status":504,"count":1,"served":true}}"#),
+    )
+    .await;
+    let bundle = session.sign_artifact(b"y").await.unwrap();
+    assert_eq!(requests(rekor).await - before, 2);
+    let fetched: u64 = {
+        let v: serde_json::Value = serde_json::from_slice(&get("/requests").await).unwrap();
+        v.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("/api/v1/log/entries/"))
+            .map(|(_, n)| n.as_u64().unwrap())
+            .sum()
+    };
+    assert!(fetched >= 1, "the existing entry was fetched");
+    let bundle = Bundle::parse(&bundle, "after a conflict").unwrap();
+    verify_with_identity(&bundle, b"y", &who(), sigstore.root())
+        .await
+        .unwrap();
+
     // More failures than attempts: the error names the service, the status, the attempts.
     post(
         "/faults",
