@@ -1,4 +1,4 @@
-//! `cargo xtask`: wharf's command line (`pipeline`) and the project's chores
+//! `cargo xtask`: wharf's command line (`pipeline`, `audit`, `verify`) and the project's chores
 //! (`test`, `ci`, `backends`).
 
 mod audit;
@@ -7,6 +7,7 @@ mod bench;
 mod bench_audit;
 mod ci;
 mod pipeline;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ enum Command {
     Pipeline(pipeline::PipelineCmd),
     /// Verify the audit log's hash chain, or show one run's record.
     Audit(audit::AuditCmd),
+    /// Verify an image's signatures and attestations, by key or by keyless identity
+    /// (cosign verify / verify-attestation).
+    Verify(verify::VerifyCmd),
     /// Run every test, with the real local backends started first.
     Test(ci::TestCmd),
     /// Everything CI checks: fmt, clippy, tests, docs, cargo-deny, publish dry run.
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pipeline(cmd) => return cmd.run(),
         Command::Audit(cmd) => return cmd.run(),
+        Command::Verify(cmd) => return cmd.run(),
         Command::Test(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
         Command::DenyAdvisories(cmd) => cmd.run(),

@@ -63,8 +63,6 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
-/// Assert the command exited with `code` and its stdout holds every one of `needles`;
-/// on failure, show both streams.
 /// The command exited with `code`; otherwise fail showing its output (after `context`).
 fn assert_exit(out: &Output, code: i32, context: &str) {
     assert_eq!(
@@ -76,6 +74,8 @@ fn assert_exit(out: &Output, code: i32, context: &str) {
     );
 }
 
+/// Assert the command exited with `code` and its stdout holds every one of `needles`;
+/// on failure, show both streams.
 fn expect_stdout(out: &Output, code: i32, needles: &[&str]) {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
@@ -1309,6 +1309,42 @@ fn keyless_signing_on_the_oci_layout_in_both_formats() {
             ),
             "{format}: {err}"
         );
+        // As an auditor checks it: `cargo xtask verify` by identity, issuer and trust root.
+        let auditor = |identity: &str| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+            cmd.arg("verify")
+                .arg(&digest)
+                .arg("--config")
+                .arg(dir.join("wharf.toml"))
+                .args(["--certificate-identity", identity])
+                .args(["--certificate-oidc-issuer", TOKEN_ISSUER])
+                .arg("--trusted-root")
+                .arg(dir.join("sigstore/trusted_root.json"))
+                .args(["--attestation", "https://slsa.dev/provenance/v1"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let shown = if format == "legacy" {
+            "cosign .sig"
+        } else {
+            "Sigstore bundle"
+        };
+        expect_stdout(
+            &auditor(TOKEN_SUBJECT),
+            0,
+            &[
+                "VERIFIED models/fraud-detector@",
+                &format!("signature  {shown}"),
+                &format!("by {TOKEN_SUBJECT}"),
+                &format!("attestation https://slsa.dev/provenance/v1 by {TOKEN_SUBJECT}"),
+            ],
+        );
+        expect_stdout(
+            &auditor(other),
+            1,
+            &["NOT VERIFIED", "not to the required identity"],
+        );
 
         // Again: the signature by this identity is found and not repeated.
         let second = run();
@@ -1574,4 +1610,72 @@ fn format_auto_signs_legacy_where_the_registry_has_no_referrers_api() {
         !tags.contains(&format!("sha256-{hex}").as_str()),
         "no bundle referrer index: {tags:?}"
     );
+}
+
+/// `cargo xtask verify` as an auditor runs it after the example pipeline: by the project's
+/// public key (the default), with the attestations' predicates in JSON; another key, a
+/// missing attestation, another repository and a malformed digest each say why.
+#[test]
+fn verify_checks_an_images_signature_and_attestations_as_an_auditor_would() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = pipeline(scratch.path(), &["--json"]);
+    assert_exit(&out, 0, "pipeline");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
+    let verify = |args: &[&str]| xtask(scratch.path(), "verify").args(args).output().unwrap();
+
+    let out = verify(&[&digest]);
+    expect_stdout(
+        &out,
+        0,
+        &["VERIFIED models/fraud-detector@", "signature  cosign .sig"],
+    );
+    let out = verify(&[
+        &digest,
+        "--json",
+        "--attestation",
+        "https://slsa.dev/provenance/v1",
+        "--attestation",
+        "https://wharf.dev/attestation/model-evaluation/v1",
+    ]);
+    assert_exit(&out, 0, "verify --json");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["verified"], true);
+    let attestations = r["attestations"].as_array().unwrap();
+    assert_eq!(attestations.len(), 2);
+    let provenance = attestations
+        .iter()
+        .find(|a| a["predicate_type"] == "https://slsa.dev/provenance/v1")
+        .unwrap();
+    assert_eq!(
+        provenance["predicate"]["buildDefinition"]["internalParameters"]["image"],
+        digest.as_str()
+    );
+
+    // Another key: refused, naming the key it does not verify with.
+    let other = root().join("crates/wharf-sign/tests/fixtures/containers-image/cosign.pub");
+    let out = verify(&[&digest, "--key", other.to_str().unwrap()]);
+    expect_stdout(&out, 1, &["NOT VERIFIED", "does not verify with key"]);
+    // An attestation nobody made.
+    let out = verify(&[&digest, "--attestation", "https://cyclonedx.org/bom"]);
+    expect_stdout(
+        &out,
+        1,
+        &[
+            "NOT VERIFIED",
+            "not verified: attestation https://cyclonedx.org/bom",
+        ],
+    );
+    // Another repository holds no signature for it.
+    let out = verify(&[&format!("models/other@{digest}")]);
+    expect_stdout(&out, 1, &["has no cosign signature"]);
+    // Bad input: one line, exit 2.
+    let out = verify(&["sha256:not-hex"]);
+    assert_exit(&out, 2, "bad digest");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("give a digest"), "{stderr}");
+    let out = verify(&[&digest, "--certificate-identity", "x@example.com"]);
+    assert_exit(&out, 2, "identity without issuer");
+    assert!(text(&out.stderr).contains("--certificate-oidc-issuer"));
 }
