@@ -45,7 +45,7 @@ pub(crate) struct VerifyCmd {
     #[arg(long)]
     trusted_root: Option<PathBuf>,
     /// Also require a verified attestation of this predicate type (repeatable), e.g.
-    /// https://slsa.dev/provenance/v1.
+    /// `https://slsa.dev/provenance/v1`.
     #[arg(long = "attestation")]
     attestations: Vec<String>,
     /// Print the result (signers, attestations with their predicates) as JSON.
