@@ -229,28 +229,14 @@ impl VerifyCmd {
         let mut attestations = Vec::new();
         let mut missing = Vec::new();
         for kind in &self.attestations {
-            let found = match trust {
-                Trust::Key(verifier) => {
-                    wharf_sign::attest::verify_attestations(
-                        registry,
-                        repo,
-                        image,
-                        verifier,
-                        Some(kind),
-                    )
-                    .await
-                }
-                Trust::Keyless { .. } => {
-                    wharf_sign::bundle::verify_bundle_attestations(
-                        registry,
-                        repo,
-                        image,
-                        trust,
-                        Some(kind),
-                    )
-                    .await
-                }
-            };
+            let found = wharf_sign::attest::verify_image_attestations(
+                registry,
+                repo,
+                image,
+                trust,
+                Some(kind),
+            )
+            .await;
             match found {
                 Ok(found) => attestations.extend(found.into_iter().map(|a| {
                     serde_json::json!({

@@ -373,6 +373,27 @@ pub async fn verify_attestations(
     Ok(found)
 }
 
+/// The attestations of `image` that `trust` verifies, optionally only `predicate_type`:
+/// cosign's `.att` image for a key, Sigstore bundle referrers for keyless (where keyless
+/// attestations are stored). None is an error naming why each candidate failed.
+pub async fn verify_image_attestations(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    trust: crate::Trust<'_>,
+    predicate_type: Option<&str>,
+) -> Result<Vec<VerifiedAttestation>> {
+    match trust {
+        crate::Trust::Key(verifier) => {
+            verify_attestations(registry, repo, image, verifier, predicate_type).await
+        }
+        crate::Trust::Keyless { .. } => {
+            crate::bundle::verify_bundle_attestations(registry, repo, image, trust, predicate_type)
+                .await
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,31 +116,21 @@ impl Target {
         })
     }
 
-    /// The `kind` attestations of `image` that `trust` verifies: cosign's `.att` image for a
-    /// key, bundle referrers for keyless (where keyless attestations are stored).
+    /// The `kind` attestations of `image` that `trust` verifies.
     async fn attestations(
         &self,
         image: &wharf_core::Digest,
         trust: Trust<'_>,
         kind: &str,
     ) -> wharf_core::Result<Vec<wharf_sign::attest::VerifiedAttestation>> {
-        let (registry, repo) = (self.registry.as_ref(), &self.repository);
-        match trust {
-            Trust::Key(verifier) => {
-                wharf_sign::attest::verify_attestations(registry, repo, image, verifier, Some(kind))
-                    .await
-            }
-            Trust::Keyless { .. } => {
-                wharf_sign::bundle::verify_bundle_attestations(
-                    registry,
-                    repo,
-                    image,
-                    trust,
-                    Some(kind),
-                )
-                .await
-            }
-        }
+        wharf_sign::attest::verify_image_attestations(
+            self.registry.as_ref(),
+            &self.repository,
+            image,
+            trust,
+            Some(kind),
+        )
+        .await
     }
 
     fn image(&self, ctx: &RunContext) -> wharf_core::Result<wharf_core::Digest> {
