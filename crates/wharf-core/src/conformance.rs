@@ -19,7 +19,7 @@ use crate::deploy::{DeployRequest, HealthState};
 use crate::record::{Actor, ModelId, RunOutcome, StageRecord, StageStatus};
 use crate::registry::{
     ListTagsOptions, ManifestBytes, PushBlobOptions, PushManifestOptions, ReferrersOptions,
-    blob_stream_from, collect_blob,
+    TagPrecondition, blob_stream_from, collect_blob,
 };
 use crate::scan::{ScanOptions, ScanTarget};
 use crate::sign::{SignOptions, VerifyOptions};
@@ -208,6 +208,77 @@ pub async fn registry(reg: &dyn Registry, repo_prefix: &str) {
     assert!(
         reg.tag(repo, &pushed.digest, "bad/tag").await.is_err(),
         "{reg}: invalid tag refused"
+    );
+
+    // Tag preconditions: an immutable tag is not moved, a read-modify-write whose read is
+    // stale is refused, and a re-push of what the tag holds is always fine.
+    let mut other = manifest.clone();
+    other.annotations.insert("rev".into(), "2".into());
+    let other = ManifestBytes::new(media_types::OCI_MANIFEST, other.to_vec());
+    let err = reg
+        .push_manifest(
+            repo,
+            &other,
+            &PushManifestOptions::tagged("v1").if_tag(TagPrecondition::Absent),
+        )
+        .await
+        .expect_err("Absent must refuse a tag that holds other content");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{reg}: {err}");
+    assert_eq!(
+        reg.resolve_tag(repo, "v1")
+            .await
+            .expect("resolve v1")
+            .digest,
+        pushed.digest,
+        "{reg}: a refused push must not move the tag"
+    );
+    reg.push_manifest(
+        repo,
+        &image,
+        &PushManifestOptions::tagged("v1").if_tag(TagPrecondition::Absent),
+    )
+    .await
+    .expect("re-pushing what the tag holds satisfies any precondition");
+    let stale = TagPrecondition::Holds(other.descriptor.digest.clone());
+    let err = reg
+        .push_manifest(
+            repo,
+            &other,
+            &PushManifestOptions::tagged("v1").if_tag(stale),
+        )
+        .await
+        .expect_err("Holds(d) must refuse when the tag holds something else");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{reg}: {err}");
+    reg.push_manifest(
+        repo,
+        &other,
+        &PushManifestOptions::tagged("rmw").if_tag(TagPrecondition::unchanged_from(None)),
+    )
+    .await
+    .expect("Absent on a new tag");
+    reg.push_manifest(
+        repo,
+        &image,
+        &PushManifestOptions::tagged("rmw")
+            .if_tag(TagPrecondition::Holds(other.descriptor.digest.clone())),
+    )
+    .await
+    .expect("Holds(current) moves the tag");
+    assert_eq!(
+        reg.resolve_tag(repo, "rmw")
+            .await
+            .expect("resolve rmw")
+            .digest,
+        pushed.digest
+    );
+    let tags = reg
+        .list_tags(repo, &ListTagsOptions::default())
+        .await
+        .expect("list_tags");
+    assert_eq!(
+        tags,
+        vec!["3f2a9c1".to_owned(), "rmw".to_owned(), "v1".to_owned()],
+        "{reg}: tags after the precondition checks"
     );
 
     // Referrers: an artifact whose subject is the image, filterable by artifact type.

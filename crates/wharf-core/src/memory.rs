@@ -181,6 +181,9 @@ impl Registry for MemoryRegistry {
             }
         }
         if let Some(tag) = &opts.tag {
+            // Checked and moved under one lock: a compare-and-swap.
+            opts.if_tag
+                .check(repo, tag, r.tags.get(tag), &desc.digest)?;
             set_tag(r, repo, &desc.digest, tag, self.immutable_tags)?;
         }
         r.manifests.insert(desc.digest.clone(), manifest.clone());

@@ -50,6 +50,9 @@ pub struct PushBlobOptions {
 pub struct PushManifestOptions {
     /// Tag to point at the manifest once it is stored.
     pub tag: Option<String>,
+    /// What `tag` must hold for the push to move it: a compare-and-swap on the tag, so
+    /// concurrent writers neither move an immutable tag nor drop each other's update.
+    pub if_tag: TagPrecondition,
 }
 
 impl PushManifestOptions {
@@ -57,6 +60,72 @@ impl PushManifestOptions {
     pub fn tagged(tag: impl Into<String>) -> Self {
         Self {
             tag: Some(tag.into()),
+            if_tag: TagPrecondition::Any,
+        }
+    }
+
+    /// Only move the tag when it satisfies `condition` (see [`TagPrecondition`]).
+    pub fn if_tag(mut self, condition: TagPrecondition) -> Self {
+        self.if_tag = condition;
+        self
+    }
+}
+
+/// What a tag must hold for [`Registry::push_manifest`] to point it at the pushed manifest.
+///
+/// A tag that already holds the pushed manifest always satisfies the condition (a re-push is
+/// idempotent). Otherwise the push fails with [`crate::ErrorKind::Conflict`], naming what the
+/// tag holds. The OCI layout and the in-memory registry check and move the tag in one atomic
+/// step; over the distribution API, which has no conditional tag update, the client checks
+/// before the push and re-resolves the tag after it, so a concurrent writer is detected but
+/// the window between the two is not closed (registries with immutable tags, such as ECR,
+/// close it on the server).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TagPrecondition {
+    /// Move the tag whatever it holds.
+    #[default]
+    Any,
+    /// The tag must not exist yet: immutable tags.
+    Absent,
+    /// The tag must hold this manifest: a read-modify-write (adding a signature layer).
+    Holds(Digest),
+}
+
+impl TagPrecondition {
+    /// The precondition that the tag still holds what was read: `Holds(d)`, or `Absent`
+    /// when nothing was there.
+    pub fn unchanged_from(read: Option<&Digest>) -> Self {
+        match read {
+            Some(d) => Self::Holds(d.clone()),
+            None => Self::Absent,
+        }
+    }
+
+    /// Check the tag `repo:tag`, which holds `current`, before pointing it at `pushing`.
+    pub fn check(
+        &self,
+        repo: &str,
+        tag: &str,
+        current: Option<&Digest>,
+        pushing: &Digest,
+    ) -> Result<()> {
+        if current == Some(pushing) {
+            return Ok(());
+        }
+        let holds = || current.map_or_else(|| "nothing".to_owned(), |d| d.to_string());
+        match self {
+            Self::Any => Ok(()),
+            Self::Absent if current.is_none() => Ok(()),
+            Self::Holds(expected) if current == Some(expected) => Ok(()),
+            Self::Absent => Err(crate::Error::conflict(format!(
+                "tag {repo}:{tag} already holds {} and tags are immutable: not moving it to {pushing}",
+                holds()
+            ))),
+            Self::Holds(expected) => Err(crate::Error::conflict(format!(
+                "tag {repo}:{tag} changed while it was being updated (it holds {}, not {expected}): another writer got there first",
+                holds()
+            ))),
         }
     }
 }

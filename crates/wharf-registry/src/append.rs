@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wharf_core::registry::{ManifestBytes, PushBlobOptions, collect_blob};
+use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, collect_blob};
 use wharf_core::{Descriptor, Digest, ImageIndex, ImageManifest, Registry, media_types};
 
 use crate::RegistryError;
@@ -72,6 +72,20 @@ impl AppendedImage {
         repo: &str,
         tag: Option<&str>,
     ) -> wharf_core::Result<Descriptor> {
+        let mut opts = PushManifestOptions::default();
+        opts.tag = tag.map(str::to_owned);
+        self.push_with(base, target, repo, &opts).await
+    }
+
+    /// Like [`AppendedImage::push`], with the manifest push's options (an immutable tag:
+    /// `opts.if_tag = TagPrecondition::Absent`).
+    pub async fn push_with(
+        &self,
+        base: &BaseImage<'_>,
+        target: &dyn Registry,
+        repo: &str,
+        opts: &PushManifestOptions,
+    ) -> wharf_core::Result<Descriptor> {
         for layer in &self.base_layers {
             if target.blob_exists(repo, &layer.digest).await?.is_some() {
                 continue;
@@ -84,7 +98,7 @@ impl AppendedImage {
         }
         let (desc, path) = &self.model_layer;
         push_file_if_missing(target, repo, desc, path).await?;
-        finish_push(target, repo, &self.config, &self.manifest, tag).await
+        finish_push(target, repo, &self.config, &self.manifest, opts).await
     }
 }
 
@@ -266,7 +280,7 @@ mod tests {
     use super::*;
     use crate::layout::LayoutRegistry;
     use crate::package::{FileEntry, Role, package_modelpack};
-    use wharf_core::registry::{PushManifestOptions, blob_stream_from};
+    use wharf_core::registry::blob_stream_from;
 
     /// A tiny base image: one layer with /etc/os-release, an entrypoint and a PATH.
     async fn base_image(reg: &LayoutRegistry, staging: &Path) -> Digest {

@@ -148,8 +148,8 @@ impl LayoutRegistry {
     async fn update_index<T>(
         &self,
         repo: &str,
-        change: impl FnOnce(&mut IndexFile) -> Result<T, RegistryError>,
-    ) -> Result<T, RegistryError> {
+        change: impl FnOnce(&mut IndexFile) -> wharf_core::Result<T>,
+    ) -> wharf_core::Result<T> {
         let _guard = self.lock.lock().await;
         let dir = self.ensure_layout(repo).await?;
         let _file_lock = FileLock::acquire(dir.join("index.json.lock")).await?;
@@ -503,7 +503,14 @@ impl Registry for LayoutRegistry {
         .await?;
         let tag = opts.tag.clone();
         let entry = desc.clone();
+        let condition = opts.if_tag.clone();
+        // The precondition is checked and the tag moved under the index lock: one step for
+        // every process sharing the layout.
         self.update_index(repo, move |index| {
+            if let Some(tag) = tag.as_deref() {
+                let current = tagged(index, tag).map(|d| d.digest.clone());
+                condition.check(repo, tag, current.as_ref(), &entry.digest)?;
+            }
             add_entry(index, entry, tag.as_deref());
             Ok(())
         })
@@ -623,6 +630,14 @@ impl Registry for LayoutRegistry {
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
+}
+
+/// The entry `tag` names in the index.
+fn tagged<'a>(index: &'a IndexFile, tag: &str) -> Option<&'a Descriptor> {
+    index
+        .manifests
+        .iter()
+        .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
 }
 
 /// Add `entry` to the index: with a tag, the tag moves here; without, an untagged entry is

@@ -166,10 +166,24 @@ impl Packaged {
         repo: &str,
         tag: Option<&str>,
     ) -> wharf_core::Result<Descriptor> {
+        let mut opts = PushManifestOptions::default();
+        opts.tag = tag.map(str::to_owned);
+        self.push_with(registry, repo, &opts).await
+    }
+
+    /// Like [`Packaged::push`], with the manifest push's options: `opts.if_tag =
+    /// TagPrecondition::Absent` refuses to move a tag that holds other content (immutable
+    /// tags, checked atomically where the registry can).
+    pub async fn push_with(
+        &self,
+        registry: &dyn Registry,
+        repo: &str,
+        opts: &PushManifestOptions,
+    ) -> wharf_core::Result<Descriptor> {
         for (desc, path) in &self.layers {
             push_file_if_missing(registry, repo, desc, path).await?;
         }
-        finish_push(registry, repo, &self.config, &self.manifest, tag).await
+        finish_push(registry, repo, &self.config, &self.manifest, opts).await
     }
 }
 
@@ -212,7 +226,7 @@ pub(crate) async fn finish_push(
     repo: &str,
     config: &ManifestBytes,
     manifest: &ManifestBytes,
-    tag: Option<&str>,
+    opts: &PushManifestOptions,
 ) -> wharf_core::Result<Descriptor> {
     if registry
         .blob_exists(repo, &config.descriptor.digest)
@@ -228,9 +242,7 @@ pub(crate) async fn finish_push(
             )
             .await?;
     }
-    let mut opts = PushManifestOptions::default();
-    opts.tag = tag.map(str::to_owned);
-    registry.push_manifest(repo, manifest, &opts).await
+    registry.push_manifest(repo, manifest, opts).await
 }
 
 #[derive(Serialize)]

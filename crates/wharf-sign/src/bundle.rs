@@ -10,6 +10,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
+use wharf_core::registry::{ManifestBytes, PushManifestOptions, TagPrecondition};
 use wharf_core::sign::{Signature, Verifier, VerifyOptions};
 use wharf_core::{Digest, Error, ErrorKind, Result};
 
@@ -654,9 +655,7 @@ async fn publish_bundle(
     bundle: Vec<u8>,
     predicate_type: &str,
 ) -> Result<Digest> {
-    use wharf_core::registry::{
-        ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from,
-    };
+    use wharf_core::registry::{PushBlobOptions, blob_stream_from};
     let bundle_digest = Digest::sha256_of(&bundle);
     let bundle_len = bundle.len();
     registry
@@ -720,20 +719,6 @@ async fn publish_bundle(
         .iter()
         .any(|d| d.digest == digest);
     if !listed {
-        let tag = image.tag_form();
-        let mut index = match registry.resolve_tag(repo, &tag).await {
-            Ok(d) => {
-                let m = registry.fetch_manifest(repo, &d.digest).await?;
-                serde_json::from_slice::<serde_json::Value>(&m.bytes)
-                    .map_err(|e| Error::invalid(format!("{repo}:{tag} is not an index: {e}")))?
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [],
-            }),
-            Err(e) => return Err(e),
-        };
         let entry = serde_json::json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": digest,
@@ -741,8 +726,48 @@ async fn publish_bundle(
             "artifactType": BUNDLE_V03,
             "annotations": annotations,
         });
+        add_to_referrers_index(registry, repo, image, &digest, entry).await?;
+    }
+    Ok(digest)
+}
+
+/// List `entry` (the referrer `referrer`) in the `sha256-<hex>` index of `image`, for
+/// registries without the referrers API. A read-modify-write like
+/// [`crate::cosign::append_layer`]: pushed only if the tag still holds what was read, merged
+/// again after losing a race, read back until the entry is there.
+async fn add_to_referrers_index(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    image: &Digest,
+    referrer: &Digest,
+    entry: serde_json::Value,
+) -> Result<()> {
+    const MAX_MERGES: usize = 64;
+    let tag = image.tag_form();
+    let listed = |index: &serde_json::Value| {
+        index["manifests"].as_array().is_some_and(|list| {
+            list.iter()
+                .any(|m| m["digest"].as_str() == Some(referrer.to_string().as_str()))
+        })
+    };
+    let mut read = referrers_index(registry, repo, &tag).await?;
+    for _ in 0..MAX_MERGES {
+        let (held, mut index) = match read {
+            Some((d, index)) => (Some(d), index),
+            None => (
+                None,
+                serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [],
+                }),
+            ),
+        };
+        if listed(&index) {
+            return Ok(());
+        }
         match index["manifests"].as_array_mut() {
-            Some(list) => list.push(entry),
+            Some(list) => list.push(entry.clone()),
             None => {
                 return Err(Error::invalid(format!(
                     "{repo}:{tag} is not a referrers index"
@@ -751,15 +776,47 @@ async fn publish_bundle(
         }
         let bytes =
             serde_json::to_vec(&index).map_err(|e| Error::internal(format!("index: {e}")))?;
-        registry
+        let opts = PushManifestOptions::tagged(tag.clone())
+            .if_tag(TagPrecondition::unchanged_from(held.as_ref()));
+        match registry
             .push_manifest(
                 repo,
                 &ManifestBytes::new("application/vnd.oci.image.index.v1+json", bytes),
-                &PushManifestOptions::tagged(tag),
+                &opts,
             )
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+        // Read back (or again, after a lost race) and merge until the entry is there.
+        read = referrers_index(registry, repo, &tag).await?;
     }
-    Ok(digest)
+    match read {
+        Some((_, index)) if listed(&index) => Ok(()),
+        _ => Err(Error::conflict(format!(
+            "{repo}:{tag} kept changing: {MAX_MERGES} attempts to list a referrer lost the race to other writers; run again"
+        ))),
+    }
+}
+
+/// The referrers index under `tag` (its digest and JSON), `None` when there is none.
+async fn referrers_index(
+    registry: &dyn wharf_core::Registry,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<(Digest, serde_json::Value)>> {
+    match registry.resolve_tag(repo, tag).await {
+        Ok(d) => {
+            let m = registry.fetch_manifest(repo, &d.digest).await?;
+            let index = serde_json::from_slice::<serde_json::Value>(&m.bytes)
+                .map_err(|e| Error::invalid(format!("{repo}:{tag} is not an index: {e}")))?;
+            Ok(Some((d.digest, index)))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The image's manifest, or a not-found error that says what cannot be signed.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
-use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions};
+use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, TagPrecondition};
 use wharf_core::sign::{SignOptions, Signature, Signer, Verifier, VerifyOptions};
 use wharf_core::{Descriptor, Digest, Error, ErrorKind, ImageManifest, Registry, Result};
 
@@ -447,14 +447,25 @@ pub(crate) async fn ensure_image(
         })
 }
 
+/// How many times adding a layer re-reads the tag and merges again after losing a race.
+const MAX_MERGES: usize = 64;
+
 /// Add a layer (`payload` of `media_type` with `annotations`) to the image tagged `tag`
-/// (`existing` is its manifest, if any), as cosign does: the config is an empty image whose
-/// rootfs lists the layers. Returns the new manifest's digest and its number of layers.
+/// (`existing` is what was read there, if anything), as cosign does: the config is an empty
+/// image whose rootfs lists the layers. Returns the new manifest's digest and its number of
+/// layers.
+///
+/// Concurrent signers must not drop each other's layer, so this is a read-modify-write: the
+/// manifest is pushed only if the tag still holds what was read
+/// ([`TagPrecondition::Holds`], atomic in the OCI layout); when another writer got there
+/// first, the tag is read again and the layer merged into what it holds now. After the
+/// write the tag is read back, and the merge repeats until the layer is there (a registry
+/// without conditional updates can lose a write to a concurrent one).
 pub(crate) async fn append_layer(
     registry: &dyn Registry,
     repo: &str,
     tag: &str,
-    existing: Option<ImageManifest>,
+    existing: Option<(Digest, ImageManifest)>,
     media_type: &str,
     payload: Vec<u8>,
     annotations: BTreeMap<String, String>,
@@ -471,8 +482,58 @@ pub(crate) async fn append_layer(
         .await?;
     let mut layer = Descriptor::new(media_type, payload_digest, payload_len);
     layer.annotations = annotations;
-    let mut layers: Vec<Descriptor> = existing.map(|m| m.layers).unwrap_or_default();
-    layers.push(layer);
+    let mut read = existing;
+    for _ in 0..MAX_MERGES {
+        let mut layers: Vec<Descriptor> = read
+            .as_ref()
+            .map(|(_, m)| m.layers.clone())
+            .unwrap_or_default();
+        if !layers.contains(&layer) {
+            layers.push(layer.clone());
+        }
+        let manifest = signature_manifest(registry, repo, &layers).await?;
+        let digest = manifest.descriptor.digest.clone();
+        let condition = TagPrecondition::unchanged_from(read.as_ref().map(|(d, _)| d));
+        match registry
+            .push_manifest(
+                repo,
+                &manifest,
+                &PushManifestOptions::tagged(tag).if_tag(condition),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                read = current_manifest(registry, repo, tag).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        // Read back: a concurrent writer on a registry without conditional updates may
+        // have replaced what was just written.
+        read = current_manifest(registry, repo, tag).await?;
+        if let Some((now, m)) = &read
+            && m.layers.contains(&layer)
+        {
+            let count = if *now == digest {
+                layers.len()
+            } else {
+                m.layers.len()
+            };
+            return Ok((now.clone(), count));
+        }
+    }
+    Err(Error::conflict(format!(
+        "{repo}:{tag} kept changing: {MAX_MERGES} attempts to add a layer lost the race to other writers; run again"
+    )))
+}
+
+/// The cosign signature image over `layers`: its config blob pushed, the manifest returned.
+async fn signature_manifest(
+    registry: &dyn Registry,
+    repo: &str,
+    layers: &[Descriptor],
+) -> Result<ManifestBytes> {
     let config = serde_json::json!({
         "architecture": "",
         "created": "0001-01-01T00:00:00Z",
@@ -504,16 +565,28 @@ pub(crate) async fn append_layer(
     });
     let bytes = serde_json::to_vec(&manifest)
         .map_err(|e| Error::internal(format!("signature manifest: {e}")))?;
-    let digest = Digest::sha256_of(&bytes);
-    registry
-        .push_manifest(
-            repo,
-            &ManifestBytes::new(OCI_MANIFEST, bytes),
-            &PushManifestOptions::tagged(tag),
-        )
-        .await?;
-    Ok((digest, layers.len()))
+    Ok(ManifestBytes::new(OCI_MANIFEST, bytes))
 }
+
+/// The manifest `tag` holds now, with its digest; `None` when there is no such tag.
+pub(crate) async fn current_manifest(
+    registry: &dyn Registry,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<(Digest, ImageManifest)>> {
+    let desc = match registry.resolve_tag(repo, tag).await {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let m = registry.fetch_manifest(repo, &desc.digest).await?;
+    let manifest = ImageManifest::from_slice(&m.bytes, &format!("{repo}:{tag}"))?;
+    Ok(Some((desc.digest, manifest)))
+}
+
+/// What a tag holds (its digest and manifest) and the payload of each of its layers of one
+/// media type.
+pub(crate) type ExistingLayers = ((Digest, ImageManifest), Vec<(Descriptor, Vec<u8>)>);
 
 /// The manifest under `tag` and the payload of each of its `media_type` layers (digests
 /// checked), `None` when there is no such tag.
@@ -522,14 +595,10 @@ pub(crate) async fn existing_layers(
     repo: &str,
     tag: &str,
     media_type: &str,
-) -> Result<Option<(ImageManifest, Vec<(Descriptor, Vec<u8>)>)>> {
-    let desc = match registry.resolve_tag(repo, tag).await {
-        Ok(d) => d,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+) -> Result<Option<ExistingLayers>> {
+    let Some((digest, manifest)) = current_manifest(registry, repo, tag).await? else {
+        return Ok(None);
     };
-    let m = registry.fetch_manifest(repo, &desc.digest).await?;
-    let manifest = ImageManifest::from_slice(&m.bytes, &format!("{repo}:{tag}"))?;
     let mut layers = Vec::new();
     for layer in &manifest.layers {
         if layer.media_type != media_type {
@@ -545,7 +614,7 @@ pub(crate) async fn existing_layers(
         }
         layers.push((layer.clone(), bytes.to_vec()));
     }
-    Ok(Some((manifest, layers)))
+    Ok(Some(((digest, manifest), layers)))
 }
 
 /// Sign `image` keylessly in cosign's legacy format as the `session`'s identity: the

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use wharf_core::registry::{PushManifestOptions, TagPrecondition};
 use wharf_core::{Descriptor, Error, ErrorKind, Evidence, Registry};
 use wharf_policy::{ArtifactRole, ModelManifest};
 use wharf_registry::append::{BaseImage, append_model};
@@ -178,11 +179,29 @@ impl Stage for PackageStage {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        match &built {
-            Built::Pack(p) => {
-                p.push(self.registry.as_ref(), &self.repository, Some(&tag))
-                    .await?
+        // Tags are immutable: the check above names the usual case early, and the push
+        // itself moves the tag only if it is still absent (atomically in the OCI layout;
+        // re-resolved after the push on a registry), so two runs racing for one tag cannot
+        // both claim it.
+        let push = PushManifestOptions::tagged(tag.clone()).if_tag(TagPrecondition::Absent);
+        let immutable = |e: Error| {
+            if e.kind() == ErrorKind::Conflict {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{e}; another run pushed other content under {}:{tag} at the same time",
+                        self.repository
+                    ),
+                )
+            } else {
+                e
             }
+        };
+        match &built {
+            Built::Pack(p) => p
+                .push_with(self.registry.as_ref(), &self.repository, &push)
+                .await
+                .map_err(immutable)?,
             Built::Image(image) => {
                 let base = self
                     .base
@@ -190,8 +209,9 @@ impl Stage for PackageStage {
                     .ok_or_else(|| Error::internal("image built without a base"))?;
                 let b = BaseImage::new(base.registry.as_ref(), &base.repo, &base.reference);
                 image
-                    .push(&b, self.registry.as_ref(), &self.repository, Some(&tag))
-                    .await?
+                    .push_with(&b, self.registry.as_ref(), &self.repository, &push)
+                    .await
+                    .map_err(immutable)?
             }
         };
         if let Some(base) = &self.base {

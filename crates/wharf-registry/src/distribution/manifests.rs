@@ -4,7 +4,8 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, LINK};
 use reqwest::{Method, StatusCode, Url};
 use wharf_core::registry::{
-    ListTagsOptions, ManifestBytes, PushManifestOptions, ReferrersOptions, validate_tag,
+    ListTagsOptions, ManifestBytes, PushManifestOptions, ReferrersOptions, TagPrecondition,
+    validate_tag,
 };
 use wharf_core::{Descriptor, Digest, Hasher, ImageIndex, ImageManifest, media_types};
 
@@ -52,6 +53,17 @@ impl Inner {
             tracing::debug!(repo, reference, "manifest already there, not writing");
             return Ok(desc.clone());
         }
+        // The distribution API has no conditional tag update: check before the PUT, and
+        // re-resolve after it, so a concurrent writer is named instead of silently winning.
+        let conditional = opts
+            .tag
+            .as_ref()
+            .filter(|_| opts.if_tag != TagPrecondition::Any);
+        if let Some(tag) = conditional {
+            let current = self.tag_digest(repo, tag).await?;
+            opts.if_tag
+                .check(repo, tag, current.as_ref(), &desc.digest)?;
+        }
         self.put_manifest(
             repo,
             &reference,
@@ -60,7 +72,26 @@ impl Inner {
             &desc.digest,
         )
         .await?;
+        if let Some(tag) = conditional {
+            let after = self.tag_digest(repo, tag).await?;
+            if after.as_ref() != Some(&desc.digest) {
+                return Err(wharf_core::Error::conflict(format!(
+                    "tag {repo}:{tag} holds {} right after {} was pushed to it: another writer pushed the same tag at the same time",
+                    after.map_or_else(|| "nothing".to_owned(), |d| d.to_string()),
+                    desc.digest
+                )));
+            }
+        }
         Ok(desc.clone())
+    }
+
+    /// What `tag` holds now (`None`: no such tag).
+    async fn tag_digest(&self, repo: &str, tag: &str) -> wharf_core::Result<Option<Digest>> {
+        match self.resolve_tag(repo, tag).await {
+            Ok(d) => Ok(Some(d.digest)),
+            Err(e) if e.kind() == wharf_core::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether `reference` already names the manifest `digest` (a `HEAD`), so a re-push of an
