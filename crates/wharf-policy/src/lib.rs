@@ -32,6 +32,7 @@
 //! # Ok::<(), wharf_policy::PolicyError>(())
 //! ```
 
+mod bounds;
 mod config;
 mod error;
 mod gate;
@@ -42,7 +43,7 @@ pub use error::PolicyError;
 pub use gate::{BUNDLED, GovernanceGate, PACKAGE};
 pub use manifest::{
     API_VERSION, Artifact, ArtifactRole, DataSource, Dependency, Drift, Explainability, Fairness,
-    KIND, Metrics, ModelInfo, ModelManifest, Monitoring,
+    KIND, MAX_FLOW_DEPTH, MAX_MANIFEST_BYTES, Metrics, ModelInfo, ModelManifest, Monitoring,
 };
 
 /// The README's examples, compiled and run as doctests so they stay true.

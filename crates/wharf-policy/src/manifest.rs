@@ -219,18 +219,134 @@ pub struct DataSource {
     pub uri: Option<String>,
 }
 
+/// The largest manifest read, in bytes (1 MiB). A real manifest is a few kilobytes; the
+/// limit leaves room for some ten thousand dependencies and keeps a hostile file from
+/// costing more than a bounded parse.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+
+/// How deep flow collections (`[…]`, `{…}`) may nest in a manifest. The schema needs 2;
+/// libyaml's time grows with this depth times the text's length, so it is checked before
+/// parsing.
+pub const MAX_FLOW_DEPTH: u32 = 64;
+
+/// How much larger than its text the parsed document may be: aliases that expand it
+/// further are refused. Without aliases a document cannot exceed its text by this factor
+/// (no node costs more than it takes to write), so only alias expansion reaches it.
+const EXPANSION_FACTOR: usize = 4;
+
 impl ModelManifest {
-    /// Read and validate a manifest file.
+    /// Read and validate a manifest file: a regular file of at most
+    /// [`MAX_MANIFEST_BYTES`], in UTF-8 (see [`ModelManifest::read_file`] and
+    /// [`ModelManifest::from_yaml_str`]).
     pub fn from_path(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let bytes = Self::read_file(path)?;
+        Self::from_yaml_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// The bytes of a manifest file, refused before they are read whole when the path is
+    /// not a regular file (a directory, a FIFO) or holds more than [`MAX_MANIFEST_BYTES`].
+    /// Callers that also pin the file by digest use these bytes, so what is parsed is
+    /// exactly what is recorded.
+    pub fn read_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+        use std::io::Read;
+        let origin = path.display().to_string();
+        let bad = |message: String| PolicyError::Manifest {
+            origin: origin.clone(),
+            location: None,
+            message,
+        };
+        let read_error = |source| PolicyError::Read {
             path: path.to_owned(),
             source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_error)?;
+        if meta.is_dir() {
+            return Err(bad(
+                "is a directory, not a manifest file: pass the path of its model.yaml".into(),
+            ));
+        }
+        if !meta.is_file() {
+            return Err(bad(
+                "is not a regular file (a FIFO, socket or device): pass the path of a model.yaml file".into(),
+            ));
+        }
+        let limit = MAX_MANIFEST_BYTES as u64;
+        if meta.len() > limit {
+            return Err(bad(too_large(meta.len())));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > limit {
+            // It grew after the size check.
+            return Err(bad(too_large(bytes.len() as u64)));
+        }
+        Ok(bytes)
+    }
+
+    /// Parse and validate a manifest's bytes; `origin` names the source in errors. Bytes
+    /// that are not UTF-8 are refused naming the line, column and byte offset of the first
+    /// bad byte.
+    pub fn from_yaml_bytes(bytes: &[u8], origin: &str) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let offset = e.valid_up_to();
+            let before = &bytes[..offset];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            // The column in characters, like the parser's positions.
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
+            PolicyError::Manifest {
+                origin: origin.to_owned(),
+                location: Some((line, column)),
+                message: format!(
+                    "not valid UTF-8 (byte offset {offset}): save the manifest as UTF-8"
+                ),
+            }
         })?;
-        Self::from_yaml_str(&text, &path.display().to_string())
+        Self::from_yaml_str(text, origin)
     }
 
     /// Parse and validate YAML; `origin` names the source in errors.
+    ///
+    /// Before the YAML parser sees the text, three bounds (see the crate's `bounds`
+    /// module for why each is needed and why it cannot be evaded): at most
+    /// [`MAX_MANIFEST_BYTES`]; flow collections nested at most [`MAX_FLOW_DEPTH`] deep;
+    /// and no alias expansion beyond a small multiple of the text (a manifest has no use
+    /// for anchors and aliases). Each is a one-line error naming the limit.
     pub fn from_yaml_str(yaml: &str, origin: &str) -> Result<Self, PolicyError> {
+        let bad = |location, message: String| PolicyError::Manifest {
+            origin: origin.to_owned(),
+            location,
+            message,
+        };
+        if yaml.len() > MAX_MANIFEST_BYTES {
+            return Err(bad(None, too_large(yaml.len() as u64)));
+        }
+        if let Some(at) = crate::bounds::flow_depth_over(yaml, MAX_FLOW_DEPTH) {
+            return Err(bad(
+                Some(at),
+                format!(
+                    "flow collections ([…], {{…}}) nest deeper than {MAX_FLOW_DEPTH} levels, the manifest limit: the schema needs 2; write it out flat"
+                ),
+            ));
+        }
+        let budget = EXPANSION_FACTOR * yaml.len() + 4096;
+        if let crate::bounds::Expansion::Over = crate::bounds::expansion_over(yaml, budget) {
+            return Err(bad(
+                None,
+                format!(
+                    "YAML aliases expand the {}-byte manifest beyond {budget} bytes, the limit: a manifest needs no anchors or aliases (&name, *name); write the values out",
+                    yaml.len()
+                ),
+            ));
+        }
         let de = serde_yaml::Deserializer::from_str(yaml);
         let manifest: ModelManifest = serde_path_to_error(de).map_err(|(path, e)| {
             let location = e.location().map(|l| (l.line(), l.column()));
@@ -347,6 +463,13 @@ where
             .to_owned();
         (path, e)
     })
+}
+
+/// "is N bytes, over the limit" for a manifest.
+fn too_large(len: u64) -> String {
+    format!(
+        "is {len} bytes, over the {MAX_MANIFEST_BYTES}-byte (1 MiB) manifest limit: a manifest describes the model, it does not carry data; move large lists or text into files"
+    )
 }
 
 /// Remove serde_yaml's trailing " at line L column C" (the location is reported separately).
