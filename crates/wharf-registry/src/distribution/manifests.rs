@@ -14,6 +14,15 @@ use super::transport::{self, ReqBody, header_str};
 use super::{Inner, MAX_MANIFEST_SIZE, Request, check_repo};
 use crate::RegistryError;
 
+/// How long a conditional tag push waits before its second check: three times what the
+/// check, the PUT and the first re-check took (a few round trips), within 50 ms..2 s.
+fn settle_time(round_trips: std::time::Duration) -> std::time::Duration {
+    (round_trips * 3).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(2),
+    )
+}
+
 /// The manifest media types asked for (and read).
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 /// Pages of a tag listing followed at most.
@@ -59,6 +68,7 @@ impl Inner {
             .tag
             .as_ref()
             .filter(|_| opts.if_tag != TagPrecondition::Any);
+        let started = std::time::Instant::now();
         if let Some(tag) = conditional {
             let current = self.tag_digest(repo, tag).await?;
             opts.if_tag
@@ -73,16 +83,26 @@ impl Inner {
         )
         .await?;
         if let Some(tag) = conditional {
-            let after = self.tag_digest(repo, tag).await?;
-            if after.as_ref() != Some(&desc.digest) {
-                return Err(wharf_core::Error::conflict(format!(
-                    "tag {repo}:{tag} holds {} right after {} was pushed to it: another writer pushed the same tag at the same time",
-                    after.map_or_else(|| "nothing".to_owned(), |d| d.to_string()),
-                    desc.digest
-                )));
-            }
+            // Twice: at once, and again after a settle time of a few round trips, longer
+            // than another writer's check-to-PUT window, so a writer that checked before
+            // this PUT and wrote after it is seen by one of the two sides.
+            self.expect_tag(repo, tag, &desc.digest).await?;
+            tokio::time::sleep(settle_time(started.elapsed())).await;
+            self.expect_tag(repo, tag, &desc.digest).await?;
         }
         Ok(desc.clone())
+    }
+
+    /// Fail with a conflict unless `tag` holds `digest`, just pushed to it.
+    async fn expect_tag(&self, repo: &str, tag: &str, digest: &Digest) -> wharf_core::Result<()> {
+        let now = self.tag_digest(repo, tag).await?;
+        if now.as_ref() == Some(digest) {
+            return Ok(());
+        }
+        Err(wharf_core::Error::conflict(format!(
+            "tag {repo}:{tag} holds {} right after {digest} was pushed to it: another writer pushed the same tag at the same time",
+            now.map_or_else(|| "nothing".to_owned(), |d| d.to_string()),
+        )))
     }
 
     /// What `tag` holds now (`None`: no such tag).
