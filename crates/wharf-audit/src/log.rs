@@ -174,6 +174,56 @@ impl<S: WormStore> WormLog<S> {
         self.store.location(&record_key(sequence))
     }
 
+    /// Where the log lives (its directory, bucket and prefix, …), for messages.
+    pub fn root_location(&self) -> String {
+        self.store.location("")
+    }
+
+    /// Refuse to append after `head` when a checkpoint exists for a later record: the records
+    /// it vouches for were deleted, and the next append would reuse a sequence it names. One
+    /// listing that starts after the head's checkpoint key, so the cost is what lies beyond
+    /// the head (nothing, normally), not every checkpoint — on stores that can start a
+    /// listing at a key.
+    async fn refuse_behind_checkpoint(&self, head: Option<&Head>) -> Result<()> {
+        let later = match head {
+            Some(h) => {
+                self.store
+                    .list_after(CHECKPOINTS, &checkpoint_key(h.sequence))
+                    .await?
+            }
+            None => self.store.list(CHECKPOINTS).await?,
+        };
+        let Some(newest) = later
+            .iter()
+            .filter_map(|k| sequence_of(k, CHECKPOINTS))
+            .max()
+        else {
+            return Ok(());
+        };
+        let (next, holds) = match head {
+            Some(h) => (
+                h.sequence + 1,
+                format!("its newest record is {}", h.sequence),
+            ),
+            None => (0, "it holds no records".to_owned()),
+        };
+        Err(Error::integrity(format!(
+            "audit log {} lost records: a checkpoint for record {newest} exists ({}), but {holds}, so records {next} to {newest} were deleted; nothing was written, as the next record would reuse sequence {next}: run `cargo xtask audit verify` to see what is missing and restore it from a copy",
+            self.root_location(),
+            self.store.location(&checkpoint_key(newest)),
+        )))
+    }
+
+    /// How many records the log ends with (the newest sequence + 1), found by listing.
+    async fn length(&self) -> Result<u64> {
+        let keys = self.store.list(RECORDS).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| sequence_of(k, RECORDS))
+            .max()
+            .map_or(0, |s| s + 1))
+    }
+
     /// The newest record in the store, found by listing.
     async fn discover_head(&self) -> Result<Option<Head>> {
         let keys = self.store.list(RECORDS).await?;
@@ -218,7 +268,13 @@ impl<S: WormStore> WormLog<S> {
         let mut cached = self.head.lock().await;
         let mut head = match cached.take() {
             Some(h) => h,
-            None => self.discover_head().await?,
+            None => {
+                // Learned from the store: check no signed checkpoint lies beyond it. A head
+                // this process wrote or read after a lost race needs no check.
+                let h = self.discover_head().await?;
+                self.refuse_behind_checkpoint(h.as_ref()).await?;
+                h
+            }
         };
         for race in 0..MAX_RACES {
             let sequence = head.as_ref().map_or(0, |h| h.sequence + 1);
@@ -306,7 +362,25 @@ impl<S: WormStore> WormLog<S> {
         let cp = Checkpoint::sign(signer.as_ref(), sequence, head, (self.clock)()).await?;
         let key = checkpoint_key(sequence);
         match self.store.create(&key, Bytes::from(cp.to_bytes()?)).await? {
-            Created::Stored | Created::Exists => Ok(Some(cp)),
+            Created::Stored => Ok(Some(cp)),
+            Created::Exists => {
+                // Another writer checkpointed this record first, which is fine if it names
+                // the same record; a checkpoint naming another one means the record it
+                // covered was deleted and its sequence reused.
+                let existing = self
+                    .store
+                    .get(&key)
+                    .await?
+                    .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
+                match existing {
+                    Some(e) if e.statement.head == cp.statement.head => Ok(Some(e)),
+                    _ => Err(Error::integrity(format!(
+                        "checkpoint {} already exists and does not name record {sequence} as written ({}): the record it covered was replaced; run `cargo xtask audit verify`",
+                        self.store.location(&key),
+                        cp.statement.head
+                    ))),
+                }
+            }
         }
     }
 
@@ -445,10 +519,30 @@ impl<S: WormStore> WormLog<S> {
         verifier: Option<&dyn Verifier>,
         mut out: Option<&mut (dyn Write + Send)>,
     ) -> Result<VerificationReport> {
+        check_range(range.from, range.to)?;
         let from = range.from.unwrap_or(0);
         let expected_prev = match from.checked_sub(1) {
             None => None,
-            Some(p) => Some(self.read_checked(p).await?.hash),
+            Some(p) => match self.read_checked(p).await {
+                Ok(r) => Some(r.hash),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let len = self.length().await?;
+                    if len > p {
+                        // A record inside the log is missing: say which.
+                        return Err(e);
+                    }
+                    let holds = match len {
+                        0 => "holds no records".to_owned(),
+                        1 => "has 1 record (0)".to_owned(),
+                        n => format!("has {n} records (0..{})", n - 1),
+                    };
+                    return Err(Error::invalid(format!(
+                        "the range starts at record {from}, past the end of the log: the audit log {} {holds}",
+                        self.root_location()
+                    )));
+                }
+                Err(e) => return Err(e),
+            },
         };
         let checkpoints = self.checkpoints().await?;
         let to = range.to.unwrap_or(u64::MAX);
@@ -523,14 +617,12 @@ impl<S: WormStore> WormLog<S> {
                         walker.problem(ChainProblem::CheckpointMismatch { checkpoint: seq });
                     }
                 }
-                last => {
-                    if range.to.is_none() {
-                        walker.problem(ChainProblem::Truncated {
-                            checkpoint: seq,
-                            last,
-                        });
-                    }
-                }
+                // A checkpoint in the range whose record is not there: records it vouches for
+                // were deleted, whether or not the range has an end.
+                last => walker.problem(ChainProblem::Truncated {
+                    checkpoint: seq,
+                    last,
+                }),
             }
             last_checkpoint = Some(last_checkpoint.map_or(seq, |c: u64| c.max(seq)));
         }
@@ -556,6 +648,20 @@ impl<S: WormStore> WormLog<S> {
     /// The records that match `query`, oldest first. The log has no index: this reads
     /// every record in the query's sequence range, in parallel batches.
     pub async fn query(&self, query: &Query) -> Result<Vec<StoredRecord>> {
+        check_range(query.from_sequence, query.to_sequence)?;
+        if let (Some(since), Some(until)) = (query.since, query.until)
+            && since >= until
+        {
+            let show = |t: OffsetDateTime| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| t.to_string())
+            };
+            return Err(Error::invalid(format!(
+                "the query's time range is empty: since {} is not before until {}",
+                show(since),
+                show(until)
+            )));
+        }
         let mut found = Vec::new();
         let mut range = VerifyRange::default();
         range.from = query.from_sequence;
@@ -748,6 +854,16 @@ impl fmt::Display for VerificationReport {
                 "; {n} records after the last checkpoint (vouched for by the store alone)"
             ),
         }
+    }
+}
+
+/// Refuse a sequence range that ends before it starts (it would check nothing and pass).
+fn check_range(from: Option<u64>, to: Option<u64>) -> Result<()> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(Error::invalid(format!(
+            "the range from record {from} to record {to} is empty: from is after to"
+        ))),
+        _ => Ok(()),
     }
 }
 

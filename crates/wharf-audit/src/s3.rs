@@ -185,6 +185,31 @@ impl S3Store {
         format!("{}{key}", self.prefix)
     }
 
+    /// The keys under `prefix` (without the store's prefix), sorted; with `start_after` (a
+    /// full key), only those after it, which S3 skips to without listing the rest.
+    async fn list_keys(&self, prefix: &str, start_after: Option<String>) -> Result<Vec<String>> {
+        let full = self.key(prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .set_start_after(start_after)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(&format!("listing {}", self.url(&full)), e))?;
+            for obj in page.contents() {
+                if let Some(k) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    keys.push(k.to_owned());
+                }
+            }
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
     fn lock_mode(&self) -> ObjectLockMode {
         match self.policy.mode {
             LockMode::Compliance => ObjectLockMode::Compliance,
@@ -294,25 +319,11 @@ impl WormStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let full = self.key(prefix);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&full)
-            .into_paginator()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(&format!("listing {}", self.url(&full)), e))?;
-            for obj in page.contents() {
-                if let Some(k) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) {
-                    keys.push(k.to_owned());
-                }
-            }
-        }
-        keys.sort_unstable();
-        Ok(keys)
+        self.list_keys(prefix, None).await
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>> {
+        self.list_keys(prefix, Some(self.key(after))).await
     }
 
     async fn overwritten(&self, prefix: &str) -> Result<Vec<(String, u64)>> {

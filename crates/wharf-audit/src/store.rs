@@ -52,6 +52,15 @@ pub trait WormStore: fmt::Debug + Send + Sync + 'static {
     /// The keys under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
 
+    /// The keys under `prefix` that sort after `after` (a whole key), sorted. Stores that can
+    /// start a listing at a key (S3's `StartAfter`) override this so the cost is what is
+    /// returned, not the whole prefix.
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>> {
+        let mut keys = self.list(prefix).await?;
+        keys.retain(|k| k.as_str() > after);
+        Ok(keys)
+    }
+
     /// Keys under `prefix` for which the store holds more than one version, with the number
     /// of versions (a versioned bucket where someone uploaded over a record). Stores without
     /// versions return nothing.
@@ -77,6 +86,9 @@ impl WormStore for Box<dyn WormStore> {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         (**self).list(prefix).await
+    }
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>> {
+        (**self).list_after(prefix, after).await
     }
     async fn overwritten(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         (**self).overwritten(prefix).await

@@ -246,6 +246,51 @@ mod s3 {
         );
     }
 
+    /// A delete marker on the newest record: the next append (a fresh writer, which learns
+    /// the head by listing) sees the signed checkpoint beyond it and refuses to reuse the
+    /// sequence. The checkpoint is found by a listing that starts after the head's key.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_append_after_a_hidden_newest_record_is_refused() {
+        let c = client();
+        let b = locked_bucket(&c, "hiddenhead", None).await;
+        let signer = Arc::new(HmacSigner::new(b"k"));
+        let log = log_on(&c, &b, RetentionPolicy::compliance_days(1))
+            .await
+            .with_signer(signer.clone())
+            .checkpoint_every(1);
+        append_n(&log, 0, 3).await;
+        assert_eq!(
+            log.store()
+                .list_after("checkpoints/", "checkpoints/000000000000.json")
+                .await
+                .unwrap(),
+            [
+                "checkpoints/000000000001.json",
+                "checkpoints/000000000002.json"
+            ]
+        );
+        c.delete_object()
+            .bucket(&b)
+            .key(format!("audit/{}", record_key(2)))
+            .send()
+            .await
+            .unwrap();
+        let fresh = log_on(&c, &b, RetentionPolicy::compliance_days(1))
+            .await
+            .with_signer(signer)
+            .checkpoint_every(1);
+        let err = fresh
+            .append(&run_record("run-after"), &AppendOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity);
+        assert!(
+            err.to_string().contains("a checkpoint for record 2 exists")
+                && err.to_string().contains(&format!("s3://{b}/audit/")),
+            "{err}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_bucket_without_object_lock_is_refused() {
         let c = client();
