@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -80,6 +79,13 @@ impl EcdsaP256Key {
     /// Load the key at `path`, or generate one there on first use: the private key is
     /// written with mode 0600 (PKCS#8 PEM) and its public key beside it (see
     /// [`public_path`]).
+    ///
+    /// Safe for concurrent first uses (processes too): a new key is written complete to a
+    /// temporary file and hard-linked into place only if `path` does not exist yet, so
+    /// exactly one key is created and every other caller loads it. A reader never sees a
+    /// partial key; a missing (or empty) public key file is written from the private key.
+    /// An empty or truncated key file, left by an interrupted first run of an older version,
+    /// is an error saying so; it is never overwritten.
     pub fn load_or_generate(path: &Path) -> Result<Self> {
         Self::load_or_generate_with(path, None)
     }
@@ -87,18 +93,76 @@ impl EcdsaP256Key {
     /// Like [`EcdsaP256Key::load_or_generate`], with a password: an existing cosign.key is
     /// decrypted with it, and a new key is written encrypted as cosign writes `cosign.key`.
     pub fn load_or_generate_with(path: &Path, password: Option<&Secret>) -> Result<Self> {
-        match fs::read_to_string(path) {
-            Ok(text) => Self::from_pem(&text, password, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let key = match Self::load_file(path, password)? {
+            Some(key) => key,
+            None => {
                 let key = Self::generate()?;
-                key.write_new(path, password)?;
-                Ok(key)
+                if key.write_new(path, password)? {
+                    key
+                } else {
+                    // Another process created the key first: use that one.
+                    Self::load_file(path, password)?.ok_or_else(|| {
+                        Error::internal(format!(
+                            "key file {} vanished right after it was created",
+                            path.display()
+                        ))
+                    })?
+                }
             }
-            Err(e) => Err(Error::new(
-                ErrorKind::Denied,
-                format!("cannot read key file {}: {e}", path.display()),
-            )),
+        };
+        key.ensure_public_file(path)?;
+        key_file::remove_stale_temps(path);
+        key_file::remove_stale_temps(&public_path(path));
+        Ok(key)
+    }
+
+    /// The key in the file at `path`, `None` when there is none.
+    fn load_file(path: &Path, password: Option<&Secret>) -> Result<Option<Self>> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Denied,
+                    format!("cannot read key file {}: {e}", path.display()),
+                ));
+            }
+        };
+        let text = key_file::complete_text(&bytes, path)?;
+        Self::from_pem(text, password, &path.display().to_string()).map(Some)
+    }
+
+    /// Write the public key beside the private key at `path` when it is missing or empty
+    /// (a first run that stopped between the two, or a key brought without its `.pub`);
+    /// an existing public key of another key is an error. Best effort where the directory
+    /// is read-only (a mounted secret): the key itself is what signing needs.
+    fn ensure_public_file(&self, path: &Path) -> Result<()> {
+        let pub_path = public_path(path);
+        let bytes = match fs::read(&pub_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            // There but unreadable to us: not ours to replace.
+            Err(_) => return Ok(()),
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // Missing or empty: write it. Every writer derives the same bytes from the one
+            // private key, so concurrent renames are harmless.
+            let _ = key_file::replace(&pub_path, self.public.to_pem().as_bytes());
+            return Ok(());
         }
+        let origin = pub_path.display().to_string();
+        let matches = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| PublicKey::from_pem(text, &origin).ok())
+            .is_some_and(|public| public.key_id == self.public.key_id);
+        if matches {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "{origin} is not the public key of {} ({}): delete it to have it written again from the private key, or put the matching pair back",
+            path.display(),
+            self.public.key_id
+        )))
     }
 
     /// A key from PEM: PKCS#8 (`PRIVATE KEY`) or cosign's encrypted key
@@ -134,29 +198,31 @@ impl EcdsaP256Key {
         Ok(Secret::new(pem::encode(COSIGN_KEY_LABEL, &sealed)))
     }
 
-    fn write_new(&self, path: &Path, password: Option<&Secret>) -> Result<()> {
+    /// Write this key to `path` unless a key is already there: `Ok(true)` when this one
+    /// was written, `Ok(false)` when another writer's key was there first. The file appears
+    /// complete or not at all (temp file, fsync, hard link), and its public key follows.
+    fn write_new(&self, path: &Path, password: Option<&Secret>) -> Result<bool> {
         let fail = |e: std::io::Error| {
             Error::new(
                 ErrorKind::Denied,
                 format!("cannot write key file {}: {e}", path.display()),
             )
         };
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(path).map_err(fail)?;
         let text = match password {
             Some(p) => self.to_cosign_key(p)?,
             None => self.to_pkcs8_pem()?,
         };
-        f.write_all(text.expose().as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(fail)?;
-        fs::write(public_path(path), self.public.to_pem()).map_err(fail)
+        if !key_file::create_new(path, text.expose().as_bytes(), true).map_err(fail)? {
+            return Ok(false);
+        }
+        let pub_path = public_path(path);
+        key_file::replace(&pub_path, self.public.to_pem().as_bytes()).map_err(|e| {
+            Error::new(
+                ErrorKind::Denied,
+                format!("cannot write public key file {}: {e}", pub_path.display()),
+            )
+        })?;
+        Ok(true)
     }
 
     /// The public half.
@@ -174,6 +240,166 @@ pub fn public_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)
+}
+
+/// Key files on disk: complete or absent, never half-written.
+mod key_file {
+    use std::fs;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime};
+
+    use wharf_core::{Error, Result};
+
+    /// A temp file older than this was left by a writer that is gone: a writer holds its
+    /// temp file only while writing, syncing and linking it.
+    const STALE_AFTER: Duration = Duration::from_secs(60);
+
+    /// The text of a key file, or an error saying the file is empty or cut short: what an
+    /// interrupted write by an older version leaves behind.
+    pub(super) fn complete_text<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
+        let shown = path.display();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::invalid(format!(
+                "key file {shown} is empty, probably left by a first run that was interrupted while creating it: delete it (and its .pub) and run again to generate a new key"
+            )));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            Error::invalid(format!("key file {shown} is not a PEM key file (not text)"))
+        })?;
+        let t = text.trim_start();
+        if t.starts_with("-----") && !t.contains("-----END ") {
+            return Err(Error::invalid(format!(
+                "key file {shown} is truncated (no \"-----END\" line), probably by a first run that was interrupted while creating it: restore it from a backup, or delete it (and its .pub) to generate a new key"
+            )));
+        }
+        Ok(text)
+    }
+
+    /// Create `path` holding `contents` if it does not exist: `Ok(false)` when it does.
+    /// The bytes go to a temp file beside it (mode 0600 from creation when `private`),
+    /// fsynced, then hard-linked to `path`, which fails if `path` exists: an atomic
+    /// create-new of a complete file.
+    pub(super) fn create_new(path: &Path, contents: &[u8], private: bool) -> std::io::Result<bool> {
+        let temp = write_temp(path, contents, private)?;
+        let linked = fs::hard_link(&temp, path);
+        let _ = fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                sync_dir(path);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Put `contents` at `path` atomically (temp file, fsync, rename), replacing what is
+    /// there: for files derived from the key, which every writer writes identically.
+    pub(super) fn replace(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+        let temp = write_temp(path, contents, false)?;
+        let renamed = fs::rename(&temp, path);
+        if renamed.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        renamed?;
+        sync_dir(path);
+        Ok(())
+    }
+
+    /// A new temp file beside `path` (`.<name>.<pid>.<n>.tmp`) holding `contents`, synced.
+    fn write_temp(path: &Path, contents: &[u8], private: bool) -> std::io::Result<PathBuf> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut attempt = 0;
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let temp = temp_path(path, &format!("{}.{nanos:x}{n}", std::process::id()));
+            let mut opts = fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            if private {
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            }
+            #[cfg(not(unix))]
+            let _ = private;
+            let mut file = match opts.open(&temp) {
+                Ok(file) => file,
+                // A stale file of an earlier process with this pid: take another name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let written = file.write_all(contents).and_then(|()| file.sync_all());
+            if let Err(e) = written {
+                drop(file);
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+            return Ok(temp);
+        }
+    }
+
+    fn temp_path(path: &Path, unique: &str) -> PathBuf {
+        let name = path
+            .file_name()
+            .map_or_else(|| "key".into(), |n| n.to_string_lossy().into_owned());
+        path.with_file_name(format!(".{name}.{unique}.tmp"))
+    }
+
+    /// Remove temp files of `path` older than [`STALE_AFTER`]: left by a writer that was
+    /// killed (a live one holds its temp file for milliseconds). Best effort: errors are
+    /// ignored.
+    pub(super) fn remove_stale_temps(path: &Path) {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!(".{}.", name.to_string_lossy());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            let ours = file_name
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| rest.ends_with(".tmp"));
+            let stale = || {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_AFTER)
+            };
+            if ours && stale() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Make a new directory entry durable (best effort; a no-op off Unix).
+    fn sync_dir(path: &Path) {
+        #[cfg(unix)]
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+    }
 }
 
 #[async_trait]
@@ -335,6 +561,123 @@ mod tests {
         }
         let public = PublicKey::from_file(&public_path(&path)).unwrap();
         assert_eq!(public.key_id(), first.key_id());
+    }
+
+    /// A key file an interrupted first run (of an older version) left empty or cut short is
+    /// named as such, with what to do, and left as it is: it may be a real key.
+    #[test]
+    fn an_empty_or_truncated_key_file_says_so_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosign.key");
+        let password = Secret::new("pw");
+        fs::write(&path, "").unwrap();
+        for password in [None, Some(&password)] {
+            let err = EcdsaP256Key::load_or_generate_with(&path, password).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(err.kind(), ErrorKind::Invalid);
+            assert!(
+                msg.starts_with(&format!("key file {} is empty", path.display()))
+                    && msg.contains("interrupted")
+                    && msg.contains("delete it"),
+                "{msg}"
+            );
+            assert!(!msg.contains("not a PEM"), "{msg}");
+            assert_eq!(msg.lines().count(), 1);
+        }
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0, "not overwritten");
+        assert!(!public_path(&path).exists());
+
+        let whole = EcdsaP256Key::generate()
+            .unwrap()
+            .to_cosign_key(&password)
+            .unwrap();
+        let whole = whole.expose();
+        for cut in [whole.len() / 2, 20, 5] {
+            fs::write(&path, &whole[..cut]).unwrap();
+            let msg = EcdsaP256Key::load_or_generate_with(&path, Some(&password))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with(&format!("key file {} is truncated", path.display()))
+                    && msg.contains("delete it"),
+                "cut at {cut}: {msg}"
+            );
+            assert_eq!(fs::read_to_string(&path).unwrap(), &whole[..cut]);
+        }
+    }
+
+    /// The public key follows the private key: written when missing or empty, and one of
+    /// another key is refused rather than left to make every verification fail.
+    #[test]
+    fn the_public_key_file_is_written_from_the_private_key_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosign.key");
+        let key = EcdsaP256Key::load_or_generate(&path).unwrap();
+        let pub_path = public_path(&path);
+        fs::remove_file(&pub_path).unwrap();
+        EcdsaP256Key::load_or_generate(&path).unwrap();
+        let public = PublicKey::from_file(&pub_path).unwrap();
+        assert_eq!(public.key_id(), key.key_id());
+        fs::write(&pub_path, "").unwrap();
+        EcdsaP256Key::load_or_generate(&path).unwrap();
+        assert_eq!(
+            PublicKey::from_file(&pub_path).unwrap().key_id(),
+            key.key_id()
+        );
+
+        let other = EcdsaP256Key::generate().unwrap();
+        fs::write(&pub_path, other.public_key().to_pem()).unwrap();
+        let msg = EcdsaP256Key::load_or_generate(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&format!("{} is not the public key of", pub_path.display()))
+                && msg.contains("delete it"),
+            "{msg}"
+        );
+    }
+
+    /// A writer killed before it linked its key leaves only a temp file: the next run makes
+    /// the key as if nothing happened and removes the stale temp file (a recent one, which
+    /// may be a live writer's, stays).
+    #[test]
+    fn a_killed_writers_temp_file_neither_blocks_nor_lingers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit-checkpoint.pem");
+        let stale = dir.path().join(".audit-checkpoint.pem.4000000.1f.tmp");
+        let live = dir.path().join(".audit-checkpoint.pem.4000001.2a.tmp");
+        let pub_stale = dir.path().join(".audit-checkpoint.pem.pub.4000000.3b.tmp");
+        for f in [&stale, &live, &pub_stale] {
+            fs::write(f, "-----BEGIN PRIVATE KEY-----\nMIGH").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for f in [&stale, &pub_stale] {
+            fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let key = EcdsaP256Key::load_or_generate(&path).unwrap();
+        assert_eq!(
+            EcdsaP256Key::load_or_generate(&path).unwrap().key_id(),
+            key.key_id()
+        );
+        assert!(
+            !stale.exists() && !pub_stale.exists(),
+            "stale temp files removed"
+        );
+        assert!(live.exists(), "a recent temp file may be a live writer's");
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.len(),
+            3,
+            "the key, its .pub and the live temp: {names:?}"
+        );
     }
 
     #[test]
