@@ -1,11 +1,42 @@
 //! `cargo xtask`: wharf's command line (`pipeline`, `audit`, `verify`) and the project's chores
 //! (`test`, `ci`, `backends`).
 
+// Every print in the crate goes through `out`, so a closed pipe (`cargo xtask … | head`)
+// ends the output instead of panicking as std's macros do. These shadow std's macros in
+// every module declared below them.
+macro_rules! println {
+    () => {
+        $crate::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::out::line(format_args!($($arg)*))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::out::text(format_args!($($arg)*))
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::out::err(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::out::err(format_args!($($arg)*), true)
+    };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {
+        $crate::out::err(format_args!($($arg)*), false)
+    };
+}
+
 mod audit;
 mod backends;
 mod bench;
 mod bench_audit;
 mod ci;
+mod out;
 mod pipeline;
 mod verify;
 
@@ -45,6 +76,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    out::finish(run())
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pipeline(cmd) => return cmd.run(),
