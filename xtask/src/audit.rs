@@ -155,6 +155,20 @@ enum Action {
     },
 }
 
+impl RangeArgs {
+    /// Refuse a range that ends before it starts: it would check nothing and pass.
+    fn check(&self) -> anyhow::Result<()> {
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from > to
+        {
+            bail!(
+                "--from {from} is after --to {to}: the range is empty; give --from at or before --to"
+            );
+        }
+        Ok(())
+    }
+}
+
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map_err(|e| format!("{s:?} is not an RFC 3339 time (2026-11-01T00:00:00Z): {e}"))
@@ -193,6 +207,7 @@ impl AuditCmd {
         let log = open_log(config).await?;
         match &self.action {
             Action::Verify { range, json } => {
+                range.check()?;
                 let report = verify(&log, config, range, None).await?;
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -202,10 +217,12 @@ impl AuditCmd {
                 Ok(verdict(&report))
             }
             Action::Show { run_id } => {
-                let rec = log
-                    .find_run(run_id)
-                    .await?
-                    .with_context(|| format!("no record of run {run_id} in {}", log.location(0)))?;
+                let rec = log.find_run(run_id).await?.with_context(|| {
+                    format!(
+                        "no run {run_id} in the audit log at {}: `cargo xtask audit query` lists the runs it holds",
+                        log.root_location()
+                    )
+                })?;
                 println!("{}", serde_json::to_string_pretty(&rec)?);
                 Ok(ExitCode::SUCCESS)
             }
@@ -216,6 +233,15 @@ impl AuditCmd {
                 until,
                 json,
             } => {
+                if let (Some(since), Some(until)) = (since, until)
+                    && since >= until
+                {
+                    bail!(
+                        "--since {} is not before --until {}: the time range is empty",
+                        since.format(&Rfc3339)?,
+                        until.format(&Rfc3339)?
+                    );
+                }
                 let mut q = Query::default().between(*since, *until);
                 if let Some(run) = run {
                     q = q.run_id(run.clone());
@@ -225,6 +251,9 @@ impl AuditCmd {
                 }
                 let found = log.query(&q).await?;
                 for rec in &found {
+                    if crate::out::closed() {
+                        break;
+                    }
                     if *json {
                         println!("{}", serde_json::to_string(rec)?);
                     } else {
@@ -237,6 +266,7 @@ impl AuditCmd {
                 Ok(ExitCode::SUCCESS)
             }
             Action::Export { range, out } => {
+                range.check()?;
                 let file = File::create(out)
                     .with_context(|| format!("cannot create {}", out.display()))?;
                 let mut writer = BufWriter::new(file);

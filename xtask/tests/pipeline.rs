@@ -689,7 +689,7 @@ fn audit_verify_finds_tampering_and_show_prints_a_run() {
     let out = audit(&["show", "run-nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("no record of run run-nope"),
+        text(&out.stderr).contains("no run run-nope in the audit log at"),
         "{}",
         text(&out.stderr)
     );
