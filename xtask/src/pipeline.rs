@@ -14,6 +14,8 @@ use wharf_pipeline::stages::{
 };
 use wharf_pipeline::{Config, Pipeline, PipelineError, RunReport};
 
+mod logging;
+
 /// Exit codes of `cargo xtask pipeline`.
 pub(crate) mod exit {
     /// Every stage passed (or only warned).
@@ -54,12 +56,7 @@ pub(crate) struct PipelineCmd {
 impl PipelineCmd {
     pub(crate) fn run(&self) -> ExitCode {
         if self.verbose {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_max_level(tracing::Level::DEBUG)
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            logging::init_verbose();
         }
         match self.execute() {
             Ok(code) => ExitCode::from(code),
@@ -404,21 +401,30 @@ fn git_commit(dir: &Path) -> Option<String> {
 
 /// The signing key's password: from `password_env`; else asked for on a terminal (never in
 /// CI); else, outside prod, empty (cosign's unprotected key) with a warning. Prod refuses a
-/// key without a password.
+/// key without a password. An empty value (variable set but empty, or nothing typed) is no
+/// password: it protects nothing.
 fn key_password(
     key_path: &Path,
     password_env: &str,
     env: Environment,
 ) -> anyhow::Result<wharf_core::Secret> {
     use std::io::IsTerminal;
-    if let Ok(p) = std::env::var(password_env) {
-        return Ok(wharf_core::Secret::new(p));
-    }
+    let (state, mut why) = match std::env::var(password_env) {
+        Ok(p) if !p.is_empty() => {
+            logging::mask(&p);
+            return Ok(wharf_core::Secret::new(p));
+        }
+        Ok(_) => (
+            "is empty",
+            "it is set but empty, and an empty password is none",
+        ),
+        Err(_) => ("is not set", "it is not set"),
+    };
     let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
     if interactive {
         let new = !key_path.exists();
         let prompt = format!(
-            "{} signing key {} ({password_env} is not set): ",
+            "{} signing key {} ({password_env} {state}): ",
             if new {
                 "Password for the new"
             } else {
@@ -426,16 +432,21 @@ fn key_password(
             },
             key_path.display()
         );
-        return read_password(&prompt).context("reading the key password from the terminal");
+        let typed = read_password(&prompt).context("reading the key password from the terminal")?;
+        if !typed.expose().is_empty() {
+            logging::mask(typed.expose());
+            return Ok(typed);
+        }
+        why = "the password typed was empty";
     }
     if env == Environment::Prod {
         anyhow::bail!(
-            "[sign] key {}: prod signs only with a password-protected key: set {password_env}",
+            "[sign] key {}: prod signs only with a password-protected key: set {password_env} ({why})",
             key_path.display()
         );
     }
     eprintln!(
-        "warning: the {env} signing key {} has no password; set {password_env} to protect it",
+        "warning: the {env} signing key {} has no password; set {password_env} to protect it ({why})",
         key_path.display()
     );
     Ok(wharf_core::Secret::new(""))
@@ -591,6 +602,7 @@ fn keyless_sign_stage(
             "[sign] key = \"keyless\": no OIDC ID token in {token_env}; in CI, request one with audience \"sigstore\" and export it there"
         )
     })?;
+    logging::mask(&token);
     let identity = match (&s.identity, &s.issuer) {
         (Some(subject), Some(issuer)) => Some(wharf_sign::fulcio::Identity::exact(subject, issuer)),
         _ if config.environment_policy(env).require_signature => anyhow::bail!(

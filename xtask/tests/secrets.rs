@@ -1,0 +1,186 @@
+//! Secrets at the edges of `cargo xtask pipeline`: an empty `COSIGN_PASSWORD` is no
+//! password (prod refuses it as it refuses none), and `-v` logs never show a credential the
+//! process holds — the AWS SDK's debug output prints the access key id.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The password of the tests' signing keys: must never show in output.
+const TEST_KEY_PASSWORD: &str = "wharf-canary-cosign-password-Se93Tq";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `xtask <subcommand>` run from the repository root, with the audit log in
+/// `scratch/records`, the keys in `scratch/keys` and the OCI layout in `scratch/oci`.
+fn xtask(scratch: &Path, subcommand: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg(subcommand)
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", scratch.join("records"))
+        .env(
+            "WHARF__AUDIT__CHECKPOINT_KEY",
+            scratch.join("keys/audit-checkpoint.pem"),
+        )
+        .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
+        .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
+        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
+    cmd
+}
+
+/// The address of a harness backend; a missing one fails the test, saying how to get it.
+fn backend(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// The one `error:` line of a refused run.
+fn error_line(out: &Output) -> String {
+    let err = text(&out.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {}", show(out));
+    errors[0].to_owned()
+}
+
+/// `COSIGN_PASSWORD=""` is treated as unset: prod refuses it with the one-line error it
+/// gives when the variable is missing (no key is made), whether or not a key exists; dev
+/// warns and goes on with an unprotected key.
+#[test]
+fn an_empty_cosign_password_is_no_password() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let out = xtask(dir, "pipeline")
+        .args(["--env", "prod"])
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains("prod signs only with a password-protected key: set COSIGN_PASSWORD")
+            && line.contains("empty"),
+        "{line}"
+    );
+    assert!(
+        !dir.join("keys/cosign.key").exists(),
+        "no unprotected key was made"
+    );
+
+    let out = xtask(dir, "pipeline")
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("has no password; set COSIGN_PASSWORD to protect it"),
+        "{}",
+        show(&out)
+    );
+
+    // A project whose key has a real password: an empty variable in prod is still refused
+    // for what it is, not tried as a (wrong) password.
+    let protected = tempfile::tempdir().unwrap();
+    let out = xtask(protected.path(), "pipeline").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = xtask(protected.path(), "pipeline")
+        .args(["--env", "prod"])
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains("prod signs only with a password-protected key") && !line.contains("wrong"),
+        "{line}"
+    );
+}
+
+/// `-v` against moto with the audit log on S3 Object Lock: the run works and logs its
+/// stages, and neither the access key id nor the secret key nor the session token (canary
+/// values) appears anywhere in its output.
+#[test]
+fn verbose_logs_never_show_aws_credentials() {
+    let moto = backend("WHARF_TEST_MOTO");
+    let scratch = tempfile::tempdir().unwrap();
+    let bucket = format!("wharf-e2e-mask-{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&moto)
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(async {
+        s3.create_bucket()
+            .bucket(&bucket)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .unwrap();
+    });
+    let access_key_id = format!("AKIAWHARFCANARY{}", std::process::id() % 10_000);
+    let secret_key = "wharf-canary-secret/Kq83+Zm1";
+    let session_token = "wharf-canary-session-token-Pw61Ld";
+    let out = xtask(scratch.path(), "pipeline")
+        .arg("-v")
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_SESSION_TOKEN", session_token)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env("WHARF__AUDIT__URL", format!("s3://{bucket}/mask"))
+        .env("WHARF__AUDIT__FORCE_PATH_STYLE", "true")
+        .env("WHARF__AUDIT__RETENTION_DAYS", "30")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("-> s3://{bucket}/mask/records/000000000000.json")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("stage finished") && stderr.contains("run recorded"),
+        "-v still logs the run: {stderr}"
+    );
+    for secret in [
+        access_key_id.as_str(),
+        secret_key,
+        session_token,
+        TEST_KEY_PASSWORD,
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} shows in the output:\n{stdout}{stderr}"
+        );
+    }
+}
