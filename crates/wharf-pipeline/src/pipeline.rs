@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
 use wharf_core::audit::AppendOptions;
 use wharf_core::{
-    Actor, AuditEvent, AuditLog, AuditReceipt, Environment, EnvironmentPolicy, ErrorKind,
-    RunOutcome, RunRecord, StageRecord, StageStatus,
+    Actor, AuditEvent, AuditLog, AuditReceipt, Digest, Environment, EnvironmentPolicy, ErrorKind,
+    Evidence, RunOutcome, RunRecord, StageRecord, StageStatus,
 };
 
 use crate::{PipelineError, RunContext, Stage};
@@ -108,7 +108,39 @@ pub struct PipelineBuilder {
     audit: Option<Arc<dyn AuditLog>>,
 }
 
+/// What a run record may carry. Every run must end in exactly one record, and an audit log
+/// refuses records over its size limit (1 MiB by default, wharf-audit's
+/// `DEFAULT_MAX_RECORD_BYTES`), so the runner bounds what each stage puts in the record
+/// instead of letting a large result (thousands of policy violations, a long error) lose
+/// the run's record:
+///
+/// * a stage's `summary` is cut at [`Pipeline::MAX_SUMMARY_CHARS`], names and evidence
+///   locations at 1024 characters, its evidence list at [`Pipeline::MAX_EVIDENCE`];
+/// * a stage's `details` over [`Pipeline::MAX_DETAILS_BYTES`] of JSON keep their shape with
+///   every array cut to its first [`Pipeline::MAX_LISTED_ITEMS`] items and long strings cut,
+///   plus a `capped` object: the full JSON's size and sha256 digest and, by JSON pointer,
+///   the length of every array that was cut. The full details are not stored anywhere by
+///   the runner; their digest (also added as `stage-details` evidence) pins them, and a
+///   stage that needs them kept stores them itself and records them as evidence with a
+///   location;
+/// * if the whole record still exceeds [`Pipeline::MAX_RECORD_BYTES`] (many stages), the
+///   details shrink to their `capped` note, then stages beyond the first 32 are folded
+///   into one record saying how many were left out.
 impl Pipeline {
+    /// The most JSON a run record holds: half the audit log's default limit, leaving room
+    /// for the log's own fields.
+    pub const MAX_RECORD_BYTES: usize = wharf_audit::DEFAULT_MAX_RECORD_BYTES / 2;
+    /// The most JSON one stage's `details` hold before they are capped.
+    pub const MAX_DETAILS_BYTES: usize = 64 * 1024;
+    /// The items of an array kept when details are capped.
+    pub const MAX_LISTED_ITEMS: usize = 20;
+    /// The longest stage summary, in characters.
+    pub const MAX_SUMMARY_CHARS: usize = 1024;
+    /// The most evidence entries one stage records.
+    pub const MAX_EVIDENCE: usize = 32;
+    /// The most detail lines (for people) one stage shows.
+    pub const MAX_DETAIL_LINES: usize = 50;
+
     /// Start building a pipeline for `project` in `environment`, run by `actor`.
     pub fn builder(
         project: impl Into<String>,
@@ -171,7 +203,7 @@ impl Pipeline {
                 }
                 reports.push(report);
             }
-            let record = RunRecord {
+            let mut record = RunRecord {
                 run_id: ctx.run_id.clone(),
                 project: ctx.project.clone(),
                 started_at: ctx.started_at,
@@ -184,6 +216,7 @@ impl Pipeline {
                 outcome,
                 stages: reports.iter().map(|r| r.record.clone()).collect(),
             };
+            bound_record(&mut record);
             let event = AuditEvent::Run(record.clone());
             // The audit write is itself guarded: a panicking log is a failed write, not a lost run.
             let append = AssertUnwindSafe(self.audit.append(&event, &AppendOptions::default()))
@@ -235,10 +268,11 @@ async fn run_stage(stage: &dyn Stage, ctx: &mut RunContext) -> StageReport {
             let mut rec = StageRecord::new(name, status, started_at, duration_ms, outcome.summary);
             rec.evidence = outcome.evidence;
             rec.details = outcome.data;
+            bound_stage(&mut rec);
             info!(status = %status, duration_ms, "stage finished");
             StageReport {
                 record: rec,
-                details: outcome.details,
+                details: bound_lines(outcome.details),
                 error_kind: None,
             }
         }
@@ -253,6 +287,7 @@ async fn run_stage(stage: &dyn Stage, ctx: &mut RunContext) -> StageReport {
                 format!("error: {msg}"),
             );
             rec.details = serde_json::json!({ "error_kind": err.kind().as_str() });
+            bound_stage(&mut rec);
             StageReport {
                 record: rec,
                 details: Vec::new(),
@@ -271,6 +306,7 @@ async fn run_stage(stage: &dyn Stage, ctx: &mut RunContext) -> StageReport {
             );
             rec.details =
                 serde_json::json!({ "error_kind": ErrorKind::Internal.as_str(), "panic": msg });
+            bound_stage(&mut rec);
             StageReport {
                 record: rec,
                 details: Vec::new(),
@@ -278,6 +314,233 @@ async fn run_stage(stage: &dyn Stage, ctx: &mut RunContext) -> StageReport {
             }
         }
     }
+}
+
+/// The longest name, evidence location or string kept in capped details, in characters.
+const MAX_STRING_CHARS: usize = 1024;
+/// Stages recorded one by one when a record is still too large after capping.
+const MAX_RECORDED_STAGES: usize = 32;
+
+/// Cut `s` to `max` characters, marking the cut with `…`.
+fn truncate(s: &mut String, max: usize) {
+    if let Some((at, _)) = s.char_indices().nth(max) {
+        s.truncate(at);
+        s.push('…');
+    }
+}
+
+fn json_len(v: &impl serde::Serialize) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+/// Bound what one stage puts in the run record (see [`Pipeline`]'s limits).
+fn bound_stage(rec: &mut StageRecord) {
+    truncate(&mut rec.name, MAX_STRING_CHARS);
+    // A summary is one line.
+    if rec.summary.contains(['\n', '\r']) {
+        rec.summary = rec
+            .summary
+            .split(['\n', '\r'])
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    truncate(&mut rec.summary, Pipeline::MAX_SUMMARY_CHARS);
+    let evidence_total = rec.evidence.len();
+    rec.evidence.truncate(Pipeline::MAX_EVIDENCE);
+    for e in &mut rec.evidence {
+        truncate(&mut e.kind, MAX_STRING_CHARS);
+        if let Some(location) = &mut e.location {
+            truncate(location, MAX_STRING_CHARS);
+        }
+    }
+    let full = serde_json::to_vec(&rec.details).unwrap_or_default();
+    if full.len() <= Pipeline::MAX_DETAILS_BYTES && evidence_total <= Pipeline::MAX_EVIDENCE {
+        return;
+    }
+    let digest = Digest::sha256_of(&full);
+    let mut note = serde_json::Map::new();
+    note.insert("bytes".into(), full.len().into());
+    note.insert("digest".into(), digest.to_string().into());
+    if evidence_total > Pipeline::MAX_EVIDENCE {
+        note.insert("evidence_total".into(), evidence_total.into());
+    }
+    if full.len() > Pipeline::MAX_DETAILS_BYTES {
+        let mut cut = serde_json::Map::new();
+        let kept = shrink(&rec.details, String::new(), 0, &mut cut);
+        note.insert("truncated".into(), cut.into());
+        rec.details = if json_len(&kept) <= Pipeline::MAX_DETAILS_BYTES {
+            kept
+        } else {
+            serde_json::Value::Null
+        };
+        rec.evidence.truncate(Pipeline::MAX_EVIDENCE - 1);
+        rec.evidence.push(Evidence::new("stage-details", digest));
+    }
+    rec.details = with_note(std::mem::take(&mut rec.details), note);
+}
+
+/// `details` with the `capped` note added (an object gains the key; anything else is
+/// wrapped as `value`).
+fn with_note(
+    details: serde_json::Value,
+    note: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    match details {
+        serde_json::Value::Object(mut map) => {
+            map.insert("capped".into(), note.into());
+            map.into()
+        }
+        serde_json::Value::Null => serde_json::json!({ "capped": note }),
+        other => serde_json::json!({ "capped": note, "value": other }),
+    }
+}
+
+/// A copy of `v` with arrays cut to their first items (each cut recorded in `cut` under its
+/// JSON pointer, up to the first twenty cuts), objects to their first keys, strings to
+/// [`MAX_STRING_CHARS`], and nesting to 16 levels.
+fn shrink(
+    v: &serde_json::Value,
+    pointer: String,
+    depth: usize,
+    cut: &mut serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let mut note_cut = |pointer: &str, len: usize| {
+        if cut.len() < Pipeline::MAX_LISTED_ITEMS {
+            cut.insert(pointer.to_owned(), len.into());
+        }
+    };
+    if depth >= 16 && matches!(v, Value::Array(_) | Value::Object(_)) {
+        return Value::String("…".into());
+    }
+    match v {
+        Value::String(s) => {
+            let mut s = s.clone();
+            truncate(&mut s, MAX_STRING_CHARS);
+            Value::String(s)
+        }
+        Value::Array(items) => {
+            if items.len() > Pipeline::MAX_LISTED_ITEMS {
+                note_cut(&pointer, items.len());
+            }
+            items
+                .iter()
+                .take(Pipeline::MAX_LISTED_ITEMS)
+                .enumerate()
+                .map(|(i, item)| shrink(item, format!("{pointer}/{i}"), depth + 1, cut))
+                .collect()
+        }
+        Value::Object(map) => {
+            if map.len() > 4 * Pipeline::MAX_LISTED_ITEMS {
+                note_cut(&pointer, map.len());
+            }
+            map.iter()
+                .take(4 * Pipeline::MAX_LISTED_ITEMS)
+                .map(|(k, item)| {
+                    let mut key = k.clone();
+                    truncate(&mut key, MAX_STRING_CHARS);
+                    let escaped = k.replace('~', "~0").replace('/', "~1");
+                    let item = shrink(item, format!("{pointer}/{escaped}"), depth + 1, cut);
+                    (key, item)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        }
+        other => other.clone(),
+    }
+}
+
+/// Detail lines for people: the first [`Pipeline::MAX_DETAIL_LINES`], each cut to
+/// [`MAX_STRING_CHARS`], and a line counting the rest.
+fn bound_lines(mut lines: Vec<String>) -> Vec<String> {
+    let total = lines.len();
+    lines.truncate(Pipeline::MAX_DETAIL_LINES);
+    for line in &mut lines {
+        truncate(line, MAX_STRING_CHARS);
+    }
+    if total > Pipeline::MAX_DETAIL_LINES {
+        lines.push(format!(
+            "… and {} more (not shown)",
+            total - Pipeline::MAX_DETAIL_LINES
+        ));
+    }
+    lines
+}
+
+/// Bound the whole record: the run's names, then (if it is still over
+/// [`Pipeline::MAX_RECORD_BYTES`]) every stage's details down to their `capped` note and
+/// evidence to a few entries, then stages beyond the first 32 folded into one.
+fn bound_record(record: &mut RunRecord) {
+    const NAME: usize = 256;
+    truncate(&mut record.project, NAME);
+    truncate(&mut record.actor.id, NAME);
+    if let Some(issuer) = &mut record.actor.issuer {
+        truncate(issuer, NAME);
+    }
+    if let Some(commit) = &mut record.source_commit {
+        truncate(commit, NAME);
+    }
+    if let Some(model) = &mut record.model {
+        truncate(&mut model.name, NAME);
+        truncate(&mut model.version, NAME);
+    }
+    for stage in &mut record.stages {
+        bound_stage(stage);
+    }
+    if json_len(record) <= Pipeline::MAX_RECORD_BYTES {
+        return;
+    }
+    for stage in &mut record.stages {
+        // Keep the note of an earlier cap (it describes the full details), else pin these.
+        let mut note = match stage.details.get("capped") {
+            Some(serde_json::Value::Object(note)) => note.clone(),
+            _ => {
+                let full = serde_json::to_vec(&stage.details).unwrap_or_default();
+                let mut note = serde_json::Map::new();
+                if !stage.details.is_null() {
+                    note.insert("bytes".into(), full.len().into());
+                    note.insert("digest".into(), Digest::sha256_of(&full).to_string().into());
+                }
+                note
+            }
+        };
+        if stage.evidence.len() > 4 {
+            note.entry("evidence_total")
+                .or_insert_with(|| stage.evidence.len().into());
+            stage.evidence.truncate(4);
+        }
+        if !note.is_empty() {
+            stage.details = with_note(serde_json::Value::Null, note);
+        }
+    }
+    if json_len(record) <= Pipeline::MAX_RECORD_BYTES || record.stages.len() <= MAX_RECORDED_STAGES
+    {
+        return;
+    }
+    let rest = record.stages.split_off(MAX_RECORDED_STAGES);
+    let failed = rest
+        .iter()
+        .filter(|s| s.status == StageStatus::Failed)
+        .count();
+    let first = &rest[0];
+    let duration_ms = rest
+        .iter()
+        .map(|s| s.duration_ms)
+        .fold(0u64, u64::saturating_add);
+    record.stages.push(StageRecord::new(
+        "…",
+        if failed > 0 {
+            StageStatus::Failed
+        } else {
+            first.status
+        },
+        first.started_at,
+        duration_ms,
+        format!(
+            "{} more stages ({failed} failed) not recorded one by one: the record size limit",
+            rest.len()
+        ),
+    ));
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

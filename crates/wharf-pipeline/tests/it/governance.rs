@@ -121,3 +121,65 @@ fn a_missing_policy_dir_fails_the_stage_with_a_clear_error() {
         "error: policy directory /no/such/policies does not exist: create it or fix `governance.policy_dir`"
     );
 }
+
+#[test]
+fn thousands_of_violations_are_counted_and_the_first_listed() {
+    // 3000 unapproved dependencies: 3000 violations of one rule.
+    let dir = tempfile::tempdir().unwrap();
+    let deps: String = (0..3000)
+        .map(|i| format!("  - {{ name: unapproved-{i:05}, version: 1.0.{i} }}\n"))
+        .collect();
+    let text = std::fs::read_to_string(examples_dir().join("models/fraud-detector/model.yaml"))
+        .unwrap()
+        .replace("dependencies: []\n", &format!("dependencies:\n{deps}"));
+    let path = dir.path().join("model.yaml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&examples_dir().join("wharf.toml")).unwrap();
+    let p = Pipeline::builder("fraud", Environment::Prod, Actor::local("u"))
+        .stage(GovernanceStage::new(
+            config.governance(Environment::Prod),
+            &path,
+        ))
+        .audit_log(Arc::new(MemoryAuditLog::new()))
+        .build()
+        .unwrap();
+    let report = block_on(p.run()).unwrap();
+    assert_eq!(report.record.outcome, RunOutcome::Blocked);
+    let stage = &report.record.stages[0];
+    assert!(
+        stage
+            .summary
+            .starts_with("1 of 10 rules violated (3000 violations) for fraud-detector 1.4.0"),
+        "{}",
+        stage.summary
+    );
+    let listed = GovernanceStage::MAX_LISTED_VIOLATIONS;
+    assert_eq!(stage.details["violation_count"], 3000);
+    assert_eq!(
+        stage.details["violations"].as_array().unwrap().len(),
+        listed
+    );
+    assert_eq!(
+        stage.details["rules_violated"],
+        serde_json::json!(["dependency_allowlist"])
+    );
+    assert_eq!(
+        stage.details["violations"][0]["value"], "unapproved-00000",
+        "the first ones, in order"
+    );
+    let lines = &report.stages[0].details;
+    assert_eq!(lines.len(), listed + 1, "{lines:?}");
+    let decision = &stage.evidence[1];
+    assert_eq!(decision.kind, "policy-decision");
+    assert!(
+        lines[listed].starts_with(&format!(
+            "… and {} more violations (all 3000 in the policy-decision evidence, {})",
+            3000 - listed,
+            decision.digest
+        )),
+        "{}",
+        lines[listed]
+    );
+    let size = serde_json::to_vec(&report.record).unwrap().len();
+    assert!(size < 64 * 1024, "{size} bytes");
+}

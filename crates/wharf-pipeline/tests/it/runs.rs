@@ -264,3 +264,139 @@ fn stages_share_the_context_and_environment_policy() {
         report.record.stages
     );
 }
+
+/// A stage whose result is far larger than an audit record may be.
+struct Huge;
+
+#[async_trait]
+impl Stage for Huge {
+    fn name(&self) -> &str {
+        "huge"
+    }
+    async fn run(&self, _ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
+        let items: Vec<serde_json::Value> = (0..20_000)
+            .map(|i| serde_json::json!({ "n": i, "text": "x".repeat(100) }))
+            .collect();
+        let mut outcome = StageOutcome::blocked(format!("{}\nsecond line", "s".repeat(5000)))
+            .with_details((0..5000).map(|i| format!("line {i}")).collect())
+            .with_data(
+                serde_json::json!({ "items": items, "total": 20_000, "long": "y".repeat(100_000) }),
+            );
+        for i in 0..100 {
+            outcome = outcome.with_evidence(Evidence::of_bytes("part", format!("{i}").as_bytes()));
+        }
+        Ok(outcome)
+    }
+}
+
+#[test]
+fn a_huge_stage_result_is_capped_so_the_run_is_still_recorded() {
+    let log = Arc::new(MemoryAuditLog::new());
+    let mut b =
+        Pipeline::builder("demo", Environment::Prod, Actor::local("tester")).audit_log(log.clone());
+    for _ in 0..40 {
+        b = b.stage(Huge);
+    }
+    // The first blocks, so the rest are recorded as skipped.
+    let report = block_on(b.build().unwrap().run()).unwrap();
+    assert_eq!(report.record.outcome, RunOutcome::Blocked);
+    assert_eq!(log.records().len(), 1);
+    let size = serde_json::to_vec(&AuditEvent::Run(report.record.clone()))
+        .unwrap()
+        .len();
+    assert!(size <= Pipeline::MAX_RECORD_BYTES, "{size} bytes");
+    let stage = &report.record.stages[0];
+    assert!(!stage.summary.contains('\n'), "one line");
+    assert_eq!(
+        stage.summary.chars().count(),
+        Pipeline::MAX_SUMMARY_CHARS + 1,
+        "cut, with a mark"
+    );
+    assert!(stage.summary.ends_with('…'));
+    // Counts plus the first items, and the full details pinned by digest.
+    let capped = &stage.details["capped"];
+    assert_eq!(capped["truncated"]["/items"], 20_000, "{capped}");
+    assert_eq!(capped["evidence_total"], 100);
+    assert_eq!(stage.details["total"], 20_000);
+    assert_eq!(
+        stage.details["items"].as_array().unwrap().len(),
+        Pipeline::MAX_LISTED_ITEMS
+    );
+    assert_eq!(stage.details["items"][3]["n"], 3);
+    assert_eq!(
+        stage.details["long"].as_str().unwrap().chars().count(),
+        1025
+    );
+    let items: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| serde_json::json!({ "n": i, "text": "x".repeat(100) }))
+        .collect();
+    let full = serde_json::to_vec(
+        &serde_json::json!({ "items": items, "total": 20_000, "long": "y".repeat(100_000) }),
+    )
+    .unwrap();
+    let digest = wharf_core::Digest::sha256_of(&full);
+    assert_eq!(capped["digest"], digest.to_string());
+    assert_eq!(capped["bytes"], full.len());
+    assert_eq!(stage.evidence.len(), Pipeline::MAX_EVIDENCE);
+    let pinned = stage.evidence.last().unwrap();
+    assert_eq!(
+        (pinned.kind.as_str(), &pinned.digest),
+        ("stage-details", &digest)
+    );
+    // People see the first lines and a count of the rest.
+    let lines = &report.stages[0].details;
+    assert_eq!(lines.len(), Pipeline::MAX_DETAIL_LINES + 1);
+    assert_eq!(lines.last().unwrap(), "… and 4950 more (not shown)");
+}
+
+/// Passes with the most a stage may record, short of capped details: a full summary and
+/// evidence list with long locations.
+struct Wide;
+
+#[async_trait]
+impl Stage for Wide {
+    fn name(&self) -> &str {
+        "wide"
+    }
+    async fn run(&self, _ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
+        let mut outcome =
+            StageOutcome::passed("s".repeat(2000)).with_data(serde_json::json!({ "n": 1 }));
+        for i in 0..40 {
+            outcome = outcome.with_evidence(
+                Evidence::of_bytes("part", format!("{i}").as_bytes())
+                    .with_location("l".repeat(2000)),
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+#[test]
+fn many_stages_with_large_results_still_fit_one_record() {
+    let log = Arc::new(MemoryAuditLog::new());
+    let mut b =
+        Pipeline::builder("demo", Environment::Prod, Actor::local("tester")).audit_log(log.clone());
+    for _ in 0..200 {
+        b = b.stage(Wide);
+    }
+    let report = block_on(b.build().unwrap().run()).unwrap();
+    assert_eq!(report.record.outcome, RunOutcome::Passed);
+    assert_eq!(log.records().len(), 1);
+    let size = serde_json::to_vec(&AuditEvent::Run(report.record.clone()))
+        .unwrap()
+        .len();
+    assert!(size <= Pipeline::MAX_RECORD_BYTES, "{size} bytes");
+    assert_eq!(report.record.stages.len(), 33);
+    assert_eq!(
+        report.record.stages[32].summary,
+        "168 more stages (0 failed) not recorded one by one: the record size limit"
+    );
+    let first = &report.record.stages[0];
+    assert_eq!(first.evidence.len(), 4);
+    assert_eq!(first.details["capped"]["evidence_total"], 40);
+    assert!(
+        first.details["capped"]["digest"].is_string(),
+        "{}",
+        first.details
+    );
+}
