@@ -179,7 +179,7 @@ impl AuditCmd {
         match self.execute() {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", crate::pipeline::one_line(&err));
                 ExitCode::from(2)
             }
         }

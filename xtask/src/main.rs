@@ -94,7 +94,7 @@ fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", crate::pipeline::one_line(&err));
             ExitCode::FAILURE
         }
     }

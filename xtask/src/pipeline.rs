@@ -61,7 +61,7 @@ impl PipelineCmd {
         match self.execute() {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", one_line(&err));
                 ExitCode::from(exit::INVALID)
             }
         }
@@ -89,85 +89,101 @@ impl PipelineCmd {
         let audit = match runtime.block_on(crate::audit::open_log(&config)) {
             Ok(log) => Arc::new(log),
             Err(e) => {
-                eprintln!("error: no run without an audit record: {e:#}");
+                eprintln!("error: no run without an audit record: {}", one_line(&e));
                 return Ok(exit::AUDIT);
             }
         };
         let actor = local_actor();
         let commit = git_commit(config_path.parent().unwrap_or(Path::new(".")));
-        let model_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
-        // Tag with the commit only when the model directory is exactly that commit.
-        let tag = match &commit {
-            Some(sha) if git_clean(&model_dir) => TagPolicy::Fixed(sha.clone()),
-            _ => TagPolicy::ContentDerived,
-        };
-        let layout_root = config.resolve(
-            config
-                .registry
-                .layout
-                .as_deref()
-                .unwrap_or(Path::new(".wharf/oci")),
-        );
-        let repository = config
-            .registry
-            .repository
-            .clone()
-            .unwrap_or_else(|| format!("models/{}", config.project.name));
-        // A registry URL sends the image there (ECR: repository ensured and token auth;
-        // otherwise credentials from the docker config); without one, the OCI layout on disk
-        // is the registry.
-        let registry: Arc<dyn wharf_core::Registry> = match &config.registry.url {
-            Some(url) => match ecr_region(url, config.registry.ecr_region.as_deref()) {
-                Some(region) => match runtime.block_on(ecr_registry(url, &region, &repository)) {
-                    Ok(registry) => registry,
-                    Err(e) => {
-                        eprintln!("error: setting up ECR at {url} ({region}): {e:#}");
-                        return Ok(exit::FAILED);
-                    }
-                },
-                None => Arc::new(
-                    wharf_registry::distribution::DistributionClient::builder(url.clone())
-                        .build()
-                        .with_context(|| format!("registry.url {url:?}"))?,
-                ),
-            },
-            None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
-        };
-        let sign = sign_stage(&config, env, &runtime, registry.clone(), &repository)?;
-        let mut package = PackageStage::new(
-            manifest.clone(),
-            registry,
-            repository,
-            layout_root.join(".staging"),
-            tag,
-        );
-        if let Some(base) = &config.registry.base_image {
-            package = package.on_base_image(
-                base_image(base, &config)
-                    .with_context(|| format!("registry.base_image {base:?}"))?,
+        // From here on the audit log is open, so a refusal to run (a wrong or missing key
+        // password, an unreadable key, a bad base image or registry) is recorded as a run
+        // of its own before exiting: see ARCHITECTURE.md, "Limits and refusals".
+        let built = (|| -> Result<Pipeline, Refusal> {
+            let model_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+            // Tag with the commit only when the model directory is exactly that commit.
+            let tag = match &commit {
+                Some(sha) if git_clean(&model_dir) => TagPolicy::Fixed(sha.clone()),
+                _ => TagPolicy::ContentDerived,
+            };
+            let layout_root = config.resolve(
+                config
+                    .registry
+                    .layout
+                    .as_deref()
+                    .unwrap_or(Path::new(".wharf/oci")),
             );
-        }
-        let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
-            .environment_policy(config.environment_policy(env))
-            .stage(GovernanceStage::new(
-                config.governance(env),
+            let repository = config
+                .registry
+                .repository
+                .clone()
+                .unwrap_or_else(|| format!("models/{}", config.project.name));
+            // A registry URL sends the image there (ECR: repository ensured and token auth;
+            // otherwise credentials from the docker config); without one, the OCI layout on disk
+            // is the registry.
+            let registry: Arc<dyn wharf_core::Registry> = match &config.registry.url {
+                Some(url) => match ecr_region(url, config.registry.ecr_region.as_deref()) {
+                    Some(region) => match runtime.block_on(ecr_registry(url, &region, &repository))
+                    {
+                        Ok(registry) => registry,
+                        Err(e) => {
+                            return Err(Refusal {
+                                error: e.context(format!("setting up ECR at {url} ({region})")),
+                                code: exit::FAILED,
+                            });
+                        }
+                    },
+                    None => Arc::new(
+                        wharf_registry::distribution::DistributionClient::builder(url.clone())
+                            .build()
+                            .with_context(|| format!("registry.url {url:?}"))?,
+                    ),
+                },
+                None => Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout_root)?),
+            };
+            let sign = sign_stage(&config, env, &runtime, registry.clone(), &repository)?;
+            let mut package = PackageStage::new(
                 manifest.clone(),
-            ))
-            .stage(package);
-        let verify = sign
-            .verify_stage()
-            .require_attestation(wharf_sign::attest::MODEL_EVALUATION_V1)
-            .require_attestation(wharf_sign::attest::SLSA_PROVENANCE_V1);
-        let attest = AttestStage::new(&sign, &manifest, builder_id());
-        builder = builder
-            .stage(sign)
-            .stage(attest)
-            .stage(verify)
-            .audit_log(audit);
-        if let Some(commit) = commit {
-            builder = builder.source_commit(commit);
-        }
-        let pipeline = builder.build()?;
+                registry,
+                repository,
+                layout_root.join(".staging"),
+                tag,
+            );
+            if let Some(base) = &config.registry.base_image {
+                package = package.on_base_image(
+                    base_image(base, &config)
+                        .with_context(|| format!("registry.base_image {base:?}"))?,
+                );
+            }
+            let mut builder = Pipeline::builder(config.project.name.clone(), env, actor.clone())
+                .environment_policy(config.environment_policy(env))
+                .stage(GovernanceStage::new(
+                    config.governance(env),
+                    manifest.clone(),
+                ))
+                .stage(package);
+            let verify = sign
+                .verify_stage()
+                .require_attestation(wharf_sign::attest::MODEL_EVALUATION_V1)
+                .require_attestation(wharf_sign::attest::SLSA_PROVENANCE_V1);
+            let attest = AttestStage::new(&sign, &manifest, builder_id());
+            builder = builder
+                .stage(sign)
+                .stage(attest)
+                .stage(verify)
+                .audit_log(audit.clone());
+            if let Some(commit) = &commit {
+                builder = builder.source_commit(commit.clone());
+            }
+            Ok(builder.build()?)
+        })();
+        let pipeline = match built {
+            Ok(pipeline) => pipeline,
+            Err(refusal) => {
+                return Ok(
+                    self.record_refusal(&runtime, &config, env, actor, commit, audit, refusal)
+                );
+            }
+        };
         match runtime.block_on(pipeline.run()) {
             Ok(report) => {
                 let code = exit_code(&report);
@@ -190,6 +206,128 @@ impl PipelineCmd {
             Err(other) => Err(other.into()),
         }
     }
+}
+
+/// A refusal to start a run, after the audit log is open: why, and the exit code.
+struct Refusal {
+    error: anyhow::Error,
+    code: u8,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Refusal {
+    /// Bad input (config, key, password, base image): exit 2.
+    fn from(error: E) -> Self {
+        Refusal {
+            error: error.into(),
+            code: exit::INVALID,
+        }
+    }
+}
+
+/// The stage a refused run records: it fails with the refusal.
+struct Refused {
+    message: String,
+    kind: ErrorKind,
+}
+
+/// What `Stage::run` returns (the trait is `async_trait`; this one needs no await).
+type StageFuture<'f> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = wharf_core::Result<wharf_pipeline::StageOutcome>>
+            + Send
+            + 'f,
+    >,
+>;
+
+impl wharf_pipeline::Stage for Refused {
+    fn name(&self) -> &str {
+        "setup"
+    }
+
+    fn run<'a, 'b, 'f>(&'a self, _ctx: &'b mut wharf_pipeline::RunContext) -> StageFuture<'f>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        Box::pin(std::future::ready(Err(wharf_core::Error::new(
+            self.kind,
+            format!("refused before the run started: {}", self.message),
+        ))))
+    }
+}
+
+impl PipelineCmd {
+    /// Record `refusal` as a failed run (one `setup` stage that failed with it), say so on
+    /// one line, and return its exit code (4 when even that record cannot be written).
+    #[allow(clippy::too_many_arguments)]
+    fn record_refusal(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        config: &Config,
+        env: Environment,
+        actor: Actor,
+        commit: Option<String>,
+        audit: Arc<crate::audit::ProjectLog>,
+        refusal: Refusal,
+    ) -> u8 {
+        let message = one_line(&refusal.error);
+        // The kind the error carries, else what its exit code means.
+        let kind = refusal
+            .error
+            .chain()
+            .find_map(|e| {
+                e.downcast_ref::<wharf_core::Error>()
+                    .map(wharf_core::Error::kind)
+            })
+            .unwrap_or(if refusal.code == exit::INVALID {
+                ErrorKind::Invalid
+            } else {
+                ErrorKind::Internal
+            });
+        let mut builder = Pipeline::builder(config.project.name.clone(), env, actor)
+            .environment_policy(config.environment_policy(env))
+            .stage(Refused {
+                message: message.clone(),
+                kind,
+            })
+            .audit_log(audit);
+        if let Some(commit) = commit {
+            builder = builder.source_commit(commit);
+        }
+        let run = match builder.build() {
+            Ok(pipeline) => runtime.block_on(pipeline.run()),
+            Err(e) => Err(e),
+        };
+        match run {
+            Ok(report) => {
+                if self.json {
+                    let out = serde_json::json!({ "run": report.record, "receipt": report.receipt, "exit_code": refusal.code });
+                    if let Ok(text) = serde_json::to_string_pretty(&out) {
+                        println!("{text}");
+                    }
+                }
+                eprintln!(
+                    "error: {message} (refused before the run started; recorded as audit record #{} {})",
+                    report.receipt.sequence, report.receipt.hash
+                );
+                refusal.code
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {message}; and the refused run could not be recorded: {}",
+                    wharf_core::display_chain(&e)
+                );
+                exit::AUDIT
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause once (`{:#}` repeats a cause that an
+/// error both shows in its message and keeps as its source, as most of ours do).
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
+    wharf_core::display_chain(err.as_ref())
 }
 
 fn exit_code(report: &RunReport) -> u8 {

@@ -59,7 +59,7 @@ impl VerifyCmd {
         match self.execute() {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", crate::pipeline::one_line(&err));
                 ExitCode::from(exit::INVALID)
             }
         }
