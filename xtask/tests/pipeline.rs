@@ -1405,7 +1405,11 @@ fn keyless_in_prod_needs_the_identity_and_refuses_a_token_for_another() {
     );
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
     assert!(!err.to_lowercase().contains("password"), "no prompt: {err}");
-    assert_eq!(project_records(project.path()), 0, "no run, no record");
+    assert_eq!(
+        project_records(project.path()),
+        1,
+        "the refusal is recorded as a failed run"
+    );
     // Dev does not require it (the certificate's identity is verified instead).
     let dev = keyless_pipeline(project.path(), Some(&token))
         .output()
@@ -1493,7 +1497,11 @@ fn keyless_without_a_token_or_trust_root_and_a_refused_token_never_shows() {
     let out = keyless_pipeline(dir, Some(&token)).output().unwrap();
     std::fs::write(dir.join("wharf.toml"), &config).unwrap();
     one_line_error(&out, "[sign] key = \"keyless\" needs trusted_root");
-    assert_eq!(project_records(dir), 0, "none of these ran");
+    assert_eq!(
+        project_records(dir),
+        4,
+        "none of these ran, and each refusal is recorded"
+    );
 
     // Fulcio refuses the token once: the sign stage fails, naming Fulcio's answer.
     let canary = format!("wharf-canary-oidc-{}-Qz81Lm", std::process::id());
