@@ -131,7 +131,7 @@ fn an_alias_bomb_exits_2_quickly_in_bounded_memory_and_is_recorded() {
     assert!(bomb.len() < 1 << 20, "{}", bomb.len());
     let manifest = scratch.path().join("model.yaml");
     std::fs::write(&manifest, bomb).unwrap();
-    let mut cmd = pipeline(scratch.path());
+    let cmd = pipeline(scratch.path());
     let program = cmd.get_program().to_owned();
     let clock = Instant::now();
     let out = Command::new("sh")
