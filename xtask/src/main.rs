@@ -36,6 +36,7 @@ mod backends;
 mod bench;
 mod bench_audit;
 mod ci;
+mod fsck;
 mod out;
 mod pipeline;
 mod verify;
@@ -63,6 +64,8 @@ enum Command {
     /// Verify an image's signatures and attestations, by key or by keyless identity
     /// (cosign verify / verify-attestation).
     Verify(verify::VerifyCmd),
+    /// Check the OCI layout for damaged or missing blobs and stale temp files (--repair).
+    Fsck(fsck::FsckCmd),
     /// Run every test, with the real local backends started first.
     Test(ci::TestCmd),
     /// Everything CI checks: fmt, clippy, tests, docs, cargo-deny, publish dry run.
@@ -85,6 +88,7 @@ fn run() -> ExitCode {
         Command::Pipeline(cmd) => return cmd.run(),
         Command::Audit(cmd) => return cmd.run(),
         Command::Verify(cmd) => return cmd.run(),
+        Command::Fsck(cmd) => return cmd.run(),
         Command::Test(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
         Command::DenyAdvisories(cmd) => cmd.run(),

@@ -51,6 +51,11 @@ pub(crate) struct VerifyCmd {
     /// Print the result (signers, attestations with their predicates) as JSON.
     #[arg(long)]
     json: bool,
+    /// Also read every blob the image names (config and layers) and check its digest and
+    /// size, not only the manifest: a damaged layer fails verification (reads the whole
+    /// image once).
+    #[arg(long)]
+    deep: bool,
 }
 
 impl VerifyCmd {
@@ -199,6 +204,12 @@ impl VerifyCmd {
         };
         let mut signatures = Vec::new();
         let mut failures = Vec::new();
+        // What is vouched for must be what is stored: the manifest matches its digest
+        // (and, with --deep, every blob it names matches its own).
+        let content = check_content(registry, repo, image, self.deep).await;
+        if let Err(e) = &content {
+            failures.push(format!("content: {}", wharf_core::display_chain(e)));
+        }
         let legacy = wharf_sign::cosign::verify_image_with(
             registry,
             repo,
@@ -248,7 +259,7 @@ impl VerifyCmd {
                 Err(e) => missing.push(format!("attestation {kind}: {e}")),
             }
         }
-        let verified = !signatures.is_empty() && missing.is_empty();
+        let verified = content.is_ok() && !signatures.is_empty() && missing.is_empty();
         Ok(serde_json::json!({
             "image": format!("{repo}@{image}"),
             "trust": match how {
@@ -261,6 +272,49 @@ impl VerifyCmd {
             "failures": failures.into_iter().chain(missing).collect::<Vec<_>>(),
         }))
     }
+}
+
+/// Fetch `image`'s manifest (every registry checks it against its digest); with `deep`, also
+/// read every blob it names (or, for an index, every manifest it lists) to the end,
+/// which checks each digest, and compare sizes.
+async fn check_content(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    deep: bool,
+) -> wharf_core::Result<()> {
+    use futures_util::StreamExt;
+    let manifest = registry.fetch_manifest(repo, image).await?;
+    if !deep {
+        return Ok(());
+    }
+    let what = format!("{repo}@{image}");
+    let blobs = match wharf_core::ImageManifest::from_slice(&manifest.bytes, &what) {
+        Ok(m) => std::iter::once(m.config)
+            .chain(m.layers)
+            .collect::<Vec<_>>(),
+        Err(_) => {
+            let index = wharf_core::ImageIndex::from_slice(&manifest.bytes, &what)?;
+            for child in &index.manifests {
+                Box::pin(check_content(registry, repo, &child.digest, true)).await?;
+            }
+            return Ok(());
+        }
+    };
+    for blob in blobs {
+        let mut stream = registry.fetch_blob(repo, &blob.digest).await?;
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            size += chunk?.len() as u64;
+        }
+        if size != blob.size {
+            return Err(wharf_core::Error::integrity(format!(
+                "blob {} of {what} is {size} bytes, not the {} its manifest says",
+                blob.digest, blob.size
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whom signatures must come from.
@@ -304,6 +358,7 @@ fn print_report(r: &serde_json::Value) {
         let f = f.as_str().unwrap_or_default();
         if r["signatures"].as_array().is_some_and(|s| !s.is_empty())
             && !f.starts_with("attestation")
+            && !f.starts_with("content")
         {
             continue;
         }

@@ -233,6 +233,24 @@ pub trait Registry: fmt::Debug + fmt::Display + Send + Sync + 'static {
         opts: &ReferrersOptions,
     ) -> Result<Vec<Descriptor>>;
 
+    /// Store the file at `path` as the blob `desc` without copying it, where the registry
+    /// keeps blobs as files on the same filesystem (the OCI layout links it in); `Ok(None)`
+    /// where it cannot, and the caller streams the file with [`Registry::push_blob`].
+    ///
+    /// For packagers that hash a blob while writing it: the caller vouches that the file
+    /// holds exactly `desc.size` bytes hashing to `desc.digest`, and must not change it
+    /// afterwards (it may delete it). The blob replaces a stored copy, so a damaged one is
+    /// repaired. This writes each layer once instead of twice. The default answers `Ok(None)`.
+    async fn import_blob_file(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        path: &std::path::Path,
+    ) -> Result<Option<Descriptor>> {
+        let _ = (repo, desc, path);
+        Ok(None)
+    }
+
     /// Whether the registry serves the OCI 1.1 referrers API for `repo`; `false` means
     /// referrers are found through the `sha256-<hex>` tag schema (what clients choosing a
     /// signature format probe). The default answers `false`.

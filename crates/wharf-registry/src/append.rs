@@ -77,6 +77,11 @@ impl AppendedImage {
         self.push_with(base, target, repo, &opts).await
     }
 
+    /// Delete the staged model layer (once pushed everywhere it goes). Best effort.
+    pub fn remove_staged(&self) {
+        let _ = std::fs::remove_file(&self.model_layer.1);
+    }
+
     /// Like [`AppendedImage::push`], with the manifest push's options (an immutable tag:
     /// `opts.if_tag = TagPrecondition::Absent`).
     pub async fn push_with(

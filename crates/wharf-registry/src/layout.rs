@@ -47,7 +47,19 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct LayoutRegistry {
     root: PathBuf,
     lock: tokio::sync::Mutex<()>,
+    verify_reused: bool,
 }
+
+/// Temp files (blobs being written, staged layers) live here, under the root but outside
+/// every layout's `blobs/`, so `umoci gc` and other readers of a layout never see them.
+pub const TEMP_DIR: &str = ".wharf-tmp";
+/// Where the pipeline stages packaged layers, under the root (outside every layout):
+/// [`crate::package::package_modelpack`]'s files there are named for their process, so
+/// `fsck` and later runs remove those of killed runs.
+pub const STAGING_DIR: &str = ".staging";
+/// Existing blobs up to this size are re-hashed before being reused (cheap); larger ones
+/// are checked by size, and re-hashed only with [`LayoutRegistry::verify_reused_blobs`].
+pub const REHASH_REUSED_UP_TO: u64 = 4 << 20;
 
 impl std::fmt::Display for LayoutRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,10 +95,46 @@ impl LayoutRegistry {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, RegistryError> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| RegistryError::io("creating", &root, e))?;
+        // Temp files of writers that were killed (their process is gone) take disk forever
+        // otherwise: a killed push of a multi-GB layer leaves as much behind.
+        crate::tempfiles::remove_stale(&root.join(TEMP_DIR));
         Ok(Self {
             root,
             lock: tokio::sync::Mutex::new(()),
+            verify_reused: false,
         })
+    }
+
+    /// Re-hash every existing blob before reusing it, whatever its size (by default only
+    /// blobs up to [`REHASH_REUSED_UP_TO`] are; larger ones are checked by size).
+    pub fn verify_reused_blobs(mut self, yes: bool) -> Self {
+        self.verify_reused = yes;
+        self
+    }
+
+    /// A new temp file path under the root's [`TEMP_DIR`] (created), named for this process.
+    fn temp_path(&self, what: &str) -> Result<PathBuf, RegistryError> {
+        let dir = self.root.join(TEMP_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| RegistryError::io("creating", &dir, e))?;
+        Ok(dir.join(crate::tempfiles::name(what)))
+    }
+
+    /// Whether the blob at `path` (`len` bytes) can be reused as `digest`: its size is the
+    /// expected one, and where cheap (or asked for) it hashes to `digest`.
+    async fn reusable(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        len: u64,
+        expected: Option<u64>,
+    ) -> Result<bool, RegistryError> {
+        if expected.is_some_and(|n| n != len) {
+            return Ok(false);
+        }
+        if len > REHASH_REUSED_UP_TO && !self.verify_reused {
+            return Ok(true);
+        }
+        Ok(&hash_file(path, digest.algorithm()).await? == digest)
     }
 
     /// The root directory.
@@ -227,18 +275,26 @@ impl LayoutRegistry {
         let dir = self.ensure_layout(repo).await?;
         let final_path = self.blob_path(repo, digest)?;
         if let Ok(meta) = tokio::fs::metadata(&final_path).await {
-            // Content-addressed: an existing blob is the same blob (verified when read).
-            return Ok(Descriptor::new(
-                "application/octet-stream",
-                digest.clone(),
-                meta.len(),
-            ));
+            // Content-addressed: an intact existing blob is the same blob. A damaged one
+            // (truncated, or failing its digest where that is checked) is replaced below
+            // with the bytes being pushed, which are verified as they are written.
+            if self
+                .reusable(&final_path, digest, meta.len(), opts.size)
+                .await?
+            {
+                return Ok(Descriptor::new(
+                    "application/octet-stream",
+                    digest.clone(),
+                    meta.len(),
+                ));
+            }
+            tracing::warn!(path = %final_path.display(), "replacing a damaged blob");
         }
         let alg_dir = dir.join("blobs").join(digest.algorithm().as_str());
         tokio::fs::create_dir_all(&alg_dir)
             .await
             .map_err(|e| RegistryError::io("creating", &alg_dir, e))?;
-        let tmp = alg_dir.join(format!(".tmp-{}-{}", digest.hex(), unique_suffix()));
+        let tmp = self.temp_path(digest.hex())?;
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
@@ -313,14 +369,32 @@ fn validate_repo(repo: &str) -> Result<(), RegistryError> {
     }
 }
 
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+/// The digest of a file, streamed through a fixed buffer (off the async threads).
+async fn hash_file(path: &Path, algorithm: wharf_core::Algorithm) -> Result<Digest, RegistryError> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&p).map_err(|e| RegistryError::io("reading", &p, e))?;
+        let mut hasher = Hasher::new(algorithm);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| RegistryError::io("reading", &p, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish())
+    })
+    .await
+    .map_err(|e| {
+        RegistryError::invalid(
+            path.display().to_string(),
+            format!("hashing task failed: {e}"),
+        )
+    })?
 }
 
 /// Write `bytes` to a temp file beside `path`, sync, and rename over `path`.
@@ -329,7 +403,7 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", unique_suffix()));
+    let tmp = path.with_file_name(format!(".{name}.{}", crate::tempfiles::name("tmp")));
     let mut f = tokio::fs::File::create(&tmp)
         .await
         .map_err(|e| RegistryError::io("creating", &tmp, e))?;
@@ -426,6 +500,56 @@ impl Registry for LayoutRegistry {
         opts: &PushBlobOptions,
     ) -> wharf_core::Result<Descriptor> {
         Ok(self.store_blob(repo, digest, data, opts).await?)
+    }
+
+    async fn import_blob_file(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        path: &Path,
+    ) -> wharf_core::Result<Option<Descriptor>> {
+        let len = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| RegistryError::io("reading", path, e))?
+            .len();
+        if len != desc.size {
+            return Err(RegistryError::invalid(
+                format!("{} (blob {})", path.display(), desc.digest),
+                format!("is {len} bytes, not the {} its packager wrote", desc.size),
+            )
+            .into());
+        }
+        let dir = self.ensure_layout(repo).await?;
+        let alg_dir = dir.join("blobs").join(desc.digest.algorithm().as_str());
+        tokio::fs::create_dir_all(&alg_dir)
+            .await
+            .map_err(|e| RegistryError::io("creating", &alg_dir, e))?;
+        let final_path = self.blob_path(repo, &desc.digest)?;
+        // A second name for the same data (no copy), then renamed over any stored copy: the
+        // caller's file stays usable, and a damaged blob is replaced by the fresh one.
+        let tmp = self.temp_path(desc.digest.hex())?;
+        match tokio::fs::hard_link(path, &tmp).await {
+            Ok(()) => {}
+            // Another filesystem (or one without hard links): the caller streams it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::CrossesDevices | std::io::ErrorKind::Unsupported
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(RegistryError::io("linking into the layout", path, e).into()),
+        }
+        if let Err(e) = tokio::fs::rename(&tmp, &final_path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(RegistryError::io("moving into the layout", &tmp, e).into());
+        }
+        Ok(Some(Descriptor::new(
+            "application/octet-stream",
+            desc.digest.clone(),
+            len,
+        )))
     }
 
     async fn fetch_blob(&self, repo: &str, digest: &Digest) -> wharf_core::Result<BlobStream> {

@@ -15,8 +15,10 @@ pub mod append;
 pub mod distribution;
 pub mod ecr;
 mod error;
+pub mod fsck;
 pub mod layout;
 pub mod package;
+mod tempfiles;
 
 pub use error::RegistryError;
 

@@ -171,6 +171,14 @@ impl Packaged {
         self.push_with(registry, repo, &opts).await
     }
 
+    /// Delete the staged layer files (once pushed everywhere they go: an OCI layout keeps
+    /// its own link to them). Best effort; a file already gone is fine.
+    pub fn remove_staged(&self) {
+        for (_, path) in &self.layers {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Like [`Packaged::push`], with the manifest push's options: `opts.if_tag =
     /// TagPrecondition::Absent` refuses to move a tag that holds other content (immutable
     /// tags, checked atomically where the registry can).
@@ -210,7 +218,12 @@ pub(crate) async fn push_file_if_missing(
     desc: &Descriptor,
     path: &Path,
 ) -> wharf_core::Result<()> {
-    if registry.blob_exists(repo, &desc.digest).await?.is_none() {
+    // A registry that keeps blobs as files takes the staged file as it is (written once);
+    // others get it streamed, unless they hold a blob of the right size already.
+    if registry.import_blob_file(repo, desc, path).await?.is_some() {
+        return Ok(());
+    }
+    if registry.blob_exists(repo, &desc.digest).await? != Some(desc.size) {
         let mut opts = PushBlobOptions::default();
         opts.size = Some(desc.size);
         registry
@@ -286,7 +299,8 @@ pub(crate) fn source_date_epoch() -> Option<u64> {
 }
 
 /// Package `spec` as a ModelPack artifact, staging layer files in `staging` (created if
-/// missing; layer files are named by digest, so repeated packaging reuses them).
+/// missing; each run's files are its own, and those of killed runs are removed). Call
+/// [`Packaged::remove_staged`] once it is pushed.
 pub fn package_modelpack(spec: &ModelSpec, staging: &Path) -> Result<Packaged, RegistryError> {
     let root = std::fs::canonicalize(&spec.dir)
         .map_err(|e| RegistryError::io("opening model directory", &spec.dir, e))?;
@@ -297,6 +311,7 @@ pub fn package_modelpack(spec: &ModelSpec, staging: &Path) -> Result<Packaged, R
         ));
     }
     std::fs::create_dir_all(staging).map_err(|e| RegistryError::io("creating", staging, e))?;
+    crate::tempfiles::remove_stale(staging);
     let files = select_files_with_roles(spec, &root)?;
     let mtime = source_date_epoch().unwrap_or(0);
     let mut layers = Vec::with_capacity(files.len());
@@ -383,6 +398,19 @@ fn select_files_with_roles(
         .into_iter()
         .map(|f| {
             let source = resolve_inside(root, &spec.dir, &f.path)?;
+            if source.is_dir() {
+                return Err(RegistryError::invalid(
+                    format!("{:?} in {}", f.path, spec.dir.display()),
+                    "is a directory: list the files in it one by one, or leave `artifacts` out to package the whole model directory",
+                ));
+            }
+            if !source.is_file() {
+                // A FIFO would block the packager forever; a device or socket is no model.
+                return Err(RegistryError::invalid(
+                    format!("{:?} in {}", f.path, spec.dir.display()),
+                    "is not a regular file (a FIFO, socket or device): only regular files and directories are packaged",
+                ));
+            }
             Ok((f, source))
         })
         .collect()
@@ -412,9 +440,17 @@ fn discover(root: &Path) -> Result<Vec<FileEntry>, RegistryError> {
                 continue;
             }
             let path = entry.path();
-            let meta =
-                std::fs::metadata(&path).map_err(|e| RegistryError::io("reading", &path, e))?;
             let rel = path.strip_prefix(root).unwrap_or(&path);
+            let meta = std::fs::metadata(&path).map_err(|e| match std::fs::read_link(&path) {
+                Ok(target) if e.kind() == std::io::ErrorKind::NotFound => RegistryError::invalid(
+                    format!("{:?} in {}", rel, root.display()),
+                    format!(
+                        "is a dangling symlink: it points to {}, which does not exist; remove it or restore its target",
+                        target.display()
+                    ),
+                ),
+                _ => RegistryError::io("reading", &path, e),
+            })?;
             let rel_str = rel
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy())
@@ -449,8 +485,17 @@ fn resolve_inside(root: &Path, shown_root: &Path, rel: &str) -> Result<PathBuf, 
             "must be a plain relative path inside the model directory (no `..`, no leading `/`)",
         ));
     }
-    let resolved = std::fs::canonicalize(root.join(p))
-        .map_err(|e| RegistryError::io("opening", root.join(p), e))?;
+    let joined = root.join(p);
+    let resolved = std::fs::canonicalize(&joined).map_err(|e| {
+        // A symlink whose target is gone reads as "no such file": say what it is.
+        match std::fs::read_link(&joined) {
+            Ok(target) if e.kind() == std::io::ErrorKind::NotFound => bad(&format!(
+                "is a dangling symlink: it points to {}, which does not exist",
+                target.display()
+            )),
+            _ => RegistryError::io("opening", &joined, e),
+        }
+    })?;
     if !resolved.starts_with(root) {
         return Err(bad(
             "is a symlink pointing outside the model directory; copy the file in instead",
@@ -493,7 +538,7 @@ pub(crate) fn write_tar(
     staging: &Path,
 ) -> Result<(Digest, u64, PathBuf), RegistryError> {
     std::fs::create_dir_all(staging).map_err(|e| RegistryError::io("creating", staging, e))?;
-    let tmp = staging.join(format!(".layer-{}", unique_suffix()));
+    let tmp = staging.join(crate::tempfiles::name("layer"));
     let out = std::fs::File::create(&tmp).map_err(|e| RegistryError::io("creating", &tmp, e))?;
     let mut writer = HashingWriter {
         inner: std::io::BufWriter::with_capacity(1 << 20, out),
@@ -553,25 +598,11 @@ pub(crate) fn write_tar(
             e,
         ));
     }
+    // The staged file keeps its per-process name: concurrent packagers of the same content
+    // each own theirs (a registry may move it into place), and a killed one's is stale.
     let size = writer.hasher.len();
     let digest = writer.hasher.finish();
-    let staged = staging.join(format!(
-        "{}-{}.tar",
-        digest.algorithm().as_str(),
-        digest.hex()
-    ));
-    std::fs::rename(&tmp, &staged).map_err(|e| RegistryError::io("renaming", &tmp, e))?;
-    Ok((digest, size, staged))
-}
-
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    Ok((digest, size, tmp))
 }
 
 #[cfg(unix)]

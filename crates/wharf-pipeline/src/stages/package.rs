@@ -265,10 +265,21 @@ impl Stage for PackageStage {
     }
 }
 
-/// What was built.
+/// What was built. Its staged layer files go when the stage is done with it, pushed or
+/// not: an OCI layout has linked them in, a registry holds its copy, and a failed run
+/// packages again — no second copy of a multi-GB layer stays behind.
 enum Built {
     Pack(Box<wharf_registry::package::Packaged>),
     Image(Box<wharf_registry::append::AppendedImage>),
+}
+
+impl Drop for Built {
+    fn drop(&mut self) {
+        match self {
+            Built::Pack(p) => p.remove_staged(),
+            Built::Image(image) => image.remove_staged(),
+        }
+    }
 }
 
 fn human_bytes(n: u64) -> String {
