@@ -200,6 +200,12 @@ impl<S: WormStore> WormLog<S> {
         else {
             return Ok(());
         };
+        // A record is stored before its checkpoint, so record `newest` exists unless it was
+        // deleted — or a concurrent appender wrote both after our listing of the records:
+        // then the head is merely stale, and the append finds the new head by racing.
+        if self.store.get(&record_key(newest)).await?.is_some() {
+            return Ok(());
+        }
         let (next, holds) = match head {
             Some(h) => (
                 h.sequence + 1,
