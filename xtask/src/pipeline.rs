@@ -145,7 +145,7 @@ impl PipelineCmd {
                 manifest.clone(),
                 registry,
                 repository,
-                layout_root.join(".staging"),
+                layout_root.join(wharf_registry::layout::STAGING_DIR),
                 tag,
             );
             if let Some(base) = &config.registry.base_image {
