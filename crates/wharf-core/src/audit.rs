@@ -402,9 +402,12 @@ pub struct ChainWalker {
     prev: Option<(Digest, OffsetDateTime)>,
     skew: time::Duration,
     problems: Vec<ChainProblem>,
-    /// The hash of the record at each position from `from` on (`None` for a gap or an
-    /// unreadable object): replays are copies of the record at the position they claim.
-    hashes: Vec<Option<Digest>>,
+    /// The hash of the record at each position seen (none for a gap or an unreadable
+    /// object): replays are copies of the record at the position they claim. Sparse, so a
+    /// stray object at a huge position costs one entry, not memory up to that position.
+    hashes: std::collections::BTreeMap<u64, Digest>,
+    /// The highest position seen.
+    last: Option<u64>,
     by_run: std::collections::HashMap<String, u64>,
     checked: u64,
     head: Option<Digest>,
@@ -420,7 +423,8 @@ impl ChainWalker {
             prev: expected_prev.map(|h| (h, OffsetDateTime::UNIX_EPOCH)),
             skew: time::Duration::try_from(clock_skew).unwrap_or(time::Duration::MAX),
             problems: Vec::new(),
-            hashes: Vec::new(),
+            hashes: Default::default(),
+            last: None,
             by_run: Default::default(),
             checked: 0,
             head: None,
@@ -429,8 +433,7 @@ impl ChainWalker {
 
     /// The hash of the record found at `position` (to compare with a checkpoint's).
     pub fn hash_at(&self, position: u64) -> Option<&Digest> {
-        let i = usize::try_from(position.checked_sub(self.from)?).ok()?;
-        self.hashes.get(i).and_then(Option::as_ref)
+        self.hashes.get(&position)
     }
 
     /// The position the next record is expected at.
@@ -440,7 +443,7 @@ impl ChainWalker {
 
     /// The last position seen, `None` before any.
     pub fn last_position(&self) -> Option<u64> {
-        self.next.checked_sub(1).filter(|_| self.checked > 0)
+        self.last
     }
 
     /// Add a problem found outside the records (storage, checkpoints).
@@ -448,15 +451,9 @@ impl ChainWalker {
         self.problems.push(problem);
     }
 
-    fn set_hash(&mut self, position: u64, hash: Option<Digest>) {
-        if let Some(i) = position
-            .checked_sub(self.from)
-            .and_then(|i| usize::try_from(i).ok())
-        {
-            if self.hashes.len() <= i {
-                self.hashes.resize(i + 1, None);
-            }
-            self.hashes[i] = hash;
+    fn set_hash(&mut self, position: u64, hash: Digest) {
+        if position >= self.from {
+            self.hashes.insert(position, hash);
         }
     }
 
@@ -469,7 +466,9 @@ impl ChainWalker {
                 last: position - 1,
             });
         }
-        self.next = self.next.max(position + 1);
+        // A record at u64::MAX leaves nothing after it; `last` still says where it was.
+        self.next = self.next.max(position.saturating_add(1));
+        self.last = Some(self.last.map_or(position, |l| l.max(position)));
         linkable
     }
 
@@ -534,7 +533,7 @@ impl ChainWalker {
                 self.by_run.insert(run_id.to_owned(), position);
             }
         }
-        self.set_hash(position, Some(r.hash.clone()));
+        self.set_hash(position, r.hash.clone());
         self.prev = Some((r.hash.clone(), r.recorded_at));
         self.head = Some(r.hash.clone());
     }
@@ -841,7 +840,11 @@ impl Canon<'_> {
             && digits.bytes().all(|b| b.is_ascii_digit())
             && (digits == "0" || !digits.starts_with('0'))
         {
-            return text != "-0"; // an integer, written as canonical_json writes integers
+            // An integer serde_json reads exactly (i64, u64) is written as it is; a longer
+            // one is a double to it, written in ECMAScript form (checked below).
+            if text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok() {
+                return text != "-0";
+            }
         }
         match text.parse::<f64>() {
             Ok(f) if f.is_finite() => es_number(f) == text,
@@ -942,6 +945,105 @@ mod tests {
             !is_canonical_json(deep.as_bytes()),
             "too deep is refused, not a stack overflow"
         );
+    }
+
+    #[test]
+    fn a_record_with_any_float_reads_back_with_a_valid_hash() {
+        // Found by fuzzing (wharf-fuzz): serde_json's default float parser gets about one
+        // double in ten wrong by an ULP (0.9883853299755387 is read as …389), so a genuine
+        // record holding such a metric failed its own hash check once read back. The
+        // workspace enables serde_json's `float_roundtrip`.
+        for f in [
+            0.9883853299755387,
+            0.22981246145434542,
+            0.018231867957088754,
+            -2.156692565404319e70,
+        ] {
+            let event: AuditEvent = serde_json::from_value(json!({
+                "type": "run", "run_id": "run-1", "project": "p",
+                "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+                "environment": "dev", "actor": {"id": "ci", "kind": "local"}, "outcome": "passed",
+                "stages": [{"name": "governance", "status": "passed", "started_at": "2026-01-01T00:00:00Z",
+                            "duration_ms": 1, "summary": "ok", "details": {"accuracy": f}}],
+            }))
+            .unwrap();
+            let r = StoredRecord::chain(0, None, OffsetDateTime::UNIX_EPOCH, event).unwrap();
+            let stored = canonical_json(&serde_json::to_value(&r).unwrap());
+            let back: StoredRecord = serde_json::from_slice(&stored).unwrap();
+            assert!(
+                back.hash_is_valid(),
+                "{f:e}: {}",
+                String::from_utf8_lossy(&stored)
+            );
+            assert_eq!(back, r, "{f:e}");
+            assert!(is_canonical_json(&stored));
+        }
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_canonical_only_as_doubles() {
+        // Found by fuzzing (wharf-fuzz): -9223372036854775809 was accepted as canonical,
+        // but it reads as a double, which canonical_json writes -9223372036854776000: a
+        // verifier hashing the bytes and one re-canonicalizing them disagreed.
+        for (text, canonical) in [
+            ("-9223372036854775809", false),
+            ("18446744073709551616", false),
+            ("99999999999999999999", false),
+            ("-9223372036854775808", true),
+            ("18446744073709551615", true),
+            ("18446744073709552000", true),
+            ("-9223372036854776000", true),
+            ("100000000000000000000", true),
+        ] {
+            let bytes = format!("[{text}]");
+            let value: serde_json::Value = serde_json::from_str(&bytes).unwrap();
+            assert_eq!(
+                canonical_json(&value) == bytes.as_bytes(),
+                canonical,
+                "{text}"
+            );
+            assert_eq!(is_canonical_json(bytes.as_bytes()), canonical, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_record_at_a_huge_sequence_is_a_gap_not_a_panic_or_an_allocation() {
+        // Found by fuzzing (wharf-fuzz): a record claiming u64::MAX overflowed `position + 1`,
+        // and one at 2^40 after record 0 made the walker allocate a slot per position up to
+        // it (`audit verify` aborted on a stray `records/099999999999.json`).
+        let event = || -> AuditEvent {
+            serde_json::from_value(json!({
+                "type": "run", "run_id": "run-1", "project": "p",
+                "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+                "environment": "dev", "actor": {"id": "ci", "kind": "local"},
+                "outcome": "passed", "stages": [],
+            }))
+            .unwrap()
+        };
+        let first = StoredRecord::chain(0, None, OffsetDateTime::UNIX_EPOCH, event()).unwrap();
+        for far in [1u64 << 40, u64::MAX - 1, u64::MAX] {
+            let stray = StoredRecord::chain(
+                far,
+                Some(first.hash.clone()),
+                OffsetDateTime::UNIX_EPOCH,
+                event(),
+            )
+            .unwrap();
+            let report = verify_chain(&[first.clone(), stray.clone()], None);
+            assert!(
+                report.problems.contains(&ChainProblem::Gap {
+                    first: 1,
+                    last: far - 1
+                }),
+                "{far}: {report:?}"
+            );
+            let alone = verify_chain(std::slice::from_ref(&stray), Some(&first.hash));
+            assert_eq!(alone.checked, 1, "{far}");
+            let mut walker = ChainWalker::new(far, None, DEFAULT_CLOCK_SKEW);
+            walker.record(far, (&stray).into(), true);
+            assert_eq!(walker.last_position(), Some(far));
+            assert_eq!(walker.hash_at(far), Some(&stray.hash));
+        }
     }
 
     #[test]
