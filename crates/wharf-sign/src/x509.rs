@@ -158,6 +158,10 @@ fn range(outer: &[u8], inner: &[u8]) -> (usize, usize) {
 fn parse_time(tlv: &Tlv<'_>) -> Option<i64> {
     let s = std::str::from_utf8(tlv.body).ok()?;
     let s = s.strip_suffix('Z')?;
+    // Digits only: anything else is not a time, and slicing it could split a character.
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let (year, rest) = match tlv.tag {
         0x17 if s.len() == 12 => {
             let yy: i32 = s[..2].parse().ok()?;
@@ -431,6 +435,22 @@ mod tests {
             reencoded.extend_from_slice(f.whole);
         }
         assert_eq!(encode(0x30, &reencoded), orig.whole);
+    }
+
+    #[test]
+    fn a_time_with_non_ascii_digits_is_refused_not_panicked_on() {
+        // Found by fuzzing (wharf-fuzz): a UTCTime whose 12 bytes are UTF-8 with a
+        // multibyte character across byte 2 was sliced mid-character: a panic on a hostile
+        // certificate. The same length keeps the rest of the DER intact.
+        let leaf = &Certificate::from_pem_chain(FULCIO_CERT, "fulcio-cert").unwrap()[0];
+        let mut der = leaf.der().to_vec();
+        let at = der
+            .windows(15)
+            .position(|w| w == b"\x17\x0d221212184818Z")
+            .expect("the fixture's notBefore");
+        der[at + 2..at + 15].copy_from_slice("0\u{e9}101000000Z".as_bytes());
+        let err = Certificate::from_der(&der, "cert.der").unwrap_err();
+        assert_eq!(err.to_string(), "cert.der is not a DER X.509 certificate");
     }
 
     #[test]
