@@ -86,8 +86,15 @@ fn sdk_crates_depend_on_wharf_core_not_on_each_other() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    // Composition crates may use every SDK crate; everything else only wharf-core.
-    let composers = ["wharf-pipeline", "xtask", "wharf-examples", "wharf-bench"];
+    // Composition crates may use every SDK crate; everything else only wharf-core. The
+    // fuzz targets (publish = false) feed every crate's parsers.
+    let composers = [
+        "wharf-pipeline",
+        "xtask",
+        "wharf-examples",
+        "wharf-bench",
+        "wharf-fuzz",
+    ];
     for p in meta["packages"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
         if composers.contains(&name) {

@@ -5,17 +5,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 const PASSWORD: &str = "wharf-canary-concurrency-password-Q8f3";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// `xtask <subcommand>` with the audit log, checkpoint key and OCI layout in `scratch`
 /// (shared by every process of a test) and the signing key `key`.
@@ -37,15 +33,6 @@ fn xtask(scratch: &Path, subcommand: &str, key: &Path) -> Command {
     cmd
 }
 
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn backend(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
-}
-
 /// Start every command at once, then wait for all of them.
 fn all_at_once(cmds: Vec<Command>) -> Vec<Output> {
     let children: Vec<Child> = cmds.into_iter().map(|mut c| c.spawn().unwrap()).collect();
@@ -58,8 +45,7 @@ fn all_at_once(cmds: Vec<Command>) -> Vec<Output> {
 /// One key per signer and the audit checkpoint key, made before the runs (first-use key
 /// creation has its own test).
 fn keys(scratch: &Path, n: usize) -> Vec<PathBuf> {
-    wharf_sign::EcdsaP256Key::load_or_generate(&scratch.join("keys/audit-checkpoint.pem"))
-        .unwrap();
+    wharf_sign::EcdsaP256Key::load_or_generate(&scratch.join("keys/audit-checkpoint.pem")).unwrap();
     (0..n)
         .map(|i| {
             let key = scratch.join(format!("keys/signer-{i}.key"));

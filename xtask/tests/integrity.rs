@@ -5,50 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const PASSWORD: &str = "wharf-canary-integrity-password-Zt41";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn xtask(scratch: &Path, subcommand: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.arg(subcommand)
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.join("records"))
-        .env(
-            "WHARF__AUDIT__CHECKPOINT_KEY",
-            scratch.join("keys/audit-checkpoint.pem"),
-        )
-        .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
-    cmd
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn expect(out: &Output, code: i32, needles: &[&str]) -> String {
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(code), "{all}");
-    for n in needles {
-        assert!(all.contains(n), "expected {n:?} in: {all}");
-    }
-    all
-}
-
-fn backend(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
-}
 
 /// Run the pipeline; returns the image digest and the layout directory.
 fn run(scratch: &Path) -> (String, PathBuf) {

@@ -4,48 +4,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// The password of the tests' signing keys: must never show in output.
-const TEST_KEY_PASSWORD: &str = "wharf-canary-cosign-password-Hd27Kp";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Run the pipeline with its audit log in `scratch/records` and its OCI layout in
 /// `scratch/oci` (so tests share neither, and nothing is written into the checkout).
 fn pipeline(scratch: &Path, args: &[&str]) -> Output {
     xtask(scratch, "pipeline").args(args).output().unwrap()
-}
-
-/// `xtask <subcommand>` run from the repository root, with the audit log in
-/// `scratch/records` and the OCI layout in `scratch/oci`; callers add arguments and
-/// environment overrides.
-fn xtask(scratch: &Path, subcommand: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.arg(subcommand)
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.join("records"))
-        .env(
-            "WHARF__AUDIT__CHECKPOINT_KEY",
-            scratch.join("keys/audit-checkpoint.pem"),
-        )
-        .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
-        .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
-        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
-    cmd
-}
-
-/// The address or program of a harness backend; a missing one fails the test, saying how
-/// to get it.
-fn backend(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
 }
 
 /// Point `cmd` at moto for every AWS API, with test credentials and no profile or instance
@@ -57,21 +25,6 @@ fn on_moto<'a>(cmd: &'a mut Command, moto: &str) -> &'a mut Command {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-/// The command exited with `code`; otherwise fail showing its output (after `context`).
-fn assert_exit(out: &Output, code: i32, context: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{context}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// Assert the command exited with `code` and its stdout holds every one of `needles`;

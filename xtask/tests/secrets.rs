@@ -4,54 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+use support::*;
 
-/// The password of the tests' signing keys: must never show in output.
-const TEST_KEY_PASSWORD: &str = "wharf-canary-cosign-password-Se93Tq";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// `xtask <subcommand>` run from the repository root, with the audit log in
-/// `scratch/records`, the keys in `scratch/keys` and the OCI layout in `scratch/oci`.
-fn xtask(scratch: &Path, subcommand: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.arg(subcommand)
-        .current_dir(root())
-        .env("WHARF__AUDIT__DIR", scratch.join("records"))
-        .env(
-            "WHARF__AUDIT__CHECKPOINT_KEY",
-            scratch.join("keys/audit-checkpoint.pem"),
-        )
-        .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
-        .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
-        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
-    cmd
-}
-
-/// The address of a harness backend; a missing one fails the test, saying how to get it.
-fn backend(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
+use std::process::Output;
 
 /// The one `error:` line of a refused run.
 fn error_line(out: &Output) -> String {

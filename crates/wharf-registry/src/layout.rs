@@ -979,6 +979,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_damaged_stored_blob_is_replaced_by_the_next_push_not_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::open(root.path()).unwrap();
+        let data = vec![9u8; 100_000];
+        let d = Digest::sha256_of(&data);
+        let push = |bytes: Vec<u8>| {
+            let mut opts = PushBlobOptions::default();
+            opts.size = Some(100_000);
+            let reg = &reg;
+            let d = d.clone();
+            async move {
+                reg.push_blob(
+                    "r",
+                    &d,
+                    wharf_core::registry::blob_stream_from(bytes),
+                    &opts,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        push(data.clone()).await;
+        let path = root.path().join("r/blobs/sha256").join(d.hex());
+        // Truncated (size differs), then one byte flipped (size equal, small: re-hashed).
+        for damage in [vec![], {
+            let mut x = data.clone();
+            x[500] ^= 1;
+            x
+        }] {
+            std::fs::write(&path, &damage).unwrap();
+            push(data.clone()).await;
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+        }
+        // Nothing left in the temp dir, nothing but blobs in blobs/.
+        assert_eq!(
+            std::fs::read_dir(root.path().join(TEMP_DIR))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(root.path().join("r/blobs/sha256"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_imported_file_is_linked_in_and_replaces_a_stored_copy() {
+        let root = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::open(root.path()).unwrap();
+        let data = b"layer bytes".to_vec();
+        let desc = Descriptor::for_bytes(media_types::OCI_LAYER_TAR, &data);
+        let staged = root.path().join("staged.tar");
+        std::fs::write(&staged, &data).unwrap();
+        let blob = root.path().join("r/blobs/sha256").join(desc.digest.hex());
+        std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+        std::fs::write(&blob, b"damaged!!!!").unwrap();
+        assert!(
+            reg.import_blob_file("r", &desc, &staged)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(std::fs::read(&blob).unwrap(), data);
+        // The caller's file is still there (linked, not moved), and a wrong size is refused.
+        assert!(staged.is_file());
+        let mut wrong = desc.clone();
+        wrong.size += 1;
+        let err = reg
+            .import_blob_file("r", &wrong, &staged)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    }
+
+    #[tokio::test]
     async fn bad_repository_names_are_refused() {
         let root = tempfile::tempdir().unwrap();
         let reg = LayoutRegistry::open(root.path()).unwrap();

@@ -780,6 +780,69 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn fifos_and_dangling_symlinks_are_named_not_waited_on() {
+        let dir = model_dir();
+        let staging = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("weights.pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Listed as an artifact: refused at once (opening it would block forever).
+        let mut spec = ModelSpec::new(dir.path(), "m", "1");
+        spec.files = vec![FileEntry::new("weights.pipe", Role::Weight)];
+        let err = package_modelpack(&spec, staging.path()).unwrap_err();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        assert!(err.to_string().contains("weights.pipe"), "{err}");
+        assert_eq!(
+            wharf_core::Error::from(err).kind(),
+            wharf_core::ErrorKind::Invalid
+        );
+        // Found while discovering the directory: skipped, the rest is packaged.
+        let p = package_modelpack(&ModelSpec::new(dir.path(), "m", "1"), staging.path()).unwrap();
+        assert!(p.layers.iter().all(|(d, _)| {
+            d.annotations.get(ANNOTATION_FILEPATH).map(String::as_str) != Some("weights.pipe")
+        }));
+        p.remove_staged();
+        std::fs::remove_file(&fifo).unwrap();
+
+        std::os::unix::fs::symlink(dir.path().join("gone.bin"), dir.path().join("model.bin"))
+            .unwrap();
+        for spec in [
+            {
+                let mut s = ModelSpec::new(dir.path(), "m", "1");
+                s.files = vec![FileEntry::new("model.bin", Role::Weight)];
+                s
+            },
+            ModelSpec::new(dir.path(), "m", "1"),
+        ] {
+            let err = package_modelpack(&spec, staging.path()).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("model.bin"), "{msg}");
+            assert!(msg.contains("is a dangling symlink"), "{msg}");
+            assert!(msg.contains("gone.bin"), "{msg}");
+            assert!(!msg.contains("os error"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn staged_files_are_the_runs_own_and_removed_after_the_push() {
+        let dir = model_dir();
+        let staging = tempfile::tempdir().unwrap();
+        let a = package_modelpack(&ModelSpec::new(dir.path(), "m", "1"), staging.path()).unwrap();
+        let b = package_modelpack(&ModelSpec::new(dir.path(), "m", "1"), staging.path()).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        // Same content, separate files: one packager cannot take the other's.
+        assert_ne!(a.layers[0].1, b.layers[0].1);
+        a.remove_staged();
+        assert!(b.layers.iter().all(|(_, p)| p.is_file()));
+        b.remove_staged();
+        assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn missing_and_empty_dirs_are_clear_errors() {
         let staging = tempfile::tempdir().unwrap();

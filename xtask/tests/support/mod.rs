@@ -1,0 +1,76 @@
+//! What every end-to-end test of the `xtask` binary shares: the command as a user runs it,
+//! with the project's state in a scratch directory, and a few assertions on its output.
+//! Each test binary uses a part of it.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The password of the tests' signing keys: must never show in output or records.
+pub(crate) const TEST_KEY_PASSWORD: &str = "wharf-canary-cosign-password-Hd27Kp";
+
+/// The repository root (the example project lives in `examples/`).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `xtask <subcommand>` run from the repository root, with the audit log in
+/// `scratch/records`, the keys in `scratch/keys` and the OCI layout in `scratch/oci` (so
+/// tests share nothing, and nothing is written into the checkout); callers add arguments
+/// and environment overrides.
+pub(crate) fn xtask(scratch: &Path, subcommand: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg(subcommand)
+        .current_dir(root())
+        .env("WHARF__AUDIT__DIR", scratch.join("records"))
+        .env(
+            "WHARF__AUDIT__CHECKPOINT_KEY",
+            scratch.join("keys/audit-checkpoint.pem"),
+        )
+        .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
+        .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
+        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
+    cmd
+}
+
+/// The address or program of a harness backend; a missing one fails the test, saying how
+/// to get it.
+pub(crate) fn backend(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`"))
+}
+
+/// Output bytes as text.
+pub(crate) fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+/// The exit code and both streams, for assertion messages.
+pub(crate) fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// The command exited with `code`; otherwise fail showing its output (after `context`).
+pub(crate) fn assert_exit(out: &Output, code: i32, context: &str) {
+    assert_eq!(out.status.code(), Some(code), "{context}: {}", show(out));
+}
+
+/// Assert the command exited with `code` and its output (either stream) holds every one
+/// of `needles`; returns both streams.
+pub(crate) fn expect(out: &Output, code: i32, needles: &[&str]) -> String {
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_exit(out, code, "");
+    for n in needles {
+        assert!(all.contains(n), "expected {n:?} in: {all}");
+    }
+    all
+}
