@@ -1,0 +1,4 @@
+#![no_main]
+//! libFuzzer entry point for `wharf_fuzz::sigstore_bundle` (see fuzz/README.md).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wharf_fuzz::sigstore_bundle(data));

@@ -1,0 +1,103 @@
+//! Fuzz targets for every parser of outside input in wharf.
+//!
+//! Each target is a function `fn(&[u8])` that feeds the bytes to the real public parser and,
+//! where the parse succeeds, takes the obvious next step — writes the value back and parses
+//! it again (and checks it is the same value), verifies what can be verified against fixed
+//! keys and trust roots from real fixtures (expecting an error, never a panic), walks a
+//! layout or an audit log built around the input. A target panics only on a bug: a panic
+//! in the code under test, or a broken round trip or invariant.
+//!
+//! Two drivers run them: `tests/fuzz.rs` (part of `cargo test`: the seed corpus in
+//! `corpus/<target>/`, then seeded mutations for a bounded time, under a memory limit), and
+//! the cargo-fuzz project in `libfuzzer/` for long coverage-guided runs. See the README.
+
+pub mod mutate;
+
+mod targets;
+
+pub use targets::*;
+
+use mutate::Grammar;
+
+/// The largest input a target reads; longer inputs are ignored (the memory bound of a run).
+pub const MAX_INPUT: usize = 1 << 20;
+
+/// A fuzz target: its name (the corpus directory), its function and its input grammar.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The name: `corpus/<name>/`, `libfuzzer/fuzz_targets/<name>.rs`.
+    pub name: &'static str,
+    /// What it runs on one input.
+    pub run: fn(&[u8]),
+    /// The grammar its inputs are written in (for the mutator).
+    pub grammar: Grammar,
+}
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "model_manifest",
+        run: model_manifest,
+        grammar: Grammar::Yaml,
+    },
+    Target {
+        name: "wharf_toml",
+        run: wharf_toml,
+        grammar: Grammar::Toml,
+    },
+    Target {
+        name: "oci_manifest",
+        run: oci_manifest,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "oci_layout",
+        run: oci_layout,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "cosign_payload",
+        run: cosign_payload,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "cosign_signature",
+        run: cosign_signature,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "sigstore_bundle",
+        run: sigstore_bundle,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "trusted_root",
+        run: trusted_root,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "dsse",
+        run: dsse,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "audit_record",
+        run: audit_record,
+        grammar: Grammar::Json,
+    },
+    Target {
+        name: "x509",
+        run: x509,
+        grammar: Grammar::Der,
+    },
+    Target {
+        name: "reference",
+        run: reference,
+        grammar: Grammar::Text,
+    },
+];
+
+/// The target named `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
