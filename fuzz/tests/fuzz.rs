@@ -269,22 +269,6 @@ const PROGRESS_EVERY: u64 = 64;
 /// (the targets themselves take up to [`wharf_fuzz::MAX_INPUT`]).
 const MUTATION_MAX: usize = 256 << 10;
 
-/// Findings reported and awaiting a fix in code another change owns: `(target, text of the
-/// panic message, where)`. A matching panic is counted and printed, not failed on, so the
-/// seed that shows it can sit in the corpus meanwhile; remove the entry with the fix.
-const PENDING: &[(&str, &str, &str)] = &[(
-    "model_manifest",
-    "the error is not one line",
-    "wharf-policy src/manifest.rs: an unknown field's name is echoed with its newlines",
-)];
-
-fn pending(target: &str, message: &str) -> Option<&'static str> {
-    PENDING
-        .iter()
-        .find(|(t, text, _)| *t == target && message.contains(text))
-        .map(|(_, _, where_)| *where_)
-}
-
 /// Input `n` of a run: the corpus first, then mutations. Generating input `n` needs the
 /// generator's state after inputs `0..n`, so callers walk them in order.
 struct Inputs<'a> {
@@ -394,11 +378,7 @@ fn fuzz(target: Target, s: &Settings) {
                 String::new()
             },
             stats.slowest.as_millis(),
-            if stats.known > 0 {
-                format!(", {} inputs hit known pending findings", stats.known)
-            } else {
-                String::new()
-            },
+            pending_note(target.name),
         ),
         Err(f) => {
             let report = report(target.name, s.seed, &f);
@@ -408,11 +388,24 @@ fn fuzz(target: Target, s: &Settings) {
     }
 }
 
+/// What the run skipped for [`wharf_fuzz::PENDING`] findings of this target.
+fn pending_note(target: &str) -> String {
+    let hits = wharf_fuzz::pending_hits();
+    wharf_fuzz::PENDING
+        .iter()
+        .filter(|p| p.target == target)
+        .map(|p| {
+            format!(
+                "; pending check \"{}\" skipped on {hits} inputs (awaiting a fix in {})",
+                p.check, p.owner
+            )
+        })
+        .collect()
+}
+
 struct Stats {
     inputs: u64,
     slowest: Duration,
-    /// Inputs that hit a [`PENDING`] finding.
-    known: u64,
 }
 
 fn work(
@@ -431,7 +424,6 @@ fn work(
     };
     let in_flight = findings_dir(target.name).join("in-flight");
     let mut slowest = Duration::ZERO;
-    let mut known = 0u64;
     loop {
         let (n, label, input) = inputs.next();
         if let Some((from, to)) = s.trace {
@@ -450,30 +442,13 @@ fn work(
             println!("wharf-fuzz progress {n}");
         }
         *shared.current.lock().unwrap() = (n, label.clone(), input.clone());
-        let took = match time(target, &input, shared, t0) {
-            Ok(took) => took,
-            Err(message) => match pending(target.name, &message) {
-                Some(where_) => {
-                    known += 1;
-                    if known == 1 {
-                        println!(
-                            "wharf-fuzz {}: known finding, pending a fix in {where_} (input #{n}: {label}): {message}",
-                            target.name
-                        );
-                    }
-                    continue;
-                }
-                None => {
-                    return Err(Finding {
-                        kind: "panic",
-                        message,
-                        n,
-                        label,
-                        input,
-                    });
-                }
-            },
-        };
+        let took = time(target, &input, shared, t0).map_err(|message| Finding {
+            kind: "panic",
+            message,
+            n,
+            label: label.clone(),
+            input: input.clone(),
+        })?;
         if took > s.hang {
             // Once may be the machine; twice is the input.
             let again = time(target, &input, shared, t0).unwrap_or(took);
@@ -506,7 +481,6 @@ fn work(
     Ok(Stats {
         inputs: inputs.n,
         slowest,
-        known,
     })
 }
 
