@@ -155,8 +155,15 @@ fn in_scratch_dir<R>(f: impl FnOnce(&Path) -> R) -> R {
         let (base, n) = s.get_or_insert_with(|| {
             // Memory-backed where there is one: the layout and the log sync every write.
             let shm = Path::new("/dev/shm");
-            let builder = tempfile::Builder::new().prefix("wharf-fuzz-").clone();
-            let base = match builder.tempdir_in(shm) {
+            let parent = if shm.is_dir() {
+                shm.to_owned()
+            } else {
+                std::env::temp_dir()
+            };
+            remove_stale_scratch(&parent);
+            let prefix = format!("wharf-fuzz-{}-", std::process::id());
+            let builder = tempfile::Builder::new().prefix(&prefix).clone();
+            let base = match builder.tempdir_in(&parent) {
                 Ok(d) => d,
                 Err(_) => builder.tempdir().expect("a temporary directory"),
             };
@@ -169,6 +176,28 @@ fn in_scratch_dir<R>(f: impl FnOnce(&Path) -> R) -> R {
     let out = f(&dir);
     remove_all(&dir);
     out
+}
+
+/// Remove the scratch directories of runs whose process is gone (one that aborted, on a
+/// memory limit or libFuzzer's exit, cannot remove its own).
+fn remove_stale_scratch(parent: &Path) {
+    // Which processes are alive is read from /proc: elsewhere nothing is removed.
+    let (true, Ok(entries)) = (Path::new("/proc/self").exists(), std::fs::read_dir(parent)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("wharf-fuzz-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            remove_all(&entry.path());
+        }
+    }
 }
 
 /// Remove `dir`, read-only files (the audit log's) included.
