@@ -16,8 +16,10 @@ pub enum PolicyError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The manifest is malformed YAML or breaks the manifest schema.
-    #[error("{}{}: {message}", origin, location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    /// The manifest is malformed YAML or breaks the manifest schema. Shown on one line:
+    /// control characters the manifest put into a name or value (a field name with a
+    /// newline) are escaped as `\n`, `\u{..}`.
+    #[error("{}{}: {}", escape_controls(origin), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default(), escape_controls(message))]
     Manifest {
         /// The file (or `<input>`).
         origin: String,
@@ -121,6 +123,25 @@ pub(crate) fn located_one_line(raw: &str) -> String {
         (Some(loc), Some(msg)) => format!("{loc}: {msg}"),
         _ => one_line(raw),
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`…), so what a
+/// hostile manifest puts in a name cannot break an error onto a second line or into a
+/// terminal escape sequence.
+pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<String>()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Squash a multi-line message (regorus prints source excerpts) to its first meaningful line.

@@ -50,6 +50,18 @@ fn unknown_field_is_an_error_not_ignored() {
     assert!(s.contains("unknown field `acuracy`"), "{s}");
 }
 
+/// Found by wharf-fuzz: a quoted field name holding a newline came back as a two-line
+/// error (`fuzz/corpus/model_manifest/regression-error-newline-in-field-name.yaml`).
+#[test]
+fn a_field_name_with_control_characters_is_escaped_onto_one_line() {
+    let s = err(&GOOD.replace(
+        "  version: 1.0.0\n",
+        "  version: 1.0.0\n  \"owner\\nsecond line\\u001b[31m\": risk-ml@acme.example\n",
+    ));
+    assert!(!s.contains('\n') && !s.contains('\u{1b}'), "{s:?}");
+    assert!(s.contains(r"owner\nsecond line\u{1b}[31m"), "{s}");
+}
+
 #[test]
 fn out_of_range_and_wrong_header_are_named() {
     assert_eq!(
