@@ -12,7 +12,8 @@ use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, 
 use wharf_core::{Descriptor, Digest, ImageIndex, ImageManifest, Registry, media_types};
 
 use crate::RegistryError;
-use crate::package::{ModelSpec, TarItem, finish_push, push_file_if_missing, write_tar};
+use crate::layer::{TarItem, write_tar};
+use crate::package::{ModelSpec, finish_push, push_file_if_missing};
 
 /// Largest image config read into memory.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;

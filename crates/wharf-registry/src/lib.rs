@@ -16,6 +16,7 @@ pub mod distribution;
 pub mod ecr;
 mod error;
 pub mod fsck;
+mod layer;
 pub mod layout;
 pub mod package;
 mod tempfiles;

@@ -8,19 +8,20 @@
 //! Reproducible: files in sorted order, tar headers with mode 0644/0755, uid/gid 0, empty
 //! owner names and mtime from `SOURCE_DATE_EPOCH` (else 0), no timestamps in the config
 //! unless `SOURCE_DATE_EPOCH` is set — the same inputs give the same digest on any machine.
-//! Streaming: files are copied through a fixed buffer while being hashed, never read whole.
+//! Streaming: files are copied through fixed chunks, hashed on a second thread as they are
+//! written (see `layer`), never read whole.
 //! Safe: paths with `..`, absolute paths, and symlinks that resolve outside the model
 //! directory are refused.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use wharf_core::registry::{ManifestBytes, PushBlobOptions, PushManifestOptions, blob_stream_from};
-use wharf_core::{Descriptor, Digest, Hasher, ImageManifest, Registry, media_types};
+use wharf_core::{Descriptor, Digest, ImageManifest, Registry, media_types};
 
 use crate::RegistryError;
+use crate::layer::{TarItem, write_tar};
 
 /// The ModelPack layer annotation naming the file's path in the model directory.
 pub const ANNOTATION_FILEPATH: &str = "org.cncf.model.filepath";
@@ -504,14 +505,6 @@ fn resolve_inside(root: &Path, shown_root: &Path, rel: &str) -> Result<PathBuf, 
     Ok(resolved)
 }
 
-/// One entry of a layer tar.
-pub(crate) enum TarItem {
-    /// A directory entry (mode 0755).
-    Dir(String),
-    /// A regular file streamed from `source`, stored as `name`.
-    File { source: PathBuf, name: String },
-}
-
 /// Write a one-file tar of `source` (named `name` inside) into `staging`.
 fn write_layer(
     source: &Path,
@@ -529,112 +522,10 @@ fn write_layer(
     )
 }
 
-/// Write a tar of `items` into `staging`, hashing as it streams, with normalized headers
-/// (GNU format for long names, uid/gid 0, no owner names, mode 0644/0755, `mtime`);
-/// returns the digest, size and staged path (named by digest).
-pub(crate) fn write_tar(
-    items: &[TarItem],
-    mtime: u64,
-    staging: &Path,
-) -> Result<(Digest, u64, PathBuf), RegistryError> {
-    std::fs::create_dir_all(staging).map_err(|e| RegistryError::io("creating", staging, e))?;
-    let tmp = staging.join(crate::tempfiles::name("layer"));
-    let out = std::fs::File::create(&tmp).map_err(|e| RegistryError::io("creating", &tmp, e))?;
-    let mut writer = HashingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, out),
-        hasher: Hasher::new(wharf_core::Algorithm::Sha256),
-    };
-    let mut failed_on: Option<PathBuf> = None;
-    let result = (|| -> std::io::Result<()> {
-        let mut builder = tar::Builder::new(&mut writer);
-        for item in items {
-            let mut header = tar::Header::new_gnu();
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_username("")?;
-            header.set_groupname("")?;
-            header.set_mtime(mtime);
-            match item {
-                TarItem::Dir(name) => {
-                    header.set_entry_type(tar::EntryType::Directory);
-                    header.set_mode(0o755);
-                    header.set_size(0);
-                    builder.append_data(
-                        &mut header,
-                        format!("{}/", name.trim_end_matches('/')),
-                        std::io::empty(),
-                    )?;
-                }
-                TarItem::File { source, name } => {
-                    failed_on = Some(source.clone());
-                    let mut file = std::fs::File::open(source)?;
-                    let meta = file.metadata()?;
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
-                    header.set_size(meta.len());
-                    // Stream through a fixed buffer; a file that changes size mid-copy fails.
-                    let mut limited = (&mut file).take(meta.len());
-                    builder.append_data(&mut header, name, &mut limited)?;
-                    let mut probe = [0u8; 1];
-                    if limited.limit() != 0 || file.read(&mut probe)? != 0 {
-                        return Err(std::io::Error::other(
-                            "the file changed while it was being packaged",
-                        ));
-                    }
-                }
-            }
-        }
-        failed_on = None;
-        builder.finish()?;
-        drop(builder);
-        writer.flush()?;
-        writer.inner.get_ref().sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(RegistryError::io(
-            "packaging",
-            failed_on.unwrap_or_else(|| tmp.clone()),
-            e,
-        ));
-    }
-    // The staged file keeps its per-process name: concurrent packagers of the same content
-    // each own theirs (a registry may move it into place), and a killed one's is stale.
-    let size = writer.hasher.len();
-    let digest = writer.hasher.finish();
-    Ok((digest, size, tmp))
-}
-
-#[cfg(unix)]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_meta: &std::fs::Metadata) -> bool {
-    false
-}
-
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn model_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
