@@ -2,7 +2,9 @@
 //!
 //! Hashing costs about as much as the copy itself, so the two run side by side: the
 //! writing thread reads the source files straight into fixed chunks, writes each chunk to
-//! the staged file and hands it to a hashing thread, which gives it back once hashed. The
+//! the staged file and hands it to a hashing thread, which gives it back once hashed; a third
+//! thread syncs what is written every [`SYNC_EVERY`] bytes, so the sync that makes the layer
+//! durable overlaps the copy instead of following it. The
 //! hash is over exactly the bytes written (the same chunk), memory stays at [`CHUNKS`] ×
 //! [`CHUNK`] whatever the layer's size, and the tar bytes are the `tar` crate's own (its
 //! headers, GNU long names, 512-byte padding and the two-block trailer), so digests do not
@@ -20,6 +22,8 @@ use crate::RegistryError;
 const CHUNK: usize = 4 << 20;
 /// Chunks in flight at most (being filled, written or hashed).
 const CHUNKS: usize = 3;
+/// Bytes written between two background syncs.
+const SYNC_EVERY: u64 = 64 << 20;
 /// A tar block.
 const BLOCK: usize = 512;
 
@@ -57,6 +61,18 @@ pub(crate) fn write_tar(
             }
             hasher
         });
+        // Written pages go to disk while the rest is still being copied, so the final sync
+        // has little left to do (a sync only at the end waits for the whole layer).
+        let (sync_tx, sync_rx) = mpsc::channel::<()>();
+        let syncing = out.try_clone().map(|file| {
+            scope.spawn(move || -> std::io::Result<()> {
+                while sync_rx.recv().is_ok() {
+                    while sync_rx.try_recv().is_ok() {}
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+        });
         let mut sink = Sink {
             out: &out,
             full: Some(full_tx),
@@ -64,6 +80,8 @@ pub(crate) fn write_tar(
             allocated: 0,
             current: None,
             written: 0,
+            unsynced: 0,
+            sync: syncing.is_ok().then_some(sync_tx),
         };
         let written = (|| -> std::io::Result<()> {
             for item in items {
@@ -91,10 +109,19 @@ pub(crate) fn write_tar(
             // The end of the archive: two zero blocks.
             sink.put(&[0u8; 2 * BLOCK])?;
             sink.finish()?;
-            out.sync_all()
+            Ok(())
         })();
-        // Closing the channel ends the hashing thread whether or not the write succeeded.
+        // Closing the channels ends the hashing and syncing threads whether or not the
+        // write succeeded.
         sink.full = None;
+        sink.sync = None;
+        let synced = match syncing {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the syncing thread panicked"))),
+            Err(e) => Err(e),
+        };
+        let written = written.and(synced).and_then(|()| out.sync_all());
         let hasher = hashing
             .join()
             .map_err(|_| std::io::Error::other("the hashing thread panicked"));
@@ -195,6 +222,10 @@ struct Sink<'a> {
     allocated: usize,
     current: Option<Chunk>,
     written: u64,
+    /// Bytes written since the syncing thread was last asked to sync.
+    unsynced: u64,
+    /// Asks the syncing thread to sync what is written so far.
+    sync: Option<mpsc::Sender<()>>,
 }
 
 impl Sink<'_> {
@@ -228,6 +259,14 @@ impl Sink<'_> {
         }
         self.out.write_all(chunk.filled())?;
         self.written += chunk.len as u64;
+        self.unsynced += chunk.len as u64;
+        if self.unsynced >= SYNC_EVERY {
+            self.unsynced = 0;
+            if let Some(sync) = &self.sync {
+                // A syncing thread that stopped has failed: its error is reported at the end.
+                let _ = sync.send(());
+            }
+        }
         self.full
             .as_ref()
             .ok_or_else(hashing_stopped)?
@@ -402,6 +441,8 @@ mod tests {
             allocated: 0,
             current: None,
             written: 0,
+            unsynced: 0,
+            sync: None,
         };
         let mut file = std::fs::File::open(&path).unwrap();
         let err = sink.copy_exactly(&mut file, 11).unwrap_err();
