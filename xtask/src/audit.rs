@@ -338,6 +338,17 @@ fn summary_line(rec: &StoredRecord) -> String {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), ToString::to_string)
         ),
-        other => format!("#{:<6} {time}  {}", rec.sequence, other.run_id()),
+        AuditEvent::Event(e) => format!(
+            "#{:<6} {time}  {:<36} {:<7} {:<4} {}",
+            rec.sequence,
+            e.id,
+            e.kind,
+            e.environment
+                .map_or_else(|| "-".to_owned(), |env| env.to_string()),
+            e.subject
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string)
+        ),
+        other => format!("#{:<6} {time}  {}", rec.sequence, other.id()),
     }
 }

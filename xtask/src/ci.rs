@@ -147,6 +147,10 @@ impl CiCmd {
             )
             .run()?)
         })?;
+        step("features", &mut || check_each_feature(&sh))?;
+        step("outside projects", &mut || {
+            crate::outside::run_all(&sh, false)
+        })?;
         let mut counts = Counts::default();
         step("test", &mut || {
             counts = run_tests(&sh, false, &[])?;
@@ -188,6 +192,45 @@ impl CiCmd {
         println!("{}", counts.closing_line());
         Ok(())
     }
+}
+
+/// Every publishable crate's library builds with no features and with each feature alone
+/// (what `cargo hack check --each-feature` proves), so a user who picks one feature gets a
+/// crate that compiles.
+pub(crate) fn check_each_feature(sh: &Shell) -> anyhow::Result<()> {
+    let metadata = cmd!(sh, "cargo metadata --format-version 1 --no-deps --locked")
+        .quiet()
+        .read()?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&metadata).context("reading cargo metadata")?;
+    // A warning in a build with fewer features (an import only a feature uses) is a
+    // warning every such user sees: refuse it here as clippy does for the full build.
+    let _deny = sh.push_env("RUSTFLAGS", "-D warnings");
+    let mut checks = 0;
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let publishable = package["publish"].as_array().is_none_or(|p| !p.is_empty());
+        let Some(name) = package["name"].as_str() else {
+            continue;
+        };
+        if !publishable || !name.starts_with("wharf-") {
+            continue;
+        }
+        let mut sets = vec![String::new()];
+        if let Some(features) = package["features"].as_object() {
+            sets.extend(features.keys().filter(|f| *f != "default").cloned());
+        }
+        for features in sets {
+            eprintln!("    {name}: --no-default-features --features {features:?}");
+            cmd!(
+                sh,
+                "cargo check --quiet --locked --lib -p {name} --no-default-features --features {features}"
+            )
+            .run()?;
+            checks += 1;
+        }
+    }
+    eprintln!("    {checks} feature sets build alone");
+    Ok(())
 }
 
 fn ensure_cargo_deny(sh: &Shell) -> anyhow::Result<()> {

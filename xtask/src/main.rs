@@ -38,6 +38,7 @@ mod bench_audit;
 mod ci;
 mod fsck;
 mod out;
+mod outside;
 mod pipeline;
 mod verify;
 
@@ -74,6 +75,12 @@ enum Command {
     DenyAdvisories(ci::DenyAdvisoriesCmd),
     /// Install, start, stop or inspect the real local backends the tests use.
     Backends(backends::BackendsCmd),
+    /// Build and run the outside projects in tests/outside (one crate used from a user's
+    /// project) and hold each to its budget of crates compiled.
+    Outside(outside::OutsideCmd),
+    /// Check that every publishable crate builds with no features and with each feature
+    /// alone (`cargo hack check --each-feature`, without cargo-hack).
+    Features,
     /// Time wharf's operations side by side with peer tools (openssl, sha256sum, tar, skopeo, curl).
     Bench(bench::BenchCmd),
 }
@@ -94,6 +101,10 @@ fn run() -> ExitCode {
         Command::DenyAdvisories(cmd) => cmd.run(),
         Command::Backends(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
+        Command::Outside(cmd) => cmd.run(),
+        Command::Features => xshell::Shell::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|sh| ci::check_each_feature(&sh)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,6 +52,15 @@ pub use object::ObjectStoreStore;
 pub use s3::S3Store;
 pub use store::{Created, FileStore, WormStore};
 
+// What call sites of this crate need from wharf-core, so that depending on wharf-audit alone
+// is enough to write and read a log (wharf-core's traits and types, re-exported as they are).
+pub use wharf_core;
+pub use wharf_core::audit::{AppendOptions, AuditReceipt, ChainProblem, StoredRecord, VerifyRange};
+pub use wharf_core::{
+    Actor, AuditEvent, AuditLog, Digest, Environment, EventRecord, ModelId, RunOutcome, RunRecord,
+    StageRecord, StageStatus,
+};
+
 /// The embedded default audit log: write-once files in a directory.
 pub type FileAuditLog = WormLog<FileStore>;
 

@@ -29,6 +29,11 @@ pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
 
 const RECORDS: &str = "records/";
 const CHECKPOINTS: &str = "checkpoints/";
+/// Claims of event ids (`ids/<sha256 of the id>.json`), so an id is recorded once.
+const IDS: &str = "ids/";
+/// How long an append waits for the record of an id another writer claimed with the same
+/// event before taking that writer for dead and recording the event itself.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// Records read per batch while walking the log.
 const BATCH: usize = 512;
 /// How many times an append re-reads the head after losing a race before giving up.
@@ -270,7 +275,71 @@ impl<S: WormStore> WormLog<S> {
         Ok(decoded.record)
     }
 
+    /// Claim `event`'s id (a create-only object naming the event's hash) before its record
+    /// is written: `Some(receipt)` when the same event is already recorded, a conflict when
+    /// another event is recorded under the id, `None` to go on and append.
+    ///
+    /// A claim whose record never appears (its writer died, or its append was refused) is
+    /// waited on for [`CLAIM_WAIT`], then passed over.
+    async fn claim(&self, event: &AuditEvent) -> Result<Option<AuditReceipt>> {
+        let id = event.id();
+        let event_json = serde_json::to_value(event)
+            .map_err(|e| Error::internal(format!("cannot serialize audit event {id}: {e}")))?;
+        let event_hash = Digest::sha256_of(&canonical_json(&event_json)).to_string();
+        let key = format!("{IDS}{}.json", Digest::sha256_of(id.as_bytes()).hex());
+        let claim = serde_json::json!({"event": event_hash, "id": id});
+        if let Created::Stored = self
+            .store
+            .create(&key, Bytes::from(canonical_json(&claim)))
+            .await?
+        {
+            return Ok(None);
+        }
+        // Recorded already (a retried append, or other content under the id), or being
+        // recorded by a writer that claimed it a moment ago: its record then comes after
+        // `next`.
+        let mut next = self.length().await?;
+        let mut found = self.find_run(id).await?;
+        let deadline = std::time::Instant::now() + CLAIM_WAIT;
+        while found.is_none() && std::time::Instant::now() < deadline {
+            wharf_core::blocking::sleep(Duration::from_millis(100)).await;
+            let length = self.length().await?;
+            for sequence in next..length {
+                let record = self.read_checked(sequence).await?;
+                if record.event.id() == id {
+                    found = Some(record);
+                    break;
+                }
+            }
+            next = length;
+        }
+        match found {
+            Some(record) if record.event == *event => Ok(Some(self.receipt_of(&record))),
+            Some(record) => Err(Error::conflict(format!(
+                "audit record {} already holds an event with id {id} and other content: record the corrected event under a new id",
+                self.location(record.sequence)
+            ))),
+            None => {
+                // The claimer died between its claim and its record, or its append was
+                // refused: record the event now.
+                tracing::warn!(id, "audit id claimed but never recorded; recording it now");
+                Ok(None)
+            }
+        }
+    }
+
+    fn receipt_of(&self, record: &StoredRecord) -> AuditReceipt {
+        AuditReceipt::new(
+            record.sequence,
+            record.hash.clone(),
+            self.location(record.sequence),
+        )
+    }
+
     async fn append_event(&self, event: &AuditEvent) -> Result<AuditReceipt> {
+        if let Some(receipt) = self.claim(event).await? {
+            return Ok(receipt);
+        }
         let mut cached = self.head.lock().await;
         let mut head = match cached.take() {
             Some(h) => h,
@@ -336,7 +405,7 @@ impl<S: WormStore> WormLog<S> {
                     tracing::debug!(sequence, race, "audit append lost a race");
                     head = Some(Head::of(&self.read_checked(sequence).await?));
                     if race >= 2 {
-                        tokio::time::sleep(jitter(race)).await;
+                        wharf_core::blocking::sleep(jitter(race)).await;
                     }
                 }
             }
@@ -468,7 +537,7 @@ impl<S: WormStore> WormLog<S> {
                 let chunk = chunk.to_vec();
                 async move {
                     let objects = self.store.get_many(&keys).await?;
-                    tokio::task::spawn_blocking(move || {
+                    let decoded = wharf_core::blocking::unblock(move || {
                         chunk
                             .into_iter()
                             .zip(objects)
@@ -481,8 +550,8 @@ impl<S: WormStore> WormLog<S> {
                             })
                             .collect::<Vec<_>>()
                     })
-                    .await
-                    .map_err(|e| Error::internal(format!("audit verification task failed: {e}")))
+                    .await;
+                    Ok::<_, Error>(decoded)
                 }
             })
             .collect();
@@ -933,10 +1002,13 @@ struct View<'a> {
     sequence: u64,
 }
 
+/// The event's id: `run_id` of a run, `id` of any other event.
 #[derive(Deserialize)]
 struct EventView<'a> {
-    #[serde(borrow)]
-    run_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    run_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The fast path of verification. Records are stored as canonical JSON, so when the bytes
@@ -989,7 +1061,12 @@ fn decode_entry(bytes: &[u8], max: usize) -> std::result::Result<Entry, String> 
         hash,
         prev_hash,
         recorded_at,
-        run_id: view.event.run_id.into_owned(),
+        run_id: view
+            .event
+            .run_id
+            .or(view.event.id)
+            .ok_or("not an audit record: its event has neither `run_id` nor `id`")?
+            .into_owned(),
         hash_ok,
     })
 }

@@ -285,7 +285,8 @@ impl WormStore for S3Store {
                 Err(e) if status_of(&e) == Some(412) => return Ok(Created::Exists),
                 // Another conditional write to the key is in flight: S3 asks to retry.
                 Err(e) if status_of(&e) == Some(409) && attempt < 5 => {
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    wharf_core::blocking::sleep(Duration::from_millis(20 * u64::from(attempt)))
+                        .await;
                 }
                 Err(e) => return Err(sdk_error(&format!("writing {}", self.url(&key)), e)),
             }

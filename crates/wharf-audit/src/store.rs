@@ -110,7 +110,7 @@ impl FileStore {
     /// A store in `dir`, created if needed.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        for sub in ["", "records", "checkpoints", ".tmp"] {
+        for sub in ["", "records", "checkpoints", "ids", ".tmp"] {
             let d = dir.join(sub);
             fs::create_dir_all(&d).map_err(|e| {
                 Error::new(
@@ -158,6 +158,9 @@ impl FileStore {
             perms.set_readonly(true);
             f.set_permissions(perms)?;
             f.sync_all()?;
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
             fs::hard_link(&tmp, &path)
         })();
         let _ = fs::remove_file(&tmp);
@@ -244,26 +247,18 @@ impl WormStore for FileStore {
     }
 }
 
-/// Run blocking file work off the async threads when a runtime is there to take it.
+/// Run blocking file work on a thread of its own: any executor, never a panic for lack of
+/// a runtime, never a stalled one.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::spawn_blocking(f)
-                .await
-                .map_err(|e| Error::internal(format!("audit file task failed: {e}")))?
-        }
-        _ => f(),
-    }
+    wharf_core::blocking::unblock(f).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt;
-
+    /// No runtime: the file store works on any executor.
     fn now<T>(f: impl std::future::Future<Output = T>) -> T {
-        f.now_or_never()
-            .expect("file store futures complete at once")
+        futures::executor::block_on(f)
     }
 
     #[test]

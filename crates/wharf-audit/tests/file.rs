@@ -205,7 +205,35 @@ async fn a_second_record_of_the_same_run_is_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let log = FileAuditLog::open(dir.path()).unwrap();
     append_n(&log, 0, 3).await;
-    append_n(&log, 1, 1).await;
+    // The log refuses to record run-1 again with other content (its claim names the first)…
+    let err = log
+        .append(&run_record("run-1"), &AppendOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.to_string().contains("records/000000000001.json"),
+        "{err}"
+    );
+    assert!(log.verify_with(&all(), None).await.unwrap().is_intact());
+    // …so a second record can only be written around it, straight into the store; verify
+    // names it.
+    let head = log.read(2).await.unwrap();
+    let forged = wharf_core::audit::StoredRecord::chain(
+        3,
+        Some(head.hash.clone()),
+        head.recorded_at,
+        run_record("run-1"),
+    )
+    .unwrap();
+    let bytes = wharf_core::audit::canonical_json(&serde_json::to_value(&forged).unwrap());
+    assert_eq!(
+        log.store()
+            .create(&record_key(3), Bytes::from(bytes))
+            .await
+            .unwrap(),
+        Created::Stored
+    );
     let report = log.verify_with(&all(), None).await.unwrap();
     assert_eq!(
         report.problems,

@@ -120,6 +120,23 @@ pub struct VerifyRange {
     pub to: Option<u64>,
 }
 
+impl VerifyRange {
+    /// The whole log.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Records `from` to `to`, inclusive (`None`: from the first, to the head).
+    pub fn new(from: Option<u64>, to: Option<u64>) -> Self {
+        Self { from, to }
+    }
+
+    /// Records from `from` to the head.
+    pub fn starting_at(from: u64) -> Self {
+        Self::new(Some(from), None)
+    }
+}
+
 /// A problem found while walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
@@ -560,7 +577,10 @@ impl ChainWalker {
 /// returns a receipt, or fails: a record is never dropped silently.
 #[async_trait]
 pub trait AuditLog: fmt::Debug + Send + Sync + 'static {
-    /// Append `event` after the current head.
+    /// Append `event` after the current head. An id ([`AuditEvent::id`]) is recorded once:
+    /// appending the same event again returns the first record's receipt, and another
+    /// event under a recorded id is refused with [`crate::ErrorKind::Conflict`] — the
+    /// chain never holds two records of one run.
     async fn append(&self, event: &AuditEvent, opts: &AppendOptions) -> Result<AuditReceipt>;
 
     /// Read the record at `sequence`.

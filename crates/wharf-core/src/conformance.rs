@@ -428,6 +428,50 @@ pub async fn audit_log(log: &dyn AuditLog) {
         report.is_intact() && report.checked == 11,
         "{log:?}: {report:?}"
     );
+
+    // An id is recorded once: the same event again is the first receipt, other content
+    // under the id is a conflict, and neither adds a record.
+    let recorded = log.read(receipts[1].sequence).await.expect("read").event;
+    let again = log
+        .append(&recorded, &AppendOptions::default())
+        .await
+        .expect("appending the same event again");
+    assert_eq!(
+        (again.sequence, &again.hash),
+        (receipts[1].sequence, &receipts[1].hash),
+        "{log:?}: the same event again returns the first receipt"
+    );
+    let mut changed = recorded.clone();
+    if let AuditEvent::Run(r) = &mut changed {
+        r.outcome = crate::RunOutcome::Failed;
+    }
+    let err = log
+        .append(&changed, &AppendOptions::default())
+        .await
+        .expect_err("other content under a recorded id");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{log:?}: {err}");
+    let event = AuditEvent::Event(
+        crate::EventRecord::new("approval-1", "approval", crate::Actor::local("qa"))
+            .at(time::OffsetDateTime::from_unix_timestamp(1_764_000_000).expect("a valid time")),
+    );
+    let first = log
+        .append(&event, &AppendOptions::default())
+        .await
+        .expect("an event");
+    let second = log
+        .append(&event, &AppendOptions::default())
+        .await
+        .expect("the event again");
+    assert_eq!(
+        first.sequence, second.sequence,
+        "{log:?}: events are idempotent too"
+    );
+    assert_eq!(log.read(first.sequence).await.expect("read").event, event);
+    let report = log.verify(&VerifyRange::default()).await.expect("verify");
+    assert!(
+        report.is_intact() && report.checked == 12,
+        "{log:?}: {report:?}"
+    );
 }
 
 /// Several writers — separate log instances over one store, as separate processes would

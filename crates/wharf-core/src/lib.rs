@@ -23,6 +23,7 @@
 //! `conformance` feature exposes the suites every backend runs.
 
 pub mod audit;
+pub mod blocking;
 pub mod deploy;
 pub mod descriptor;
 pub mod digest;
@@ -53,7 +54,8 @@ pub use finding::{Finding, ScanReport, Severity};
 pub use identity::{CloudCredentials, Credentials, IdToken, IdTokenSource};
 pub use policy::{Decision, PolicyGate, Violation};
 pub use record::{
-    Actor, AuditEvent, Evidence, ModelId, RunOutcome, RunRecord, StageRecord, StageStatus,
+    Actor, AuditEvent, EventRecord, Evidence, ModelId, RunOutcome, RunRecord, RunRecordBuilder,
+    StageRecord, StageStatus,
 };
 pub use reference::{Reference, ReferenceError};
 pub use registry::{BlobStream, Registry};

@@ -284,6 +284,21 @@ impl MemoryAuditLog {
 impl AuditLog for MemoryAuditLog {
     async fn append(&self, event: &AuditEvent, _opts: &AppendOptions) -> Result<AuditReceipt> {
         let mut records = lock(&self.records);
+        if let Some(existing) = records.iter().find(|r| r.event.id() == event.id()) {
+            return if existing.event == *event {
+                Ok(AuditReceipt::new(
+                    existing.sequence,
+                    existing.hash.clone(),
+                    format!("memory:{}", existing.sequence),
+                ))
+            } else {
+                Err(Error::conflict(format!(
+                    "audit record {} already holds an event with id {} and other content: record the corrected event under a new id",
+                    existing.sequence,
+                    event.id()
+                )))
+            };
+        }
         let prev = records.last().map(|r| r.hash.clone());
         let seq = records.len() as u64;
         let rec = StoredRecord::chain(seq, prev, OffsetDateTime::now_utc(), event.clone())?;

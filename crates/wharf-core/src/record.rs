@@ -246,6 +246,173 @@ impl RunRecord {
     pub fn failed_stage(&self) -> Option<&StageRecord> {
         self.stages.iter().find(|s| s.status == StageStatus::Failed)
     }
+
+    /// A record of run `run_id` of `project` in `environment` by `actor`, started and
+    /// finished now, passed, with no stages yet: set the rest on the builder.
+    ///
+    /// ```
+    /// use wharf_core::{Actor, Environment, RunOutcome, RunRecord, StageRecord, StageStatus};
+    ///
+    /// let started = time::OffsetDateTime::now_utc();
+    /// let record = RunRecord::builder("run-42", "fraud-detector", Environment::Prod, Actor::local("ci"))
+    ///     .started_at(started)
+    ///     .source_commit("3f2a9c1")
+    ///     .stage(StageRecord::new("governance", StageStatus::Passed, started, 4, "10 rules passed"))
+    ///     .outcome(RunOutcome::Passed)
+    ///     .build();
+    /// assert_eq!(record.stages.len(), 1);
+    /// ```
+    pub fn builder(
+        run_id: impl Into<String>,
+        project: impl Into<String>,
+        environment: Environment,
+        actor: Actor,
+    ) -> RunRecordBuilder {
+        let now = OffsetDateTime::now_utc();
+        RunRecordBuilder(RunRecord {
+            run_id: run_id.into(),
+            project: project.into(),
+            started_at: now,
+            finished_at: now,
+            environment,
+            actor,
+            source_commit: None,
+            model: None,
+            image_digest: None,
+            outcome: RunOutcome::Passed,
+            stages: Vec::new(),
+        })
+    }
+}
+
+/// Builds a [`RunRecord`]; see [`RunRecord::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call build() to get the record"]
+pub struct RunRecordBuilder(RunRecord);
+
+impl RunRecordBuilder {
+    /// When the run started (default: when the builder was made).
+    pub fn started_at(mut self, at: OffsetDateTime) -> Self {
+        self.0.started_at = at;
+        self
+    }
+
+    /// When the run ended (default: when the builder was made).
+    pub fn finished_at(mut self, at: OffsetDateTime) -> Self {
+        self.0.finished_at = at;
+        self
+    }
+
+    /// The source commit (git SHA).
+    pub fn source_commit(mut self, commit: impl Into<String>) -> Self {
+        self.0.source_commit = Some(commit.into());
+        self
+    }
+
+    /// The model's name and version.
+    pub fn model(mut self, model: ModelId) -> Self {
+        self.0.model = Some(model);
+        self
+    }
+
+    /// The image digest.
+    pub fn image_digest(mut self, digest: Digest) -> Self {
+        self.0.image_digest = Some(digest);
+        self
+    }
+
+    /// How the run ended (default: passed).
+    pub fn outcome(mut self, outcome: RunOutcome) -> Self {
+        self.0.outcome = outcome;
+        self
+    }
+
+    /// Add a stage, after those added before.
+    pub fn stage(mut self, stage: StageRecord) -> Self {
+        self.0.stages.push(stage);
+        self
+    }
+
+    /// The record.
+    pub fn build(self) -> RunRecord {
+        self.0
+    }
+}
+
+/// Something other than a pipeline run that the audit trail must hold: a promotion, a
+/// manual approval, a waiver, a deployment made by another tool.
+///
+/// ```
+/// use wharf_core::{Actor, AuditEvent, Digest, Environment, EventRecord};
+///
+/// let approval = EventRecord::new("approval-2026-12-05-1", "approval", Actor::local("qa-lead"))
+///     .subject(Digest::sha256_of(b"the image manifest"))
+///     .environment(Environment::Prod)
+///     .data(serde_json::json!({"ticket": "CHG-1042", "comment": "validated on the agreed test set"}));
+/// let event = AuditEvent::Event(approval);
+/// assert_eq!(event.id(), "approval-2026-12-05-1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EventRecord {
+    /// Unique id: the log records an id once (appending the same event again returns the
+    /// first receipt; other content under the same id is refused).
+    pub id: String,
+    /// What happened: `promotion`, `approval`, `waiver`, `deployment`, or a word of yours.
+    pub kind: String,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who did it.
+    pub actor: Actor,
+    /// The image (or other artifact) it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    /// The environment it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    /// Details, for machines (a JSON object: a ticket, a comment, a waiver's expiry).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl EventRecord {
+    /// An event `id` of `kind` by `actor`, happening now.
+    pub fn new(id: impl Into<String>, kind: impl Into<String>, actor: Actor) -> Self {
+        Self {
+            id: id.into(),
+            kind: kind.into(),
+            at: OffsetDateTime::now_utc(),
+            actor,
+            subject: None,
+            environment: None,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    /// When it happened (default: when it was made).
+    pub fn at(mut self, at: OffsetDateTime) -> Self {
+        self.at = at;
+        self
+    }
+
+    /// The digest it concerns.
+    pub fn subject(mut self, digest: Digest) -> Self {
+        self.subject = Some(digest);
+        self
+    }
+
+    /// The environment it concerns.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// Its details.
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
 }
 
 /// A model's name and version.
@@ -275,20 +442,31 @@ impl ModelId {
 pub enum AuditEvent {
     /// A pipeline run ended.
     Run(RunRecord),
+    /// Anything else the trail must hold: a promotion, an approval, a waiver, a deployment
+    /// by another tool.
+    Event(EventRecord),
 }
 
 impl AuditEvent {
-    /// The run id the event belongs to.
-    pub fn run_id(&self) -> &str {
+    /// The event's unique id: the run id of a run, the id of any other event. A log records
+    /// an id once.
+    pub fn id(&self) -> &str {
         match self {
             AuditEvent::Run(r) => &r.run_id,
+            AuditEvent::Event(e) => &e.id,
         }
+    }
+
+    /// The run id (the id of an event that is not a run): the same as [`AuditEvent::id`].
+    pub fn run_id(&self) -> &str {
+        self.id()
     }
 
     /// The image digest the event concerns, if any.
     pub fn image_digest(&self) -> Option<&Digest> {
         match self {
             AuditEvent::Run(r) => r.image_digest.as_ref(),
+            AuditEvent::Event(e) => e.subject.as_ref(),
         }
     }
 
@@ -296,6 +474,15 @@ impl AuditEvent {
     pub fn timestamp(&self) -> OffsetDateTime {
         match self {
             AuditEvent::Run(r) => r.finished_at,
+            AuditEvent::Event(e) => e.at,
+        }
+    }
+
+    /// What kind of event: `run`, or an event's own kind.
+    pub fn kind(&self) -> &str {
+        match self {
+            AuditEvent::Run(_) => "run",
+            AuditEvent::Event(e) => &e.kind,
         }
     }
 }

@@ -50,6 +50,12 @@ pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use stage::{Stage, StageOutcome};
 pub use wharf_audit::FileAuditLog;
 
+// What a pipeline of one's own needs beside this crate: `#[async_trait]` to implement
+// [`Stage`], wharf-core's types, and the governance config.
+pub use async_trait::async_trait;
+pub use wharf_core;
+pub use wharf_policy::GovernanceConfig;
+
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

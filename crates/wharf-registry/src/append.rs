@@ -206,9 +206,7 @@ pub async fn append_model(
     let mtime = crate::package::source_date_epoch().unwrap_or(0);
     let staging = staging.to_path_buf();
     let (digest, size, staged) =
-        tokio::task::spawn_blocking(move || write_tar(&items, mtime, &staging))
-            .await
-            .map_err(|e| wharf_core::Error::internal(format!("layer task failed: {e}")))??;
+        wharf_core::blocking::unblock(move || write_tar(&items, mtime, &staging)).await?;
 
     // The config: diff id, history, env, labels.
     let obj = &mut config;

@@ -482,6 +482,7 @@ impl Ecr {
         name: &str,
         settings: &RepositorySettings,
     ) -> Result<Repository, RegistryError> {
+        crate::error::require_tokio("ECR client")?;
         let (mutability, filters) = settings.tag_mutability.to_sdk(name)?;
         let target = || format!("repository {name}");
         let existing = match self.describe_repository(name).await? {
@@ -633,6 +634,7 @@ impl Ecr {
     /// `GetAuthorizationToken` (needs `ecr:GetAuthorizationToken`). Concurrent callers share
     /// one request.
     pub async fn authorization(&self) -> Result<EcrAuth, RegistryError> {
+        crate::error::require_tokio("ECR client")?;
         let mut cached = self.auth.lock().await;
         let now = self.now();
         if let Some(auth) = cached.as_ref().filter(|a| a.is_fresh_at(now)) {
@@ -753,6 +755,7 @@ impl Ecr {
         tag: &str,
         manifest: &ManifestBytes,
     ) -> Result<PushedImage, RegistryError> {
+        crate::error::require_tokio("ECR client")?;
         let text = std::str::from_utf8(&manifest.bytes).map_err(|_| {
             RegistryError::invalid(
                 format!("manifest {} for {repo}:{tag}", manifest.descriptor.digest),

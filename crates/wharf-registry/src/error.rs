@@ -84,6 +84,14 @@ pub enum RegistryError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// An HTTP client was called outside a Tokio runtime (reqwest runs on Tokio).
+    #[error(
+        "the {client} needs a Tokio runtime: call it inside #[tokio::main] or Runtime::block_on (the OCI layout works on any executor)"
+    )]
+    NoRuntime {
+        /// Which client (`OCI distribution client`, `ECR client`).
+        client: &'static str,
+    },
     /// A file-system operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -170,6 +178,16 @@ pub enum RegistryError {
     },
 }
 
+#[cfg(feature = "distribution")]
+/// `Err(NoRuntime)` unless called inside a Tokio runtime (the HTTP and AWS clients run on
+/// one; calling them elsewhere would panic).
+pub(crate) fn require_tokio(client: &'static str) -> Result<(), RegistryError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(RegistryError::NoRuntime { client }),
+    }
+}
+
 impl RegistryError {
     /// The core error kind.
     pub fn kind(&self) -> ErrorKind {
@@ -187,7 +205,7 @@ impl RegistryError {
                 _ => ErrorKind::Unauthenticated,
             },
             RegistryError::Denied { .. } => ErrorKind::Denied,
-            RegistryError::Invalid { .. } => ErrorKind::Invalid,
+            RegistryError::Invalid { .. } | RegistryError::NoRuntime { .. } => ErrorKind::Invalid,
             RegistryError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::PermissionDenied => ErrorKind::Denied,

@@ -53,9 +53,7 @@ impl LayoutRegistry {
     /// manifest is gone stays named as a problem until then). Reads every blob once.
     pub async fn fsck(&self, repair: bool) -> Result<FsckReport, RegistryError> {
         let root = self.root().to_path_buf();
-        tokio::task::spawn_blocking(move || fsck_root(&root, repair))
-            .await
-            .map_err(|e| RegistryError::invalid("fsck", format!("task failed: {e}")))?
+        wharf_core::blocking::unblock(move || fsck_root(&root, repair)).await
     }
 }
 

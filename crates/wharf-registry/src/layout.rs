@@ -19,7 +19,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use wharf_core::registry::{
     BlobStream, ListTagsOptions, ManifestBytes, PushBlobOptions, PushManifestOptions,
     ReferrersOptions, validate_tag,
@@ -160,15 +159,15 @@ impl LayoutRegistry {
     async fn ensure_layout(&self, repo: &str) -> Result<PathBuf, RegistryError> {
         let dir = self.layout_dir(repo)?;
         let marker = dir.join("oci-layout");
-        if !tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+        if !crate::fs::exists(&marker).await {
             let blobs = dir.join("blobs").join("sha256");
-            tokio::fs::create_dir_all(&blobs)
+            crate::fs::create_dir_all(&blobs)
                 .await
                 .map_err(|e| RegistryError::io("creating", &blobs, e))?;
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
         }
         let index = dir.join("index.json");
-        if !tokio::fs::try_exists(&index).await.unwrap_or(false) {
+        if !crate::fs::exists(&index).await {
             let bytes = serde_json::to_vec(&IndexFile::default()).unwrap_or_default();
             write_atomic(&index, &bytes).await?;
         }
@@ -177,7 +176,7 @@ impl LayoutRegistry {
 
     async fn read_index(&self, repo: &str) -> Result<IndexFile, RegistryError> {
         let path = self.layout_dir(repo)?.join("index.json");
-        match tokio::fs::read(&path).await {
+        match crate::fs::read(&path).await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 RegistryError::invalid(
                     path.display().to_string(),
@@ -216,7 +215,7 @@ impl LayoutRegistry {
         what: &str,
     ) -> Result<Bytes, RegistryError> {
         let path = self.blob_path(repo, digest)?;
-        let bytes = match tokio::fs::read(&path).await {
+        let bytes = match crate::fs::read(&path).await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::NotFound {
@@ -250,7 +249,7 @@ impl LayoutRegistry {
         path: &Path,
         digest: &Digest,
     ) -> Result<Descriptor, RegistryError> {
-        let size = tokio::fs::metadata(path)
+        let size = crate::fs::metadata(path)
             .await
             .map_err(|e| RegistryError::io("reading", path, e))?
             .len();
@@ -274,7 +273,7 @@ impl LayoutRegistry {
     ) -> Result<Descriptor, RegistryError> {
         let dir = self.ensure_layout(repo).await?;
         let final_path = self.blob_path(repo, digest)?;
-        if let Ok(meta) = tokio::fs::metadata(&final_path).await {
+        if let Ok(meta) = crate::fs::metadata(&final_path).await {
             // Content-addressed: an intact existing blob is the same blob. A damaged one
             // (truncated, or failing its digest where that is checked) is replaced below
             // with the bytes being pushed, which are verified as they are written.
@@ -291,12 +290,12 @@ impl LayoutRegistry {
             tracing::warn!(path = %final_path.display(), "replacing a damaged blob");
         }
         let alg_dir = dir.join("blobs").join(digest.algorithm().as_str());
-        tokio::fs::create_dir_all(&alg_dir)
+        crate::fs::create_dir_all(&alg_dir)
             .await
             .map_err(|e| RegistryError::io("creating", &alg_dir, e))?;
         let tmp = self.temp_path(digest.hex())?;
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp)
+            let mut file = crate::fs::File::create(&tmp)
                 .await
                 .map_err(|e| RegistryError::io("creating", &tmp, e))?;
             let mut hasher = Hasher::new(digest.algorithm());
@@ -306,7 +305,7 @@ impl LayoutRegistry {
                     source: Box::new(e),
                 })?;
                 hasher.update(&chunk);
-                file.write_all(&chunk)
+                file.write_all(chunk)
                     .await
                     .map_err(|e| RegistryError::io("writing", &tmp, e))?;
             }
@@ -330,7 +329,7 @@ impl LayoutRegistry {
                     format!("is {size} bytes, not the declared {expected}"),
                 ));
             }
-            tokio::fs::rename(&tmp, &final_path)
+            crate::fs::rename(&tmp, &final_path)
                 .await
                 .map_err(|e| RegistryError::io("renaming", &tmp, e))?;
             Ok(Descriptor::new(
@@ -341,7 +340,7 @@ impl LayoutRegistry {
         }
         .await;
         if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = crate::fs::remove_file(&tmp).await;
         }
         result
     }
@@ -369,32 +368,16 @@ fn validate_repo(repo: &str) -> Result<(), RegistryError> {
     }
 }
 
-/// The digest of a file, streamed through a fixed buffer (off the async threads).
+/// The digest of a file, streamed through a fixed buffer (off the executor's threads).
 async fn hash_file(path: &Path, algorithm: wharf_core::Algorithm) -> Result<Digest, RegistryError> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&p).map_err(|e| RegistryError::io("reading", &p, e))?;
-        let mut hasher = Hasher::new(algorithm);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| RegistryError::io("reading", &p, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hasher.finish())
+    wharf_core::blocking::unblock(move || {
+        let f = std::fs::File::open(&p).map_err(|e| RegistryError::io("reading", &p, e))?;
+        Digest::from_reader(algorithm, f)
+            .map(|(digest, _)| digest)
+            .map_err(|e| RegistryError::io("reading", &p, e))
     })
     .await
-    .map_err(|e| {
-        RegistryError::invalid(
-            path.display().to_string(),
-            format!("hashing task failed: {e}"),
-        )
-    })?
 }
 
 /// Write `bytes` to a temp file beside `path`, sync, and rename over `path`.
@@ -404,21 +387,23 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}", crate::tempfiles::name("tmp")));
-    let mut f = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| RegistryError::io("creating", &tmp, e))?;
-    let written = async {
-        f.write_all(bytes).await?;
-        f.sync_all().await
-    }
-    .await;
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(RegistryError::io("writing", &tmp, e));
-    }
-    tokio::fs::rename(&tmp, path)
-        .await
-        .map_err(|e| RegistryError::io("renaming", &tmp, e))
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    wharf_core::blocking::unblock(move || {
+        use std::io::Write;
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RegistryError::io("writing", &tmp, e));
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            RegistryError::io("renaming", &tmp, e)
+        })
+    })
+    .await
 }
 
 /// An exclusive lock file holding the owner's pid; a lock left by a dead process is broken.
@@ -459,7 +444,7 @@ impl FileLock {
                             ),
                         ));
                     }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    wharf_core::blocking::sleep(Duration::from_millis(10)).await;
                 }
                 Err(e) => return Err(RegistryError::io("locking", &path, e)),
             }
@@ -485,7 +470,7 @@ fn descriptor_for(manifest: &ManifestBytes) -> Descriptor {
 impl Registry for LayoutRegistry {
     async fn blob_exists(&self, repo: &str, digest: &Digest) -> wharf_core::Result<Option<u64>> {
         let path = self.blob_path(repo, digest)?;
-        match tokio::fs::metadata(&path).await {
+        match crate::fs::metadata(&path).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(RegistryError::io("reading", path, e).into()),
@@ -508,7 +493,7 @@ impl Registry for LayoutRegistry {
         desc: &Descriptor,
         path: &Path,
     ) -> wharf_core::Result<Option<Descriptor>> {
-        let len = tokio::fs::metadata(path)
+        let len = crate::fs::metadata(path)
             .await
             .map_err(|e| RegistryError::io("reading", path, e))?
             .len();
@@ -521,14 +506,14 @@ impl Registry for LayoutRegistry {
         }
         let dir = self.ensure_layout(repo).await?;
         let alg_dir = dir.join("blobs").join(desc.digest.algorithm().as_str());
-        tokio::fs::create_dir_all(&alg_dir)
+        crate::fs::create_dir_all(&alg_dir)
             .await
             .map_err(|e| RegistryError::io("creating", &alg_dir, e))?;
         let final_path = self.blob_path(repo, &desc.digest)?;
         // A second name for the same data (no copy), then renamed over any stored copy: the
         // caller's file stays usable, and a damaged blob is replaced by the fresh one.
         let tmp = self.temp_path(desc.digest.hex())?;
-        match tokio::fs::hard_link(path, &tmp).await {
+        match crate::fs::hard_link(path, &tmp).await {
             Ok(()) => {}
             // Another filesystem (or one without hard links): the caller streams it.
             Err(e)
@@ -541,8 +526,8 @@ impl Registry for LayoutRegistry {
             }
             Err(e) => return Err(RegistryError::io("linking into the layout", path, e).into()),
         }
-        if let Err(e) = tokio::fs::rename(&tmp, &final_path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if let Err(e) = crate::fs::rename(&tmp, &final_path).await {
+            let _ = crate::fs::remove_file(&tmp).await;
             return Err(RegistryError::io("moving into the layout", &tmp, e).into());
         }
         Ok(Some(Descriptor::new(
@@ -554,7 +539,16 @@ impl Registry for LayoutRegistry {
 
     async fn fetch_blob(&self, repo: &str, digest: &Digest) -> wharf_core::Result<BlobStream> {
         let path = self.blob_path(repo, digest)?;
-        let file = match tokio::fs::File::open(&path).await {
+        let opened = {
+            let path = path.clone();
+            wharf_core::blocking::unblock(move || {
+                let file = std::fs::File::open(&path)?;
+                let len = file.metadata()?.len();
+                Ok::<_, std::io::Error>((file, len))
+            })
+            .await
+        };
+        let (file, len) = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::NotFound {
@@ -566,7 +560,7 @@ impl Registry for LayoutRegistry {
             Err(e) => return Err(RegistryError::io("opening", path, e).into()),
         };
         Ok(verified_stream(
-            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+            crate::fs::chunks(file, len, 1 << 20),
             digest.clone(),
             path,
         ))

@@ -12,9 +12,12 @@
 //! All implement or feed [`wharf_core::Registry`] and pass its conformance suite.
 
 pub mod append;
+#[cfg(feature = "distribution")]
 pub mod distribution;
+#[cfg(feature = "ecr")]
 pub mod ecr;
 mod error;
+mod fs;
 pub mod fsck;
 mod layer;
 pub mod layout;

@@ -196,16 +196,24 @@ impl Packaged {
     }
 }
 
-/// A stream over a file's bytes, 1 MiB at a time (never the whole file in memory).
+/// A stream over a file's bytes, 1 MiB at a time (never the whole file in memory), on any
+/// executor.
 pub(crate) async fn file_stream(
     path: &Path,
 ) -> Result<wharf_core::registry::BlobStream, RegistryError> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| RegistryError::io("opening", path, e))?;
     let origin = path.to_path_buf();
+    let opened = {
+        let path = origin.clone();
+        wharf_core::blocking::unblock(move || {
+            let file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            Ok::<_, std::io::Error>((file, len))
+        })
+        .await
+    };
+    let (file, len) = opened.map_err(|e| RegistryError::io("opening", path, e))?;
     Ok(Box::pin(futures_util::StreamExt::map(
-        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+        crate::fs::chunks(file, len, 1 << 20),
         move |r| {
             r.map_err(|e| wharf_core::Error::from(RegistryError::io("reading", origin.clone(), e)))
         },

@@ -1,3 +1,4 @@
+#![cfg(feature = "ecr")]
 #![allow(clippy::unwrap_used)]
 //! `wharf_registry::ecr` against moto's ECR control plane (`WHARF_TEST_MOTO`, set by
 //! `cargo xtask test`). Each test works in repositories of its own, so the tests can share one

@@ -1,7 +1,7 @@
 //! Memory stays flat while a 256 MiB blob streams to the real registry (`WHARF_TEST_REGISTRY`),
 //! from a lazily generated stream and from a file. Its own test binary: peak RSS (`VmHWM`)
 //! is per process, and tests in one binary share a process.
-
+#![cfg(feature = "distribution")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 
 use std::time::Instant;

@@ -899,7 +899,6 @@ async fn sign_image_bundle_with(
 /// Sign `image` keylessly in cosign 3's format (see [`sign_image_bundle`]) as the
 /// `session`'s identity: a Fulcio certificate, a `dsse` Rekor entry. Nothing is written when
 /// a valid signature by the same identity is already there.
-#[cfg(feature = "keyless")]
 pub async fn sign_image_bundle_keyless(
     registry: &dyn wharf_core::Registry,
     repo: &str,
@@ -919,7 +918,6 @@ pub async fn sign_image_bundle_keyless(
 /// Attest `image` keylessly: an in-toto statement (subject `repo` + the digest) with
 /// `predicate` of `predicate_type`, in a v0.3 bundle stored as a referrer (cosign 3's
 /// `attest`). Nothing is written when the same identity already attested the same predicate.
-#[cfg(feature = "keyless")]
 pub async fn attest_image_bundle_keyless(
     registry: &dyn wharf_core::Registry,
     repo: &str,

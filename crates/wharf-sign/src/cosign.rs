@@ -621,7 +621,6 @@ pub(crate) async fn existing_layers(
 /// `.sig` layer carries the signature, the Fulcio certificate and chain, and the Rekor
 /// bundle of a `hashedrekord` entry. Nothing is written when a valid signature by the same
 /// identity is already there.
-#[cfg(feature = "keyless")]
 pub async fn sign_image_keyless(
     registry: &dyn Registry,
     repo: &str,

@@ -39,9 +39,11 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
+#[cfg(feature = "keyless")]
+use wharf_core::ErrorKind;
 use wharf_core::retry::RetryPolicy;
 use wharf_core::sign::{SignOptions, Signer};
-use wharf_core::{Digest, Error, ErrorKind, Result, Secret};
+use wharf_core::{Digest, Error, Result, Secret};
 
 use crate::EcdsaP256Key;
 use crate::attest::{Envelope, Statement};
@@ -57,6 +59,7 @@ pub const PUBLIC_REKOR: &str = "https://rekor.sigstore.dev";
 
 /// A Sigstore deployment: Fulcio, Rekor and the trust root that vouches for them.
 pub struct Sigstore {
+    #[cfg(feature = "keyless")]
     http: reqwest::Client,
     fulcio: String,
     rekor: String,
@@ -75,28 +78,40 @@ impl fmt::Debug for Sigstore {
 
 impl Sigstore {
     /// Fulcio at `fulcio_url`, Rekor at `rekor_url`, verified against `root`.
+    ///
+    /// Without the crate's `keyless` feature (the HTTP client) this is an error naming it.
     pub fn new(fulcio_url: &str, rekor_url: &str, root: TrustedRoot) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::internal(format!("HTTP client: {e}")))?;
-        let base = |u: &str, what: &str| -> Result<String> {
-            let u = u.trim_end_matches('/');
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(Error::invalid(format!(
-                    "{what} URL {u:?} is not an http(s) URL"
-                )));
-            }
-            Ok(u.to_owned())
-        };
-        Ok(Self {
-            http,
-            fulcio: base(fulcio_url, "Fulcio")?,
-            rekor: base(rekor_url, "Rekor")?,
-            root,
-            retry: RetryPolicy::default(),
-        })
+        #[cfg(not(feature = "keyless"))]
+        {
+            let _ = (fulcio_url, rekor_url, root);
+            Err(Error::invalid(
+                "keyless signing talks to Fulcio and Rekor over HTTP: enable wharf-sign's `keyless` feature (verifying keyless signatures needs no feature)",
+            ))
+        }
+        #[cfg(feature = "keyless")]
+        {
+            let http = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .map_err(|e| Error::internal(format!("HTTP client: {e}")))?;
+            let base = |u: &str, what: &str| -> Result<String> {
+                let u = u.trim_end_matches('/');
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    return Err(Error::invalid(format!(
+                        "{what} URL {u:?} is not an http(s) URL"
+                    )));
+                }
+                Ok(u.to_owned())
+            };
+            Ok(Self {
+                http,
+                fulcio: base(fulcio_url, "Fulcio")?,
+                rekor: base(rekor_url, "Rekor")?,
+                root,
+                retry: RetryPolicy::default(),
+            })
+        }
     }
 
     /// Retry Fulcio and Rekor with `policy` (default: [`RetryPolicy::default`]).
@@ -183,8 +198,23 @@ impl Sigstore {
         })
     }
 
+    /// Without the HTTP client there is nothing to post to ([`Sigstore::new`] refuses first).
+    #[cfg(not(feature = "keyless"))]
+    async fn post(
+        &self,
+        service: &str,
+        _url: &str,
+        _body: &Value,
+        _token: Option<&Secret>,
+    ) -> Result<Value> {
+        Err(Error::invalid(format!(
+            "{service}: enable wharf-sign's `keyless` feature"
+        )))
+    }
+
     /// POST `body` to `url` as JSON, retrying temporary failures; the answer's JSON. Errors
     /// name the service and the URL, never the token.
+    #[cfg(feature = "keyless")]
     async fn post(
         &self,
         service: &str,
@@ -192,6 +222,11 @@ impl Sigstore {
         body: &Value,
         token: Option<&Secret>,
     ) -> Result<Value> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::invalid(format!(
+                "the keyless signer's {service} client needs a Tokio runtime: call it inside #[tokio::main] or Runtime::block_on (key-file signing works on any executor)"
+            )));
+        }
         let redact = |text: String| match token {
             Some(t) if !t.expose().is_empty() => text.replace(t.expose(), "[redacted]"),
             _ => text,
@@ -277,7 +312,7 @@ impl Sigstore {
                         ));
                     }
                     tracing::warn!(%url, %status, attempt, "{service} failed; retrying");
-                    tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
+                    wharf_core::blocking::sleep(self.retry.delay(attempt, retry_after)).await;
                 }
                 Err(e) => {
                     if last || e.is_builder() {
@@ -289,7 +324,7 @@ impl Sigstore {
                         ));
                     }
                     tracing::warn!(%url, attempt, "{service} unreachable; retrying");
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    wharf_core::blocking::sleep(self.retry.delay(attempt, None)).await;
                 }
             }
             attempt += 1;
@@ -297,6 +332,7 @@ impl Sigstore {
     }
 
     /// GET the entry a 409 pointed at (`location`, absolute or relative to `url`'s host).
+    #[cfg(feature = "keyless")]
     async fn get_existing(&self, service: &str, url: &str, location: &str) -> Result<Value> {
         let target = if location.starts_with("http://") || location.starts_with("https://") {
             location.to_owned()

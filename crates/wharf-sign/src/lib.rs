@@ -28,7 +28,6 @@ pub mod cosign;
 mod cosign_key;
 pub mod fulcio;
 mod key;
-#[cfg(feature = "keyless")]
 pub mod keyless;
 #[cfg(feature = "kms")]
 pub mod kms;

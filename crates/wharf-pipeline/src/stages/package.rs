@@ -139,9 +139,8 @@ impl Stage for PackageStage {
             None => {
                 let staging = self.staging.clone();
                 let packaged =
-                    tokio::task::spawn_blocking(move || package_modelpack(&spec, &staging))
-                        .await
-                        .map_err(|e| Error::internal(format!("packaging task failed: {e}")))??;
+                    wharf_core::blocking::unblock(move || package_modelpack(&spec, &staging))
+                        .await?;
                 let digest = packaged.digest().clone();
                 let layers: Vec<Descriptor> =
                     packaged.layers.iter().map(|(d, _)| d.clone()).collect();

@@ -270,7 +270,7 @@ impl Inner {
         digest: &Digest,
     ) -> Result<Descriptor, RegistryError> {
         check_repo(repo)?;
-        let size = tokio::fs::metadata(path)
+        let size = crate::fs::metadata(path)
             .await
             .map_err(|e| RegistryError::io("reading the metadata of", path, e))?
             .len();
@@ -283,7 +283,7 @@ impl Inner {
         }
         if size <= self.chunk_size as u64 {
             // Small: read it, verify it, then one PUT.
-            let bytes = tokio::fs::read(path)
+            let bytes = crate::fs::read(path)
                 .await
                 .map_err(|e| RegistryError::io("reading", path, e))?;
             let mut opts = PushBlobOptions::default();

@@ -515,6 +515,7 @@ impl Inner {
     /// renewing refused credentials, once), retries of temporary failures when the request
     /// is safe to repeat.
     async fn send(&self, mut req: Request) -> Result<Response, RegistryError> {
+        crate::error::require_tokio("OCI distribution client")?;
         let mut attempt = 0u32;
         let mut auth_retried = false;
         loop {
