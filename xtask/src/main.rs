@@ -69,7 +69,8 @@ enum Command {
     Fsck(fsck::FsckCmd),
     /// Run every test, with the real local backends started first.
     Test(ci::TestCmd),
-    /// Everything CI checks: fmt, clippy, tests, docs, cargo-deny, publish dry run.
+    /// Everything CI checks: fmt, clippy, features, outside projects, tests, docs,
+    /// cargo-deny, publish dry run.
     Ci(ci::CiCmd),
     /// `cargo deny check advisories` (needs network access to the RustSec database).
     DenyAdvisories(ci::DenyAdvisoriesCmd),

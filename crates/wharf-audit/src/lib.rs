@@ -58,7 +58,7 @@ pub use wharf_core;
 pub use wharf_core::audit::{AppendOptions, AuditReceipt, ChainProblem, StoredRecord, VerifyRange};
 pub use wharf_core::{
     Actor, AuditEvent, AuditLog, Digest, Environment, EventRecord, ModelId, RunOutcome, RunRecord,
-    StageRecord, StageStatus,
+    Signer, StageRecord, StageStatus, Verifier,
 };
 
 /// The embedded default audit log: write-once files in a directory.

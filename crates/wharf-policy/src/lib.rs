@@ -38,6 +38,7 @@ mod error;
 mod gate;
 mod manifest;
 
+// What call sites need from wharf-core, so depending on this crate alone is enough.
 pub use config::{DEFAULT_ALLOWED_DEPENDENCIES, GovernanceConfig, ThresholdOverrides, Thresholds};
 pub use error::PolicyError;
 pub use gate::{BUNDLED, GovernanceGate, PACKAGE};
@@ -45,6 +46,8 @@ pub use manifest::{
     API_VERSION, Artifact, ArtifactRole, DataSource, Dependency, Drift, Explainability, Fairness,
     KIND, MAX_FLOW_DEPTH, MAX_MANIFEST_BYTES, Metrics, ModelInfo, ModelManifest, Monitoring,
 };
+pub use wharf_core;
+pub use wharf_core::{Decision, Environment, PolicyGate, Violation};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -26,6 +26,10 @@ mod tempfiles;
 
 pub use error::RegistryError;
 
+// What call sites need from wharf-core, so depending on this crate alone is enough.
+pub use wharf_core;
+pub use wharf_core::{Descriptor, Digest, Registry};
+
 /// The README's example, run as a doctest so it stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

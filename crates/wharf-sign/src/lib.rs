@@ -38,6 +38,11 @@ pub mod x509;
 pub use cosign_key::{COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};
 pub use key::{ALGORITHM, EcdsaP256Key, PublicKey, public_path};
 
+// What call sites need from wharf-core, so depending on this crate alone is enough.
+pub use wharf_core;
+pub use wharf_core::sign::{SignOptions, VerifyOptions};
+pub use wharf_core::{Digest, Registry, Signature, Signer, Verifier};
+
 /// Whom an image's signatures must come from.
 #[derive(Clone, Copy)]
 pub enum Trust<'a> {
