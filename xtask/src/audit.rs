@@ -3,87 +3,24 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use wharf_audit::{FileStore, Query, VerificationReport, WormLog, WormStore};
+use wharf_audit::{Query, VerificationReport};
 use wharf_core::audit::{StoredRecord, VerifyRange};
 use wharf_core::{AuditEvent, Digest, Verifier};
 use wharf_pipeline::Config;
-use wharf_pipeline::config::LockModeConfig;
-use wharf_sign::{EcdsaP256Key, PublicKey};
+use wharf_sign::PublicKey;
 
 /// The audit log every command of a project uses.
-pub(crate) type ProjectLog = WormLog<Box<dyn WormStore>>;
+pub(crate) type ProjectLog = wharf_pipeline::ProjectAuditLog;
 
-/// The checkpoint key's default path, relative to the config.
-const DEFAULT_CHECKPOINT_KEY: &str = ".wharf/keys/audit-checkpoint.pem";
-
-/// The checkpoint key file `[audit] checkpoint_key` names, `None` when turned off.
-fn checkpoint_key_path(config: &Config) -> Option<PathBuf> {
-    match config.audit.checkpoint_key.as_deref() {
-        Some("none") => None,
-        Some(p) => Some(config.resolve(Path::new(p))),
-        None => Some(config.resolve(Path::new(DEFAULT_CHECKPOINT_KEY))),
-    }
-}
-
-/// Open the log `[audit]` describes: `url` (s3://, az://, gs://, file://) or the
-/// write-once directory; with a checkpoint key (generated on first use) that signs a
-/// checkpoint every `checkpoint_every` records. S3 buckets are checked for Object Lock and
-/// retention before anything is written.
+/// Open the log `[audit]` describes (the library's `Config::open_audit_log`).
 pub(crate) async fn open_log(config: &Config) -> anyhow::Result<ProjectLog> {
-    let store: Box<dyn WormStore> = match config.audit.url.as_deref() {
-        None => Box::new(FileStore::open(config.audit_dir())?),
-        Some(url) => open_url(config, url).await?,
-    };
-    // Runs are few and each matters: by default every record gets a signed checkpoint.
-    let mut log = WormLog::new(store).checkpoint_every(config.audit.checkpoint_every.unwrap_or(1));
-    if let Some(path) = checkpoint_key_path(config) {
-        let key = EcdsaP256Key::load_or_generate(&path)
-            .with_context(|| format!("[audit] checkpoint_key {}", path.display()))?;
-        log = log
-            .with_verifier(Arc::new(key.public_key().clone()))
-            .with_signer(Arc::new(key));
-    }
-    Ok(log)
-}
-
-async fn open_url(config: &Config, url: &str) -> anyhow::Result<Box<dyn WormStore>> {
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            bail!("[audit] url {url:?}: no bucket name (s3://bucket/prefix)");
-        }
-        let sdk = aws_config::load_from_env().await;
-        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(config.audit.force_path_style)
-            .build();
-        let mut policy = wharf_audit::s3::RetentionPolicy::compliance_days(
-            config.audit.retention_days.unwrap_or(7 * 365 + 2),
-        );
-        if config.audit.lock_mode == Some(LockModeConfig::Governance) {
-            policy = policy.governance();
-        }
-        if config.audit.legal_hold {
-            policy = policy.with_legal_hold();
-        }
-        let store = wharf_audit::S3Store::connect(
-            aws_sdk_s3::Client::from_conf(s3),
-            bucket,
-            prefix,
-            policy,
-        )
-        .await?;
-        return Ok(Box::new(store));
-    }
-    let store = wharf_audit::ObjectStoreStore::from_url(url, std::env::vars())
-        .with_context(|| format!("[audit] url {url:?}"))?;
-    Ok(Box::new(store))
+    Ok(config.open_audit_log().await?)
 }
 
 /// Verify, show, query or export the audit log of a project.
@@ -301,7 +238,8 @@ async fn verify(
     range.to = args.to;
     let public: Option<PublicKey> = match &args.public_key {
         Some(p) => Some(PublicKey::from_file(p)?),
-        None => checkpoint_key_path(config)
+        None => config
+            .checkpoint_key_path()
             .map(|p| wharf_sign::public_path(&p))
             .filter(|p| p.exists())
             .map(|p| PublicKey::from_file(&p))

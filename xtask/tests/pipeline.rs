@@ -194,7 +194,8 @@ fn an_unwritable_audit_dir_fails_the_run() {
     let out = pipeline(&file, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
     assert!(
-        text(&out.stderr).contains("no run without an audit record: cannot create audit directory"),
+        text(&out.stderr)
+            .contains("no run without an audit record: [audit] dir: cannot create audit directory"),
         "{}",
         text(&out.stderr)
     );
@@ -803,7 +804,7 @@ fn audit_records_go_to_s3_object_lock() {
     assert_exit(&out, 4, "");
     assert!(
         text(&out.stderr).contains(&format!(
-            "no run without an audit record: s3://{plain} does not have Object Lock enabled"
+            "no run without an audit record: [audit] url \"s3://{plain}/fraud-detector\": s3://{plain} does not have Object Lock enabled"
         )),
         "{}",
         text(&out.stderr)

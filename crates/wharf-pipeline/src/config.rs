@@ -334,9 +334,11 @@ impl Config {
                 "sign.format {f:?}: write \"legacy\" (cosign .sig tags), \"bundle\" (Sigstore bundle referrers, cosign 3) or \"auto\" (bundle where the registry has the referrers API)"
             )));
         }
-        self.governance(Environment::Dev)
-            .validate()
-            .map_err(|e| bad(e.to_string()))?;
+        for env in Environment::ALL {
+            self.governance(env)
+                .validate()
+                .map_err(|e| bad(e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -384,8 +386,10 @@ impl Config {
         p
     }
 
-    /// The governance configuration (thresholds with every environment's overrides).
-    pub fn governance(&self, _for_env: Environment) -> GovernanceConfig {
+    /// The governance configuration in force in `env`: its `thresholds` are `env`'s (the
+    /// base `[governance.thresholds]` with `[environments.<env>.governance]` applied), so
+    /// what a caller reads is what the gate applies; evaluate runs in `env` with it.
+    pub fn governance(&self, env: Environment) -> GovernanceConfig {
         let mut g = GovernanceConfig::default();
         if let Some(t) = &self.governance.thresholds {
             g.thresholds = t.apply(g.thresholds);
@@ -399,10 +403,9 @@ impl Config {
             .policy_dir
             .as_deref()
             .map(|p| self.resolve(p));
-        for (env, e) in &self.environments {
-            if let Some(o) = e.governance {
-                g = g.with_override(*env, o);
-            }
+        if let Some(o) = self.environments.get(&env).and_then(|e| e.governance) {
+            g.thresholds = o.apply(g.thresholds);
+            g = g.with_override(env, o);
         }
         g
     }
@@ -524,9 +527,18 @@ mod tests {
         assert_eq!(prod.replicas, 5);
         assert!(!prod.scan_gate.blocks(Severity::High));
         assert!(prod.scan_gate.blocks(Severity::Critical));
+        // governance(env) is the config in force in env: what a caller reads is what the
+        // gate applies there.
         let g = c.governance(Environment::Prod);
+        assert_eq!(g.thresholds.min_accuracy, 0.9);
         assert_eq!(g.thresholds_for(Environment::Prod).min_accuracy, 0.9);
-        assert_eq!(g.thresholds_for(Environment::Dev).min_accuracy, 0.85);
+        assert_eq!(c.governance(Environment::Dev).thresholds.min_accuracy, 0.85);
+        assert_eq!(
+            c.governance(Environment::Dev)
+                .thresholds_for(Environment::Dev)
+                .min_accuracy,
+            0.85
+        );
         let err = parse(&format!("{MINIMAL}\n[environments.staging]\n"), &[])
             .unwrap_err()
             .to_string();

@@ -34,6 +34,14 @@ pub enum PipelineError {
         /// How to supply it.
         hint: &'static str,
     },
+    /// Something the config names could not be set up (the audit log, its checkpoint key).
+    #[error("{what}: {source}")]
+    Setup {
+        /// What, with the config key (`[audit] url "s3://…"`).
+        what: String,
+        /// Why.
+        source: wharf_core::Error,
+    },
     /// The run finished but its audit record could not be written: the run fails.
     #[error("the run's audit record could not be written, so the run fails: {source}")]
     Audit {
@@ -50,7 +58,9 @@ impl PipelineError {
         match self {
             PipelineError::Read { .. } => ErrorKind::NotFound,
             PipelineError::Config { .. } | PipelineError::Incomplete { .. } => ErrorKind::Invalid,
-            PipelineError::Audit { source, .. } => source.kind(),
+            PipelineError::Audit { source, .. } | PipelineError::Setup { source, .. } => {
+                source.kind()
+            }
         }
     }
 }

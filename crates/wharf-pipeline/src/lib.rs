@@ -40,6 +40,7 @@ pub mod config;
 mod context;
 mod error;
 mod pipeline;
+mod project;
 mod stage;
 pub mod stages;
 
@@ -47,6 +48,7 @@ pub use config::Config;
 pub use context::{RunContext, new_run_id};
 pub use error::PipelineError;
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
+pub use project::ProjectAuditLog;
 pub use stage::{Stage, StageOutcome};
 pub use wharf_audit::FileAuditLog;
 

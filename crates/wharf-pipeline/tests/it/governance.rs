@@ -183,3 +183,62 @@ fn thousands_of_violations_are_counted_and_the_first_listed() {
     let size = serde_json::to_vec(&report.record).unwrap().len();
     assert!(size < 64 * 1024, "{size} bytes");
 }
+
+/// `Pipeline::from_config`: a project's pipeline in three lines runs on the project's own
+/// thresholds (prod's 0.88 from `wharf.toml`, not the 0.85 default) and writes to the audit
+/// log `[audit]` names, with a signed checkpoint — the same settings `cargo xtask pipeline`
+/// uses.
+#[test]
+fn from_config_uses_the_projects_thresholds_and_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(examples_dir().join("models/fraud-detector/model.yaml"))
+        .unwrap()
+        .replace("accuracy: 0.903", "accuracy: 0.87");
+    let manifest = dir.path().join("model.yaml");
+    std::fs::write(&manifest, text).unwrap();
+    let mut config = Config::load(&examples_dir().join("wharf.toml")).unwrap();
+    config.model.manifest = manifest; // absolute: replaces the model dir's
+    config.audit.dir = Some(dir.path().join("audit"));
+    config.audit.checkpoint_key = Some(dir.path().join("checkpoint.pem").display().to_string());
+    for (env, expected) in [
+        (Environment::Dev, RunOutcome::Passed),
+        (Environment::Prod, RunOutcome::Blocked),
+    ] {
+        let report = block_on(async {
+            Pipeline::from_config(&config, env, Actor::local("u"))
+                .await?
+                .build()?
+                .run()
+                .await
+        })
+        .unwrap();
+        assert_eq!(report.record.outcome, expected, "{env}");
+        assert!(
+            report
+                .receipt
+                .location
+                .starts_with(&dir.path().join("audit").display().to_string()),
+            "{}",
+            report.receipt.location
+        );
+    }
+    let log = block_on(config.open_audit_log()).unwrap();
+    let verified = block_on(wharf_core::AuditLog::verify(
+        &log,
+        &wharf_core::audit::VerifyRange::all(),
+    ))
+    .unwrap();
+    assert!(
+        verified.is_intact() && verified.checked == 2,
+        "{verified:?}"
+    );
+    assert!(dir.path().join("checkpoint.pem").exists());
+    assert!(
+        dir.path()
+            .join("audit/checkpoints")
+            .read_dir()
+            .unwrap()
+            .count()
+            >= 2
+    );
+}

@@ -1,13 +1,9 @@
-//! A pipeline of one's own: wharf's governance stage with the thresholds of the project's
-//! `wharf.toml`, then a stage written here, audited to write-once files.
+//! A pipeline of one's own from the project's `wharf.toml` in three lines: the governance
+//! stage with the project's thresholds, the audit log `[audit]` names, then a stage
+//! written here.
 
-use std::sync::Arc;
-
-use wharf_pipeline::stages::GovernanceStage;
 use wharf_pipeline::wharf_core::{Actor, Environment, RunOutcome};
-use wharf_pipeline::{
-    Config, FileAuditLog, Pipeline, RunContext, Stage, StageOutcome, async_trait,
-};
+use wharf_pipeline::{Config, Pipeline, RunContext, Stage, StageOutcome, async_trait};
 
 /// Passes when the governance stage named a model.
 struct ModelNamed;
@@ -31,17 +27,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(config), Some(audit)) = (args.next(), args.next()) else {
         return Err("usage: outside-custom-pipeline WHARF_TOML AUDIT_DIR".into());
     };
-    let config = Config::load(std::path::Path::new(&config))?;
-    let env = Environment::Dev;
-    let pipeline = Pipeline::builder(config.project.name.clone(), env, Actor::local("outside"))
-        .stage(GovernanceStage::new(
-            config.governance(env),
-            config.manifest_path(),
-        ))
-        .stage(ModelNamed)
-        .audit_log(Arc::new(FileAuditLog::open(audit)?))
-        .build()?;
-    let report = futures::executor::block_on(pipeline.run())?;
+    let mut config = Config::load(std::path::Path::new(&config))?;
+    // This check's own audit directory and checkpoint key, not the example project's.
+    config.audit.dir = Some(audit.clone().into());
+    config.audit.checkpoint_key = Some(format!("{audit}/checkpoint.pem"));
+    let report = futures::executor::block_on(async {
+        Pipeline::from_config(&config, Environment::Dev, Actor::local("outside"))
+            .await?
+            .stage(ModelNamed)
+            .build()?
+            .run()
+            .await
+    })?;
     if report.record.outcome != RunOutcome::Passed {
         return Err(format!("the run ended {}", report.record.outcome).into());
     }
