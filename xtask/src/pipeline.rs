@@ -372,8 +372,8 @@ fn print_summary(report: &RunReport, code: u8, seconds: f64) {
         let status = match (rec.status, s.error_kind) {
             (StageStatus::Passed, _) => "PASS ",
             (StageStatus::Warned, _) => "WARN ",
-            (StageStatus::Failed, None) => "BLOCK",
-            (StageStatus::Failed, Some(_)) => "FAIL ",
+            (StageStatus::Blocked, _) => "BLOCK",
+            (StageStatus::Failed, _) => "FAIL ",
             (StageStatus::Skipped, _) => "SKIP ",
         };
         println!(

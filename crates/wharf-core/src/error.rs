@@ -125,6 +125,42 @@ impl Error {
     }
 }
 
+impl Error {
+    /// An I/O error while doing `what` to `path` (`reading`, `/etc/wharf/key.pem`): the
+    /// kind follows the I/O error (missing → NotFound, permission → Denied, interrupted or
+    /// timed out → Transient), the message names both.
+    pub fn io(what: &str, path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        let kind = io_kind(&source);
+        Self::new(
+            kind,
+            format!("{what} {}: {source}", path.as_ref().display()),
+        )
+        .with_source(source)
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    use std::io::ErrorKind as Io;
+    match e.kind() {
+        Io::NotFound => ErrorKind::NotFound,
+        Io::PermissionDenied | Io::ReadOnlyFilesystem => ErrorKind::Denied,
+        Io::AlreadyExists => ErrorKind::Conflict,
+        Io::InvalidInput | Io::InvalidData | Io::IsADirectory | Io::NotADirectory => {
+            ErrorKind::Invalid
+        }
+        Io::Interrupted | Io::TimedOut | Io::WouldBlock => ErrorKind::Transient,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// `?` on an I/O error in code that returns [`Result`]: the kind follows the I/O error;
+/// prefer [`Error::io`], which names the file.
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::new(io_kind(&e), e.to_string()).with_source(e)
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -164,6 +200,21 @@ pub fn display_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_convert_with_their_kind_and_the_path() {
+        let missing = std::fs::read("/nonexistent/wharf/key.pem").unwrap_err();
+        let e = Error::io("reading", "/nonexistent/wharf/key.pem", missing);
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .starts_with("reading /nonexistent/wharf/key.pem: "),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let via_question_mark = || -> Result<Vec<u8>> { Ok(std::fs::read("/nonexistent")?) };
+        assert_eq!(via_question_mark().unwrap_err().kind(), ErrorKind::NotFound);
+    }
 
     #[test]
     fn chain_is_one_line_and_skips_repeats() {

@@ -69,8 +69,12 @@ pub enum StageStatus {
     Passed,
     /// Did its work; found things a person should look at, but nothing blocking.
     Warned,
-    /// Blocked the run (a gate said no) or hit an error.
+    /// Hit an error, or panicked: the run failed.
     Failed,
+    /// A gate said no on purpose (a policy violation, a blocking finding, a missing
+    /// signature): the run is blocked. Records written before this status existed say
+    /// `failed` for these.
+    Blocked,
     /// Not run (an earlier stage failed, or not configured).
     Skipped,
 }
@@ -82,6 +86,7 @@ impl StageStatus {
             StageStatus::Passed => "passed",
             StageStatus::Warned => "warned",
             StageStatus::Failed => "failed",
+            StageStatus::Blocked => "blocked",
             StageStatus::Skipped => "skipped",
         }
     }
@@ -242,9 +247,11 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// The first failed stage, if any.
+    /// The stage that stopped the run: the first that failed or blocked, if any.
     pub fn failed_stage(&self) -> Option<&StageRecord> {
-        self.stages.iter().find(|s| s.status == StageStatus::Failed)
+        self.stages
+            .iter()
+            .find(|s| matches!(s.status, StageStatus::Failed | StageStatus::Blocked))
     }
 
     /// A record of run `run_id` of `project` in `environment` by `actor`, started and

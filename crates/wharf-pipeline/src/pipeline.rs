@@ -194,12 +194,10 @@ impl Pipeline {
                 let report = run_stage(stage.as_ref(), &mut ctx)
                     .instrument(info_span!("stage", stage = %name))
                     .await;
-                if report.record.status == StageStatus::Failed {
-                    outcome = if report.error_kind.is_some() {
-                        RunOutcome::Failed
-                    } else {
-                        RunOutcome::Blocked
-                    };
+                match report.record.status {
+                    StageStatus::Blocked => outcome = RunOutcome::Blocked,
+                    StageStatus::Failed => outcome = RunOutcome::Failed,
+                    _ => {}
                 }
                 reports.push(report);
             }
@@ -520,7 +518,7 @@ fn bound_record(record: &mut RunRecord) {
     let rest = record.stages.split_off(MAX_RECORDED_STAGES);
     let failed = rest
         .iter()
-        .filter(|s| s.status == StageStatus::Failed)
+        .filter(|s| matches!(s.status, StageStatus::Failed | StageStatus::Blocked))
         .count();
     let first = &rest[0];
     let duration_ms = rest
@@ -529,11 +527,10 @@ fn bound_record(record: &mut RunRecord) {
         .fold(0u64, u64::saturating_add);
     record.stages.push(StageRecord::new(
         "…",
-        if failed > 0 {
-            StageStatus::Failed
-        } else {
-            first.status
-        },
+        rest.iter()
+            .map(|s| s.status)
+            .find(|s| matches!(s, StageStatus::Failed | StageStatus::Blocked))
+            .unwrap_or(first.status),
         first.started_at,
         duration_ms,
         format!(

@@ -5,12 +5,14 @@ use wharf_core::{Evidence, StageStatus};
 
 use crate::RunContext;
 
-/// What a stage concluded. Return `Err` for errors (the run fails); return an outcome with
-/// [`StageStatus::Failed`] when a gate blocks on purpose (the run is blocked).
+/// What a stage concluded. Return `Err` for errors (the run fails, the stage is recorded
+/// as [`StageStatus::Failed`]); return [`StageOutcome::blocked`] when a gate says no on
+/// purpose (the run is blocked, the stage recorded as [`StageStatus::Blocked`]).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct StageOutcome {
-    /// Passed, warned or failed (blocked). `Skipped` is for the runner.
+    /// Passed, warned or blocked (failed, when set by hand, fails the run). `Skipped` is
+    /// for the runner.
     pub status: StageStatus,
     /// One line for people.
     pub summary: String,
@@ -35,7 +37,7 @@ impl StageOutcome {
 
     /// A gate blocked the run.
     pub fn blocked(summary: impl Into<String>) -> Self {
-        Self::new(StageStatus::Failed, summary)
+        Self::new(StageStatus::Blocked, summary)
     }
 
     fn new(status: StageStatus, summary: impl Into<String>) -> Self {

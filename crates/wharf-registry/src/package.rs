@@ -189,10 +189,24 @@ impl Packaged {
         repo: &str,
         opts: &PushManifestOptions,
     ) -> wharf_core::Result<Descriptor> {
-        for (desc, path) in &self.layers {
-            push_file_if_missing(registry, repo, desc, path).await?;
+        // A registry can lose sight of a blob another writer is uploading at the same time
+        // (distribution 2.8 relinks it when a concurrent upload of the same content ends):
+        // the manifest push then says a blob is unknown. Each layer is checked again and
+        // sent if missing, a bounded number of times.
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            for (desc, path) in &self.layers {
+                push_file_if_missing(registry, repo, desc, path).await?;
+            }
+            match finish_push(registry, repo, &self.config, &self.manifest, opts).await {
+                Err(e) if e.kind() == wharf_core::ErrorKind::NotFound && attempt < ATTEMPTS => {
+                    tracing::warn!(repo, attempt, error = %e, "a blob went missing before the manifest; pushing again");
+                    attempt += 1;
+                }
+                result => return result,
+            }
         }
-        finish_push(registry, repo, &self.config, &self.manifest, opts).await
     }
 }
 

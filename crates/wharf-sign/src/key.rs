@@ -402,13 +402,10 @@ mod key_file {
     }
 }
 
-#[async_trait]
-impl Signer for EcdsaP256Key {
-    fn key_id(&self) -> &str {
-        &self.public.key_id
-    }
-
-    async fn sign(&self, payload: &[u8], _opts: &SignOptions) -> Result<Signature> {
+impl EcdsaP256Key {
+    /// Sign `payload` (ECDSA P-256 over its SHA-256, ASN.1 DER): plain work, no executor.
+    /// [`Signer::sign`] does the same.
+    pub fn sign_bytes(&self, payload: &[u8]) -> Result<Signature> {
         let sig = self
             .pair
             .sign(&SystemRandom::new(), payload)
@@ -418,6 +415,24 @@ impl Signer for EcdsaP256Key {
             ALGORITHM,
             self.public.key_id.clone(),
         ))
+    }
+
+    /// What `cosign sign-blob --key` prints for `blob`: the base64 of the DER signature
+    /// over the blob (`cosign verify-blob --key cosign.pub --signature <this>` accepts it).
+    pub fn sign_blob(&self, blob: &[u8]) -> Result<String> {
+        use base64::Engine as _;
+        Ok(base64::engine::general_purpose::STANDARD.encode(self.sign_bytes(blob)?.bytes))
+    }
+}
+
+#[async_trait]
+impl Signer for EcdsaP256Key {
+    fn key_id(&self) -> &str {
+        &self.public.key_id
+    }
+
+    async fn sign(&self, payload: &[u8], _opts: &SignOptions) -> Result<Signature> {
+        self.sign_bytes(payload)
     }
 }
 
@@ -483,11 +498,10 @@ impl PublicKey {
     pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         self.key.verify_sig(message, signature).is_ok()
     }
-}
 
-#[async_trait]
-impl Verifier for PublicKey {
-    async fn verify(
+    /// Verify `signature` over `payload`: plain work, no executor. [`Verifier::verify`]
+    /// does the same.
+    pub fn verify_bytes(
         &self,
         payload: &[u8],
         signature: &Signature,
@@ -513,6 +527,32 @@ impl Verifier for PublicKey {
                 ))
             })?;
         Ok(Verified::new(self.key_id.clone()))
+    }
+
+    /// Verify a signature as `cosign sign-blob` writes it (base64 of the DER signature;
+    /// surrounding whitespace, as in a `.sig` file, is ignored) over `blob`.
+    pub fn verify_blob(&self, blob: &[u8], signature_base64: &str) -> Result<Verified> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(signature_base64.trim())
+            .map_err(|e| Error::invalid(format!("the blob signature is not base64: {e}")))?;
+        self.verify_bytes(
+            blob,
+            &Signature::new(bytes, ALGORITHM, String::new()),
+            &VerifyOptions::default(),
+        )
+    }
+}
+
+#[async_trait]
+impl Verifier for PublicKey {
+    async fn verify(
+        &self,
+        payload: &[u8],
+        signature: &Signature,
+        opts: &VerifyOptions,
+    ) -> Result<Verified> {
+        self.verify_bytes(payload, signature, opts)
     }
 }
 
@@ -698,6 +738,59 @@ mod tests {
         assert!(
             err.to_string().contains("is not an ECDSA P-256 public key"),
             "{err}"
+        );
+    }
+
+    /// `sign_blob` writes what `cosign sign-blob --key` prints, checked by openssl (an
+    /// independent verifier of the same bytes); `verify_blob` reads it back, newline and
+    /// all, and refuses another blob, another key and bad base64.
+    #[test]
+    fn blob_signatures_in_cosigns_format_verify_with_openssl() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = EcdsaP256Key::generate().unwrap();
+        let blob = b"model weights, or any file";
+        let sig = key.sign_blob(blob).unwrap();
+        assert!(
+            key.public_key()
+                .verify_blob(blob, &format!("{sig}\n"))
+                .is_ok()
+        );
+        assert!(key.public_key().verify_blob(b"other", &sig).is_err());
+        let other = EcdsaP256Key::generate().unwrap();
+        assert!(other.public_key().verify_blob(blob, &sig).is_err());
+        let err = key
+            .public_key()
+            .verify_blob(blob, "not base64!")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+
+        std::fs::write(dir.path().join("blob"), blob).unwrap();
+        std::fs::write(
+            dir.path().join("sig.der"),
+            base64::engine::general_purpose::STANDARD
+                .decode(&sig)
+                .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("key.pub"), key.public_key().to_pem()).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "dgst",
+                "-sha256",
+                "-verify",
+                "key.pub",
+                "-signature",
+                "sig.der",
+                "blob",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl is on every machine of this project's kind");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stdout)
         );
     }
 }

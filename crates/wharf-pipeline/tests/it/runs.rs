@@ -108,9 +108,10 @@ fn a_blocking_gate_skips_the_rest_and_is_recorded_as_blocked() {
         stage("deploy", Behaviour::Pass),
     ]);
     assert_eq!(report.record.outcome, RunOutcome::Blocked);
+    // Recorded as blocked, not failed: an auditor tells a gate's "no" from an error.
     assert_eq!(
         statuses(&report),
-        [StageStatus::Failed, StageStatus::Skipped]
+        [StageStatus::Blocked, StageStatus::Skipped]
     );
     assert_eq!(report.stages[0].details, ["rule x"]);
     assert_eq!(report.error_kind(), None);

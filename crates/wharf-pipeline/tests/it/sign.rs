@@ -110,7 +110,7 @@ async fn prod_blocks_an_image_without_a_valid_signature_and_dev_warns() {
     .await;
     assert_eq!(report.record.outcome, RunOutcome::Blocked);
     let s = &report.record.stages[1];
-    assert_eq!(s.status, StageStatus::Failed);
+    assert_eq!(s.status, StageStatus::Blocked);
     assert!(
         s.summary.contains("has no cosign signature")
             && s.summary.contains("prod requires a verified signature"),
