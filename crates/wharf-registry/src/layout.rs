@@ -47,6 +47,8 @@ pub struct LayoutRegistry {
     root: PathBuf,
     lock: tokio::sync::Mutex<()>,
     verify_reused: bool,
+    /// One layout at the root that every repository name maps to ([`LayoutRegistry::open_layout`]).
+    single: bool,
 }
 
 /// Temp files (blobs being written, staged layers) live here, under the root but outside
@@ -101,6 +103,17 @@ impl LayoutRegistry {
             root,
             lock: tokio::sync::Mutex::new(()),
             verify_reused: false,
+            single: false,
+        })
+    }
+
+    /// Open (creating if needed) one OCI image layout directory — as `skopeo copy …
+    /// oci:DIR` or `umoci` write it — that every repository name maps to: tags are the
+    /// layout's `org.opencontainers.image.ref.name`s, whatever repository a call names.
+    pub fn open_layout(dir: impl Into<PathBuf>) -> Result<Self, RegistryError> {
+        Ok(Self {
+            single: true,
+            ..Self::open(dir)?
         })
     }
 
@@ -144,7 +157,11 @@ impl LayoutRegistry {
     /// The layout directory of `repo` (what `skopeo oci:` and `trivy --input` take).
     pub fn layout_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
         validate_repo(repo)?;
-        Ok(self.root.join(repo))
+        Ok(if self.single {
+            self.root.clone()
+        } else {
+            self.root.join(repo)
+        })
     }
 
     fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf, RegistryError> {

@@ -118,6 +118,41 @@ async fn we_read_what_skopeo_wrote() {
     );
 }
 
+/// One layout directory skopeo wrote, opened as it is (`open_layout`): any repository name
+/// reads it, a tag pushed through it lands in that directory, and skopeo reads it back.
+#[tokio::test]
+async fn one_layout_directory_skopeo_wrote_opens_as_it_is() {
+    let root = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(root.path()).unwrap();
+    let packaged = package_modelpack(
+        &ModelSpec::new(example_model(), "fraud-detector", "1.4.0"),
+        staging.path(),
+    )
+    .unwrap();
+    packaged.push(&reg, "src", Some("v1")).await.unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let dir = theirs.path().join("image");
+    run(&[
+        "copy",
+        "--preserve-digests",
+        &format!("oci:{}:v1", root.path().join("src").display()),
+        &format!("oci:{}:from-skopeo", dir.display()),
+    ]);
+
+    let single = LayoutRegistry::open_layout(&dir).unwrap();
+    let desc = single.resolve_tag("any/name", "from-skopeo").await.unwrap();
+    assert_eq!(&desc.digest, packaged.digest());
+    single
+        .tag("models/fraud", &desc.digest, "v2")
+        .await
+        .unwrap();
+    assert!(dir.join("index.json").is_file() && !dir.join("models").exists());
+    let inspected = run(&["inspect", "--raw", &format!("oci:{}:v2", dir.display())]);
+    assert_eq!(Digest::sha256_of(inspected.as_bytes()), *packaged.digest());
+    assert!(single.fsck(false).await.unwrap().problems.is_empty());
+}
+
 #[tokio::test]
 async fn umoci_unpacks_the_runnable_image_with_the_model_in_its_rootfs() {
     use wharf_core::registry::{ManifestBytes, PushManifestOptions, blob_stream_from};

@@ -326,6 +326,74 @@ pub enum SignOutcome {
     AlreadySigned,
 }
 
+/// An image to sign or verify: the repository it is in, its manifest digest, and the name
+/// signatures give it (`critical.identity.docker-reference`: `host/repository` for a
+/// registry; the repository alone by default, as for an OCI layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImageRef {
+    /// The repository (`models/fraud-detector`).
+    pub repo: String,
+    /// The image manifest's digest.
+    pub digest: Digest,
+    /// The name signatures carry.
+    pub docker_reference: String,
+}
+
+impl ImageRef {
+    /// `repo@digest`, named `repo` in signatures.
+    pub fn new(repo: impl Into<String>, digest: Digest) -> Self {
+        let repo = repo.into();
+        Self {
+            docker_reference: repo.clone(),
+            repo,
+            digest,
+        }
+    }
+
+    /// Name the image `reference` in signatures (`registry.example.com/models/fraud`).
+    pub fn with_docker_reference(mut self, reference: impl Into<String>) -> Self {
+        self.docker_reference = reference.into();
+        self
+    }
+}
+
+impl crate::EcdsaP256Key {
+    /// Sign `image` in `registry` as `cosign sign --key` does ([`sign_image`] with this
+    /// key's public half as the verifier).
+    pub async fn sign_image(
+        &self,
+        registry: &dyn Registry,
+        image: &ImageRef,
+    ) -> Result<SignOutcome> {
+        sign_image(
+            registry,
+            &image.repo,
+            &image.digest,
+            &image.docker_reference,
+            self,
+            self.public_key(),
+        )
+        .await
+    }
+}
+
+impl PublicKey {
+    /// The signatures on `image` that this key made and that name the image as
+    /// `image.docker_reference` ([`verify_image`]); none is an error saying why.
+    pub async fn verify_image(
+        &self,
+        registry: &dyn Registry,
+        image: &ImageRef,
+    ) -> Result<Vec<VerifiedSignature>> {
+        let req = Requirements {
+            docker_reference: Some(&image.docker_reference),
+            rekor_key: None,
+        };
+        verify_image(registry, &image.repo, &image.digest, self, &req).await
+    }
+}
+
 /// Sign `image` in `repo` as cosign does: add a layer holding the simple-signing payload
 /// (naming `docker_reference`) and its signature to the image tagged `sha256-<hex>.sig`,
 /// keeping the signatures already there. Idempotent: when a signature that `verifier` (the

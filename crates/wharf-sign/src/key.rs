@@ -174,7 +174,7 @@ impl EcdsaP256Key {
             Some(label @ (COSIGN_KEY_LABEL | LEGACY_COSIGN_KEY_LABEL)) => {
                 let password = password.ok_or_else(|| {
                     Error::invalid(format!(
-                        "{origin} is an encrypted cosign key: its password is needed (set the variable [sign] password_env names, COSIGN_PASSWORD by default)"
+                        "{origin} is an encrypted cosign key: its password is needed (pass Some(password) to from_pem or load_or_generate_with; cosign itself reads COSIGN_PASSWORD)"
                     ))
                 })?;
                 let sealed = pem::decode(text, label, origin)?;

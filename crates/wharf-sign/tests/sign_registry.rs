@@ -170,3 +170,29 @@ async fn verification_never_passes_by_default() {
         "{err}"
     );
 }
+
+/// The key-level calls: `key.sign_image(&registry, &ImageRef)` and
+/// `public.verify_image(…)` — no positional strings to swap, the verifier derived from the
+/// key, the docker reference required on verification.
+#[test]
+fn a_key_signs_and_its_public_half_verifies_an_image_ref_on_any_executor() {
+    use wharf_sign::cosign::ImageRef;
+    futures::executor::block_on(async {
+        let reg = MemoryRegistry::new();
+        let digest = image(&reg).await;
+        let key = EcdsaP256Key::generate().unwrap();
+        let image = ImageRef::new(REPO, digest.clone()).with_docker_reference(REFERENCE);
+        let outcome = key.sign_image(&reg, &image).await.unwrap();
+        assert!(matches!(outcome, SignOutcome::Added { .. }), "{outcome:?}");
+        let verified = key.public_key().verify_image(&reg, &image).await.unwrap();
+        assert_eq!(verified.len(), 1);
+        assert_eq!(verified[0].payload.docker_reference, REFERENCE);
+        // Named otherwise (the repository alone): not this image's signature.
+        let err = key
+            .public_key()
+            .verify_image(&reg, &ImageRef::new(REPO, digest))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    });
+}

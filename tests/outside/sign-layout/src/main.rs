@@ -4,7 +4,7 @@
 use wharf_registry::layout::LayoutRegistry;
 use wharf_registry::package::{ModelSpec, package_modelpack};
 use wharf_sign::EcdsaP256Key;
-use wharf_sign::cosign::{Requirements, sign_image, verify_image};
+use wharf_sign::cosign::ImageRef;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::PathBuf::from(
@@ -26,26 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .digest;
         packaged.remove_staged();
         let key = EcdsaP256Key::load_or_generate(&dir.join("signing.pem"))?;
-        let reference = "registry.example.com/models/fraud-detector";
-        sign_image(
-            &layout,
-            "models/fraud-detector",
-            &image,
-            reference,
-            &key,
-            key.public_key(),
-        )
-        .await?;
-        let verified = verify_image(
-            &layout,
-            "models/fraud-detector",
-            &image,
-            key.public_key(),
-            &Requirements::default(),
-        )
-        .await?;
+        let image = ImageRef::new("models/fraud-detector", image)
+            .with_docker_reference("registry.example.com/models/fraud-detector");
+        key.sign_image(&layout, &image).await?;
+        let verified = key.public_key().verify_image(&layout, &image).await?;
         println!(
-            "sign-layout: {image} signed, {} signature verified",
+            "sign-layout: {} signed, {} signature verified",
+            image.digest,
             verified.len()
         );
         Ok(())
