@@ -55,6 +55,17 @@ pub(crate) async fn hard_link(original: &Path, link: &Path) -> io::Result<()> {
     unblock(move || std::fs::hard_link(original, link)).await
 }
 
+/// A file opened for reading, with its length (for [`chunks`]).
+pub(crate) async fn open_with_len(path: &Path) -> io::Result<(std::fs::File, u64)> {
+    let p = owned(path);
+    unblock(move || {
+        let file = std::fs::File::open(p)?;
+        let len = file.metadata()?.len();
+        Ok((file, len))
+    })
+    .await
+}
+
 /// A file being written, chunk by chunk, off the executor.
 pub(crate) struct File(Option<std::fs::File>);
 

@@ -556,16 +556,7 @@ impl Registry for LayoutRegistry {
 
     async fn fetch_blob(&self, repo: &str, digest: &Digest) -> wharf_core::Result<BlobStream> {
         let path = self.blob_path(repo, digest)?;
-        let opened = {
-            let path = path.clone();
-            wharf_core::blocking::unblock(move || {
-                let file = std::fs::File::open(&path)?;
-                let len = file.metadata()?.len();
-                Ok::<_, std::io::Error>((file, len))
-            })
-            .await
-        };
-        let (file, len) = match opened {
+        let (file, len) = match crate::fs::open_with_len(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::NotFound {

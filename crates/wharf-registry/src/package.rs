@@ -216,16 +216,9 @@ pub(crate) async fn file_stream(
     path: &Path,
 ) -> Result<wharf_core::registry::BlobStream, RegistryError> {
     let origin = path.to_path_buf();
-    let opened = {
-        let path = origin.clone();
-        wharf_core::blocking::unblock(move || {
-            let file = std::fs::File::open(&path)?;
-            let len = file.metadata()?.len();
-            Ok::<_, std::io::Error>((file, len))
-        })
+    let (file, len) = crate::fs::open_with_len(path)
         .await
-    };
-    let (file, len) = opened.map_err(|e| RegistryError::io("opening", path, e))?;
+        .map_err(|e| RegistryError::io("opening", path, e))?;
     Ok(Box::pin(futures_util::StreamExt::map(
         crate::fs::chunks(file, len, 1 << 20),
         move |r| {
