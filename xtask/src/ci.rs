@@ -269,7 +269,34 @@ impl DenyAdvisoriesCmd {
 /// changes, and cargo reuses an extracted copy without looking, so a second dry run from
 /// the same checkout path verified against an earlier run's sources. Remove our crates from
 /// those local-registry caches (crates.io's are `index.crates.io-…`, untouched) first.
+///
+/// Compiled copies go stale the same way: cargo takes a registry crate's version as its
+/// content, so the previous dry run's `wharf-*` libraries in the target directory would be
+/// linked again. Those are removed too (the workspace's own wharf libraries with them: they
+/// rebuild in a minute at the next build).
 fn clear_stale_package_overlays() -> anyhow::Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    for (dir, prefixes) in [
+        (target.join("debug/.fingerprint"), &["wharf-"][..]),
+        (target.join("debug/deps"), &["libwharf_", "wharf_"][..]),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
+    }
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
