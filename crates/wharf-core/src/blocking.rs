@@ -47,6 +47,28 @@ pub fn sleep(duration: Duration) -> Unblock<()> {
     unblock(move || std::thread::sleep(duration))
 }
 
+/// Run `future` to completion on the calling thread, parking it while the future waits: the
+/// synchronous form of calls that do no network I/O (offline verification, a key file, the
+/// OCI layout, the file audit log, whose waits are [`unblock`]s). Not for futures that need
+/// a Tokio reactor (HTTP clients): those must run on a Tokio runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
 /// The future of [`unblock`] and [`sleep`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Unblock<T> {
@@ -123,6 +145,14 @@ mod tests {
         let start = std::time::Instant::now();
         futures::executor::block_on(sleep(Duration::from_millis(20)));
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn block_on_runs_work_and_waits_on_a_plain_thread() {
+        assert_eq!(block_on(async { unblock(|| 2 + 2).await + 1 }), 5);
+        let start = std::time::Instant::now();
+        block_on(sleep(Duration::from_millis(10)));
+        assert!(start.elapsed() >= Duration::from_millis(10));
     }
 
     #[test]

@@ -215,6 +215,28 @@ pub async fn verify_with_key(
     .await
 }
 
+/// [`verify_with_key`] as a plain function: offline verification does no I/O, so it needs
+/// no executor.
+pub fn verify_with_key_blocking(
+    bundle: &Bundle,
+    artifact: &[u8],
+    key: Option<&PublicKey>,
+    root: &TrustedRoot,
+) -> Result<VerifiedBundle> {
+    wharf_core::blocking::block_on(verify_with_key(bundle, artifact, key, root))
+}
+
+/// [`verify_with_identity`] as a plain function: offline verification does no I/O, so it
+/// needs no executor.
+pub fn verify_with_identity_blocking(
+    bundle: &Bundle,
+    artifact: &[u8],
+    identity: &Identity,
+    root: &TrustedRoot,
+) -> Result<VerifiedBundle> {
+    wharf_core::blocking::block_on(verify_with_identity(bundle, artifact, identity, root))
+}
+
 /// Verify a keyless `bundle` over `artifact`: its certificate was issued to `identity` by a
 /// certificate authority of `root`, and its log entry is in one of `root`'s logs.
 pub async fn verify_with_identity(

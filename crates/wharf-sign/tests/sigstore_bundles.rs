@@ -84,6 +84,44 @@ async fn the_keyed_bundle_verifies_offline() {
     assert_eq!(v.key_id, key.key_id());
 }
 
+/// The same checks as plain functions, on a plain thread: no executor.
+#[test]
+fn offline_verification_is_a_plain_function() {
+    let (bundle, key) = managed();
+    let v = wharf_sign::bundle::verify_with_key_blocking(
+        &bundle,
+        &read("a.txt"),
+        Some(&key),
+        &production(),
+    )
+    .unwrap();
+    assert_eq!(v.log_index, 771488337);
+    let err = wharf_sign::bundle::verify_with_key_blocking(
+        &bundle,
+        b"not a.txt",
+        Some(&key),
+        &production(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), wharf_core::ErrorKind::Integrity, "{err}");
+    let path = "sigstore/happy-path-v0.3/bundle.sigstore.json";
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap();
+    let keyless = Bundle::parse(&bytes, path).unwrap();
+    let v = wharf_sign::bundle::verify_with_identity_blocking(
+        &keyless,
+        &read("a.txt"),
+        &beacon(),
+        &production(),
+    )
+    .unwrap();
+    assert_eq!(v.certificate.unwrap().subject, BEACON);
+}
+
 #[tokio::test]
 async fn without_the_key_or_against_another_root_it_fails() {
     let (bundle, key) = managed();
