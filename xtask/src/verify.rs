@@ -5,9 +5,8 @@
 //! and the required attestations' predicates are returned. Exit 0: verified; 1: not (each
 //! candidate's reason named); 2: bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use wharf_core::{Digest, Registry};
@@ -78,14 +77,7 @@ impl VerifyCmd {
         let config = Config::load(&config_path)?;
         let (repo, image) = match self.image.split_once('@') {
             Some((repo, digest)) => (repo.to_owned(), digest),
-            None => (
-                config
-                    .registry
-                    .repository
-                    .clone()
-                    .unwrap_or_else(|| format!("models/{}", config.project.name)),
-                self.image.as_str(),
-            ),
+            None => (config.repository(), self.image.as_str()),
         };
         let image: Digest = image.parse().with_context(|| {
             format!(
@@ -93,35 +85,21 @@ impl VerifyCmd {
                 self.image
             )
         })?;
-        let registry: Arc<dyn Registry> = match &config.registry.url {
-            Some(url) => Arc::new(
-                wharf_registry::distribution::DistributionClient::builder(url.clone())
-                    .build()
-                    .with_context(|| format!("registry.url {url:?}"))?,
-            ),
-            None => {
-                let layout = config.resolve(
-                    config
-                        .registry
-                        .layout
-                        .as_deref()
-                        .unwrap_or(Path::new(".wharf/oci")),
-                );
-                if !layout.is_dir() {
-                    bail!(
-                        "{}: no OCI layout there (registry.layout): nothing has been pushed to verify",
-                        layout.display()
-                    );
-                }
-                Arc::new(wharf_registry::layout::LayoutRegistry::open(&layout)?)
-            }
-        };
+        if config.registry.url.is_none() && !config.layout_dir().is_dir() {
+            bail!(
+                "{}: no OCI layout there (registry.layout): nothing has been pushed to verify",
+                config.layout_dir().display()
+            );
+        }
         let how = self.trust_material(&config)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let report = runtime.block_on(self.check(registry.as_ref(), &repo, &image, &how))?;
+        let report = runtime.block_on(async {
+            let registry = config.open_registry().await?;
+            self.check(registry.as_ref(), &repo, &image, &how).await
+        })?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -182,8 +160,10 @@ impl VerifyCmd {
                 Some(k) if k.starts_with("awskms://") => bail!(
                     "[sign] key is {k}: pass --key with its public key (aws kms get-public-key, as PEM)"
                 ),
-                other => wharf_sign::public_path(
-                    &config.resolve(Path::new(other.unwrap_or(".wharf/keys/cosign.key"))),
+                _ => wharf_sign::public_path(
+                    &config
+                        .signing_key_file()
+                        .context("[sign] key is keyless: pass --key, or --certificate-identity and --certificate-oidc-issuer")?,
                 ),
             },
         };

@@ -527,7 +527,7 @@ fn with_a_base_image_the_model_becomes_a_runnable_image_skopeo_can_read() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr)
-            .contains("registry.base_image \"oci:nowhere\": write oci:<layout directory>:<tag>"),
+            .contains("[registry] base_image \"oci:nowhere\": write oci:<layout directory>:<tag>"),
         "{}",
         text(&out.stderr)
     );

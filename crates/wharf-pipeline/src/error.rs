@@ -42,6 +42,22 @@ pub enum PipelineError {
         /// Why.
         source: wharf_core::Error,
     },
+    /// The run was refused before it started (its setup failed after the audit log was
+    /// open), and that refusal was recorded as a failed run — or could not be.
+    #[error("{source}{}", match recorded {
+        Ok(report) => format!(
+            " (refused before the run started; recorded as audit record #{} {})",
+            report.receipt.sequence, report.receipt.hash
+        ),
+        Err(e) => format!("; and the refused run could not be recorded: {}", wharf_core::display_chain(e)),
+    })]
+    Refused {
+        /// Why the run was refused.
+        source: Box<PipelineError>,
+        /// The recorded refusal (a failed run with one `setup` stage), or why it could not
+        /// be recorded.
+        recorded: Result<Box<crate::RunReport>, wharf_core::Error>,
+    },
     /// The run finished but its audit record could not be written: the run fails.
     #[error("the run's audit record could not be written, so the run fails: {source}")]
     Audit {
@@ -61,6 +77,7 @@ impl PipelineError {
             PipelineError::Audit { source, .. } | PipelineError::Setup { source, .. } => {
                 source.kind()
             }
+            PipelineError::Refused { source, .. } => source.kind(),
         }
     }
 }

@@ -43,6 +43,7 @@ mod pipeline;
 mod project;
 mod stage;
 pub mod stages;
+mod standard;
 
 pub use config::Config;
 pub use context::{RunContext, new_run_id};
@@ -50,6 +51,9 @@ pub use error::PipelineError;
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use project::ProjectAuditLog;
 pub use stage::{Stage, StageOutcome};
+pub use standard::{
+    DEFAULT_PASSWORD_ENV, DEFAULT_SIGNING_KEY, DEFAULT_TOKEN_ENV, RunOptions, StandardPipeline,
+};
 pub use wharf_audit::FileAuditLog;
 
 // What a pipeline of one's own needs beside this crate: `#[async_trait]` to implement

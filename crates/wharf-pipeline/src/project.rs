@@ -163,15 +163,24 @@ impl crate::Pipeline {
         env: Environment,
         actor: Actor,
     ) -> Result<PipelineBuilder, PipelineError> {
-        let audit = config.open_audit_log().await?;
+        let audit = Arc::new(config.open_audit_log().await?);
         Ok(
-            crate::Pipeline::builder(config.project.name.clone(), env, actor)
-                .environment_policy(config.environment_policy(env))
-                .stage(GovernanceStage::new(
-                    config.governance(env),
-                    config.manifest_path(),
-                ))
-                .audit_log(Arc::new(audit)),
+            project_builder(config, env, actor, audit).stage(GovernanceStage::new(
+                config.governance(env),
+                config.manifest_path(),
+            )),
         )
     }
+}
+
+/// A pipeline of `config`'s project in `env`: its environment policy and `audit` log.
+pub(crate) fn project_builder(
+    config: &Config,
+    env: Environment,
+    actor: Actor,
+    audit: Arc<ProjectAuditLog>,
+) -> PipelineBuilder {
+    crate::Pipeline::builder(config.project.name.clone(), env, actor)
+        .environment_policy(config.environment_policy(env))
+        .audit_log(audit)
 }

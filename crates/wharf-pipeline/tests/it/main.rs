@@ -8,6 +8,7 @@ mod governance;
 mod package;
 mod runs;
 mod sign;
+mod standard;
 
 use std::path::PathBuf;
 

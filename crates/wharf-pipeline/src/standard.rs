@@ -1,0 +1,690 @@
+//! The standard pipeline of a project — governance, package, sign, attest, verify — composed
+//! from its `wharf.toml` alone: the registry `[registry]` names (the OCI layout on disk,
+//! any OCI registry, or ECR), the key `[sign]` names (a key file, AWS KMS, or keyless), the
+//! audit log `[audit]` names. This is what `cargo xtask pipeline` runs; a program of one's
+//! own gets the same run in three lines, and can add stages before `build()`.
+//!
+//! Every run ends in one audit record, refusals included: once the audit log is open, a
+//! refusal to start (a wrong key password, a keyless setup without a token, an unreachable
+//! ECR) is recorded as a failed run with one `setup` stage, and returned as
+//! [`PipelineError::Refused`] carrying that record.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wharf_core::{Actor, Environment, Error, ErrorKind, Registry, Secret};
+use wharf_sign::attest::{MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1};
+
+use crate::project::project_builder;
+use crate::stages::{
+    AttestStage, BaseImageRef, GovernanceStage, PackageStage, SignFormat, SignStage, TagPolicy,
+};
+use crate::{Config, Pipeline, PipelineBuilder, PipelineError, RunContext, Stage, StageOutcome};
+
+/// The default signing key, relative to the config: a `cosign.key` generated on first use.
+pub const DEFAULT_SIGNING_KEY: &str = ".wharf/keys/cosign.key";
+/// Where the key password comes from by default: cosign's own variable.
+pub const DEFAULT_PASSWORD_ENV: &str = "COSIGN_PASSWORD";
+/// Where keyless signing reads the OIDC ID token by default: cosign's own variable.
+pub const DEFAULT_TOKEN_ENV: &str = "SIGSTORE_ID_TOKEN";
+/// The OCI layout directory when `[registry]` names neither `url` nor `layout`.
+const DEFAULT_LAYOUT: &str = ".wharf/oci";
+
+/// What a standard run needs that `wharf.toml` does not say: the facts of this run, and
+/// secrets the caller has already obtained. Everything is optional.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// Check this model manifest instead of the config's `[model] manifest`.
+    pub manifest: Option<PathBuf>,
+    /// How the image is tagged (default [`TagPolicy::ContentDerived`]; pass the commit as
+    /// [`TagPolicy::Fixed`] when the model directory is exactly that commit).
+    pub tag: Option<TagPolicy>,
+    /// The source commit, recorded with the run.
+    pub source_commit: Option<String>,
+    /// What built the image, for provenance (default: the CI workflow when there is one —
+    /// GitHub Actions, GitLab CI — else `wharf-pipeline` on this host).
+    pub builder_id: Option<String>,
+    /// The signing key's password (default: the variable `[sign] password_env` names,
+    /// `COSIGN_PASSWORD`). An empty password is none.
+    pub key_password: Option<Secret>,
+    /// The OIDC ID token for keyless signing (default: the variable `[sign] token_env`
+    /// names, `SIGSTORE_ID_TOKEN`).
+    pub id_token: Option<Secret>,
+}
+
+impl RunOptions {
+    /// No options: everything from `wharf.toml` and the environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Check `manifest` instead of the config's.
+    pub fn manifest(mut self, manifest: impl Into<PathBuf>) -> Self {
+        self.manifest = Some(manifest.into());
+        self
+    }
+
+    /// Tag the image as `tag` says.
+    pub fn tag(mut self, tag: TagPolicy) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+
+    /// Record `commit` as the run's source.
+    pub fn source_commit(mut self, commit: impl Into<String>) -> Self {
+        self.source_commit = Some(commit.into());
+        self
+    }
+
+    /// Name what built the image in its provenance.
+    pub fn builder_id(mut self, id: impl Into<String>) -> Self {
+        self.builder_id = Some(id.into());
+        self
+    }
+
+    /// Unlock the signing key with `password`.
+    pub fn key_password(mut self, password: Secret) -> Self {
+        self.key_password = Some(password);
+        self
+    }
+
+    /// Sign keylessly with `token`.
+    pub fn id_token(mut self, token: Secret) -> Self {
+        self.id_token = Some(token);
+        self
+    }
+}
+
+/// A standard pipeline, ready to build, and what setting it up did or noticed.
+#[non_exhaustive]
+pub struct StandardPipeline {
+    /// The stages, environment policy and audit log; add stages of your own, then `build()`.
+    pub builder: PipelineBuilder,
+    /// One line each, for the user: an ECR repository created or brought to policy, a
+    /// signing key without a password outside prod.
+    pub notices: Vec<String>,
+}
+
+impl Pipeline {
+    /// The standard pipeline of `config`'s project in `env`, as `cargo xtask pipeline` runs
+    /// it: governance, package (into the registry `[registry]` names), sign and attest
+    /// (with the key `[sign]` names), and verify (the signature and the SLSA provenance and
+    /// model-evaluation attestations), recorded in the audit log `[audit]` names.
+    ///
+    /// A registry URL needs the `distribution` feature (ECR: `ecr`), an `awskms://` key
+    /// `kms`, keyless signing `keyless`; without them this is an error naming the feature.
+    /// Once the audit log is open, a refusal to start is recorded and returned as
+    /// [`PipelineError::Refused`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wharf_pipeline::{Config, Pipeline, RunOptions, wharf_core::{Actor, Environment}};
+    ///
+    /// let config = Config::load(std::path::Path::new("wharf.toml"))?;
+    /// let standard = Pipeline::standard(&config, Environment::Dev, Actor::local("me"), RunOptions::new()).await?;
+    /// let report = standard.builder.build()?.run().await?;
+    /// println!("{}", report.record.outcome);
+    /// # Ok(()) }
+    /// ```
+    pub async fn standard(
+        config: &Config,
+        env: Environment,
+        actor: Actor,
+        options: RunOptions,
+    ) -> Result<StandardPipeline, PipelineError> {
+        let audit = Arc::new(config.open_audit_log().await?);
+        // The run's settings, once for the standard stages and once, should setup be
+        // refused, for the record of that refusal.
+        let base = || {
+            let builder = project_builder(config, env, actor.clone(), audit.clone());
+            match &options.source_commit {
+                Some(commit) => builder.source_commit(commit.clone()),
+                None => builder,
+            }
+        };
+        let mut notices = Vec::new();
+        match standard_stages(config, env, &options, base(), &mut notices).await {
+            Ok(builder) => Ok(StandardPipeline { builder, notices }),
+            Err(refusal) => Err(record_refusal(base(), refusal).await),
+        }
+    }
+}
+
+/// Governance, package, sign, attest and verify on `builder`.
+async fn standard_stages(
+    config: &Config,
+    env: Environment,
+    options: &RunOptions,
+    builder: PipelineBuilder,
+    notices: &mut Vec<String>,
+) -> Result<PipelineBuilder, PipelineError> {
+    let manifest = options
+        .manifest
+        .clone()
+        .unwrap_or_else(|| config.manifest_path());
+    let repository = config.repository();
+    let registry = config.registry_for_push(&repository, notices).await?;
+    let sign = sign_stage(config, env, options, registry.clone(), notices).await?;
+    let mut package = PackageStage::new(
+        manifest.clone(),
+        registry,
+        repository,
+        config
+            .layout_dir()
+            .join(wharf_registry::layout::STAGING_DIR),
+        options.tag.clone().unwrap_or(TagPolicy::ContentDerived),
+    );
+    if let Some(spec) = &config.registry.base_image {
+        package = package.on_base_image(
+            config
+                .base_image(spec)
+                .map_err(|e| setup(format!("[registry] base_image {spec:?}"), e))?,
+        );
+    }
+    let verify = sign
+        .verify_stage()
+        .require_attestation(MODEL_EVALUATION_V1)
+        .require_attestation(SLSA_PROVENANCE_V1);
+    let builder_id = options
+        .builder_id
+        .clone()
+        .unwrap_or_else(default_builder_id);
+    let attest = AttestStage::new(&sign, &manifest, builder_id);
+    Ok(builder
+        .stage(GovernanceStage::new(config.governance(env), manifest))
+        .stage(package)
+        .stage(sign)
+        .stage(attest)
+        .stage(verify))
+}
+
+fn setup(what: impl Into<String>, source: impl Into<Error>) -> PipelineError {
+    PipelineError::Setup {
+        what: what.into(),
+        source: source.into(),
+    }
+}
+
+/// Record `refusal` as a failed run of one `setup` stage on `builder` (its policy, actor,
+/// commit and audit log), and return it as [`PipelineError::Refused`].
+async fn record_refusal(builder: PipelineBuilder, refusal: PipelineError) -> PipelineError {
+    let stage = Refused {
+        message: wharf_core::display_chain(&refusal),
+        kind: refusal.kind(),
+    };
+    let recorded = match builder.stage(stage).build() {
+        Ok(pipeline) => pipeline.run().await,
+        Err(e) => Err(e),
+    };
+    PipelineError::Refused {
+        source: Box::new(refusal),
+        recorded: recorded.map(Box::new).map_err(|e| match e {
+            PipelineError::Audit { source, .. } => source,
+            other => other.into(),
+        }),
+    }
+}
+
+/// The stage a refused run records: it fails with the refusal.
+struct Refused {
+    message: String,
+    kind: ErrorKind,
+}
+
+#[async_trait::async_trait]
+impl Stage for Refused {
+    fn name(&self) -> &str {
+        "setup"
+    }
+
+    async fn run(&self, _ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
+        Err(Error::new(
+            self.kind,
+            format!("refused before the run started: {}", self.message),
+        ))
+    }
+}
+
+/// What built the image: the CI workflow when there is one (GitHub Actions, GitLab CI),
+/// else `wharf-pipeline` on this host.
+fn default_builder_id() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(server), Some(repo), Some(wf)) = (
+        var("GITHUB_SERVER_URL"),
+        var("GITHUB_REPOSITORY"),
+        var("GITHUB_WORKFLOW_REF"),
+    ) {
+        let path = wf.strip_prefix(&format!("{repo}/")).unwrap_or(&wf);
+        return format!("{server}/{repo}/{path}");
+    }
+    if let Some(job) = var("CI_JOB_URL") {
+        return job;
+    }
+    format!(
+        "https://wharf.dev/builder/wharf-pipeline@{}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+impl Config {
+    /// The repository images go to: `[registry] repository`, else `models/<project name>`.
+    pub fn repository(&self) -> String {
+        self.registry
+            .repository
+            .clone()
+            .unwrap_or_else(|| format!("models/{}", self.project.name))
+    }
+
+    /// The OCI layout directory `[registry] layout` names (default `.wharf/oci` beside the
+    /// config): the registry when there is no `url`, and where layers are staged.
+    pub fn layout_dir(&self) -> PathBuf {
+        self.resolve(
+            self.registry
+                .layout
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_LAYOUT)),
+        )
+    }
+
+    /// The name signatures give images of `repository`: `host/repository` for a registry
+    /// URL, the repository alone for the OCI layout.
+    pub fn docker_reference(&self, repository: &str) -> String {
+        match &self.registry.url {
+            Some(url) => {
+                let host = url
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                format!("{host}/{repository}")
+            }
+            None => repository.to_owned(),
+        }
+    }
+
+    /// The ECR region of `[registry] url`: `ecr_region` when set, else the `<region>` of a
+    /// `<account>.dkr.ecr.<region>.amazonaws.com[.cn]` host; `None` for other registries.
+    pub fn ecr_region(&self) -> Option<String> {
+        ecr_region(
+            self.registry.url.as_deref()?,
+            self.registry.ecr_region.as_deref(),
+        )
+    }
+
+    /// The key file `[sign] key` names (default `.wharf/keys/cosign.key` beside the
+    /// config); `None` for `keyless` and `awskms://` keys.
+    pub fn signing_key_file(&self) -> Option<PathBuf> {
+        match self.sign.key.as_deref() {
+            Some("keyless") => None,
+            Some(k) if k.starts_with("awskms://") => None,
+            other => Some(self.resolve(Path::new(other.unwrap_or(DEFAULT_SIGNING_KEY)))),
+        }
+    }
+
+    /// The registry `[registry]` names, to read from: the OCI layout directory (created if
+    /// missing), any OCI registry over HTTP(S) (credentials from the docker config; feature
+    /// `distribution`), or ECR with token auth (feature `ecr`; AWS credentials and
+    /// endpoints from the environment, as for the AWS CLI). Pushing through
+    /// [`Pipeline::standard`] also creates the ECR repository or brings it to policy.
+    pub async fn open_registry(&self) -> Result<Arc<dyn Registry>, PipelineError> {
+        self.registry_with(None, &mut Vec::new()).await
+    }
+
+    async fn registry_for_push(
+        &self,
+        repository: &str,
+        notices: &mut Vec<String>,
+    ) -> Result<Arc<dyn Registry>, PipelineError> {
+        self.registry_with(Some(repository), notices).await
+    }
+
+    async fn registry_with(
+        &self,
+        ensure: Option<&str>,
+        notices: &mut Vec<String>,
+    ) -> Result<Arc<dyn Registry>, PipelineError> {
+        let Some(url) = &self.registry.url else {
+            let dir = self.layout_dir();
+            let layout = wharf_registry::layout::LayoutRegistry::open(&dir)
+                .map_err(|e| setup(format!("[registry] layout {}", dir.display()), e))?;
+            return Ok(Arc::new(layout));
+        };
+        let what = format!("[registry] url {url:?}");
+        match self.ecr_region() {
+            Some(region) => ecr_registry(url, &region, ensure, notices)
+                .await
+                .map_err(|e| setup(format!("{what} (ECR in {region})"), e)),
+            None => distribution_client(url).map_err(|e| setup(what, e)),
+        }
+    }
+
+    /// A base image: `oci:<layout dir>:<tag>` (relative to the config) or a registry
+    /// reference (`ghcr.io/acme/python:3.12`, `…@sha256:…`; feature `distribution`).
+    fn base_image(&self, spec: &str) -> Result<BaseImageRef, Error> {
+        if let Some(rest) = spec.strip_prefix("oci:") {
+            let (dir, reference) = rest
+                .rsplit_once(':')
+                .filter(|(d, r)| !d.is_empty() && !r.is_empty())
+                .ok_or_else(|| Error::invalid("write oci:<layout directory>:<tag>"))?;
+            let dir = self.resolve(Path::new(dir));
+            let (Some(parent), Some(repo)) = (dir.parent(), dir.file_name()) else {
+                return Err(Error::invalid(format!(
+                    "{} is not a layout directory inside another",
+                    dir.display()
+                )));
+            };
+            let registry = wharf_registry::layout::LayoutRegistry::open(parent)?;
+            return Ok(BaseImageRef::new(
+                Arc::new(registry),
+                repo.to_string_lossy(),
+                reference,
+            ));
+        }
+        let r = wharf_core::Reference::parse_docker(spec)?;
+        let host = r
+            .registry_host()
+            .ok_or_else(|| Error::invalid("the reference names no registry"))?;
+        let reference = match (r.digest(), r.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_owned(),
+            (None, None) => "latest".to_owned(),
+        };
+        Ok(BaseImageRef::new(
+            distribution_client(host)?,
+            r.path(),
+            reference,
+        ))
+    }
+}
+
+fn ecr_region(url: &str, configured: Option<&str>) -> Option<String> {
+    if let Some(region) = configured {
+        return Some(region.to_owned());
+    }
+    let host = url.split("://").last()?.split(['/', ':']).next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let is_ecr = labels.len() >= 6
+        && labels[1] == "dkr"
+        && labels[2] == "ecr"
+        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
+    is_ecr.then(|| labels[3].to_owned())
+}
+
+#[cfg(feature = "distribution")]
+fn distribution_client(url: &str) -> Result<Arc<dyn Registry>, Error> {
+    Ok(Arc::new(
+        wharf_registry::distribution::DistributionClient::builder(url).build()?,
+    ))
+}
+
+#[cfg(not(feature = "distribution"))]
+fn distribution_client(_url: &str) -> Result<Arc<dyn Registry>, Error> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        "a registry URL needs wharf-pipeline's `distribution` feature (without one, the OCI layout on disk is the registry)",
+    ))
+}
+
+/// ECR behind `url`: with `ensure`, that repository created or brought to wharf's policy
+/// (immutable tags except `sha256-*` signature tags, scan-on-push), each change a notice;
+/// a client whose credentials come from `GetAuthorizationToken`, refreshed before expiry.
+#[cfg(feature = "ecr")]
+async fn ecr_registry(
+    url: &str,
+    region: &str,
+    ensure: Option<&str>,
+    notices: &mut Vec<String>,
+) -> Result<Arc<dyn Registry>, Error> {
+    use wharf_registry::ecr::{Ecr, RepositorySettings};
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await;
+    let ecr = Ecr::new(&sdk).with_registry_endpoint(url);
+    if let Some(repository) = ensure {
+        let repo = ecr
+            .ensure_repository(repository, &RepositorySettings::default())
+            .await?;
+        for change in &repo.changes {
+            tracing::info!(repository = %repo.name, "ecr: {change}");
+            notices.push(format!("ecr: {}: {change}", repo.name));
+        }
+    }
+    Ok(Arc::new(ecr.registry().await?))
+}
+
+#[cfg(not(feature = "ecr"))]
+async fn ecr_registry(
+    _url: &str,
+    _region: &str,
+    _ensure: Option<&str>,
+    _notices: &mut Vec<String>,
+) -> Result<Arc<dyn Registry>, Error> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        "an ECR registry needs wharf-pipeline's `ecr` feature",
+    ))
+}
+
+/// The sign stage `[sign]` describes, signing images of the config's repository in
+/// `registry`.
+async fn sign_stage(
+    config: &Config,
+    env: Environment,
+    options: &RunOptions,
+    registry: Arc<dyn Registry>,
+    notices: &mut Vec<String>,
+) -> Result<SignStage, PipelineError> {
+    let format = match config.sign.format.as_deref() {
+        Some("bundle") => SignFormat::Bundle,
+        Some("auto") => SignFormat::Auto,
+        _ => SignFormat::Legacy, // validated when the config was read
+    };
+    let repository = config.repository();
+    let docker_reference = config.docker_reference(&repository);
+    let stage = match config.sign.key.as_deref() {
+        Some("keyless") => keyless_sign_stage(
+            config,
+            env,
+            options,
+            registry,
+            &repository,
+            docker_reference,
+        )?,
+        Some(k) if k.starts_with("awskms://") => {
+            kms_sign_stage(k, registry, repository, docker_reference)
+                .await
+                .map_err(|e| setup(format!("[sign] key {k}"), e))?
+        }
+        _ => {
+            let path = config
+                .signing_key_file()
+                .expect("neither keyless nor KMS: a key file");
+            let password_env = config
+                .sign
+                .password_env
+                .as_deref()
+                .unwrap_or(DEFAULT_PASSWORD_ENV);
+            let password = key_password(&path, password_env, env, options, notices)?;
+            let key = wharf_sign::EcdsaP256Key::load_or_generate_with(&path, Some(&password))
+                .map_err(|e| {
+                    setup(
+                        format!(
+                            "[sign] key {} (password from {password_env})",
+                            path.display()
+                        ),
+                        e,
+                    )
+                })?;
+            let public = key.public_key().clone();
+            SignStage::new(
+                registry,
+                repository,
+                docker_reference,
+                Arc::new(key),
+                Arc::new(public),
+            )
+        }
+    };
+    Ok(stage.with_format(format))
+}
+
+/// The signing key's password: the caller's, else the variable's. Prod refuses a key
+/// without one; elsewhere an unprotected key (cosign's empty password) is a notice.
+fn key_password(
+    key: &Path,
+    password_env: &str,
+    env: Environment,
+    options: &RunOptions,
+    notices: &mut Vec<String>,
+) -> Result<Secret, PipelineError> {
+    let why = match &options.key_password {
+        Some(p) if !p.expose().is_empty() => return Ok(p.clone()),
+        Some(_) => "the password given is empty",
+        None => match std::env::var(password_env) {
+            Ok(p) if !p.is_empty() => return Ok(Secret::new(p)),
+            Ok(_) => "it is set but empty, and an empty password is none",
+            Err(_) => "it is not set",
+        },
+    };
+    if env == Environment::Prod {
+        return Err(setup(
+            format!("[sign] key {}", key.display()),
+            Error::invalid(format!(
+                "prod signs only with a password-protected key: set {password_env} ({why})"
+            )),
+        ));
+    }
+    notices.push(format!(
+        "warning: the {env} signing key {} has no password; set {password_env} to protect it ({why})",
+        key.display()
+    ));
+    Ok(Secret::new(""))
+}
+
+/// Sign with an AWS KMS key: the private key stays in KMS; credentials and region from the
+/// AWS environment (a web-identity role in CI).
+#[cfg(feature = "kms")]
+async fn kms_sign_stage(
+    reference: &str,
+    registry: Arc<dyn Registry>,
+    repository: String,
+    docker_reference: String,
+) -> Result<SignStage, Error> {
+    let sdk = aws_config::load_from_env().await;
+    let key = wharf_sign::kms::KmsKey::connect(aws_sdk_kms::Client::new(&sdk), reference).await?;
+    let public = key.public_key().clone();
+    Ok(SignStage::new(
+        registry,
+        repository,
+        docker_reference,
+        Arc::new(key),
+        Arc::new(public),
+    ))
+}
+
+#[cfg(not(feature = "kms"))]
+async fn kms_sign_stage(
+    _reference: &str,
+    _registry: Arc<dyn Registry>,
+    _repository: String,
+    _docker_reference: String,
+) -> Result<SignStage, Error> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        "AWS KMS keys need wharf-pipeline's `kms` feature",
+    ))
+}
+
+/// `[sign] key = "keyless"`: Fulcio and Rekor (public-good unless configured) verified
+/// against the configured `trusted_root.json`, the OIDC token from the caller or
+/// `token_env`.
+fn keyless_sign_stage(
+    config: &Config,
+    env: Environment,
+    options: &RunOptions,
+    registry: Arc<dyn Registry>,
+    repository: &str,
+    docker_reference: String,
+) -> Result<SignStage, PipelineError> {
+    let s = &config.sign;
+    let keyless = "[sign] key = \"keyless\"";
+    let root_path = s.trusted_root.as_deref().map(|p| config.resolve(p)).ok_or_else(|| {
+        setup(
+            format!("{keyless} needs trusted_root"),
+            Error::invalid(
+                "the trusted_root.json of your Sigstore deployment (from its TUF repository, e.g. `cosign trusted-root create` or the public-good root)",
+            ),
+        )
+    })?;
+    let root_what = format!("[sign] trusted_root {}", root_path.display());
+    let bytes = std::fs::read(&root_path).map_err(|e| setup(&root_what, e))?;
+    let root = wharf_sign::rekor::TrustedRoot::parse(&bytes, &root_path.display().to_string())
+        .map_err(|e| setup(&root_what, e))?;
+    let token_env = s.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
+    let token = match &options.id_token {
+        Some(token) => token.clone(),
+        None => Secret::new(std::env::var(token_env).map_err(|_| {
+            setup(
+                keyless,
+                Error::invalid(format!(
+                    "no OIDC ID token in {token_env}; in CI, request one with audience \"sigstore\" and export it there"
+                )),
+            )
+        })?),
+    };
+    let identity = match (&s.identity, &s.issuer) {
+        (Some(subject), Some(issuer)) => Some(wharf_sign::fulcio::Identity::exact(subject, issuer)),
+        _ if config.environment_policy(env).require_signature => {
+            return Err(setup(
+                format!("{keyless} in {env}"),
+                Error::invalid(format!(
+                    "set identity and issuer, the certificate identity {env} trusts (e.g. your release workflow's URI and https://token.actions.githubusercontent.com)"
+                )),
+            ));
+        }
+        _ => None,
+    };
+    let sigstore = wharf_sign::keyless::Sigstore::new(
+        s.fulcio_url
+            .as_deref()
+            .unwrap_or(wharf_sign::keyless::PUBLIC_FULCIO),
+        s.rekor_url
+            .as_deref()
+            .unwrap_or(wharf_sign::keyless::PUBLIC_REKOR),
+        root,
+    )
+    .map_err(|e| setup(keyless, e))?;
+    Ok(SignStage::keyless(
+        registry,
+        repository,
+        docker_reference,
+        Arc::new(sigstore),
+        token,
+        identity,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ecr_region;
+
+    #[test]
+    fn ecr_hosts_are_recognised_and_others_are_not() {
+        assert_eq!(
+            ecr_region("https://123456789012.dkr.ecr.eu-west-1.amazonaws.com", None).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x", None).as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(ecr_region("https://ghcr.io", None), None);
+        assert_eq!(ecr_region("http://127.0.0.1:5000", None), None);
+        assert_eq!(
+            ecr_region("http://127.0.0.1:5000", Some("us-east-1")).as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(ecr_region("https://dkr.ecr.evil.example.com", None), None);
+    }
+}
