@@ -279,6 +279,43 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_SIGSTORE_PYTHON", Value::Program)],
     },
     Backend {
+        // cosign 2, built from its module: the tool users run, verifying what we sign and
+        // signing what we verify (legacy `.sig`/`.att` tags, keyless with the mock).
+        name: "cosign",
+        install: Install::Go {
+            dir: "cosign-v2-go",
+            package: "github.com/sigstore/cosign/v2/cmd/cosign",
+            version: "v2.6.5",
+            binary: "cosign",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_COSIGN", Value::Program)],
+    },
+    Backend {
+        // cosign 3: Sigstore bundles as OCI 1.1 referrers by default.
+        name: "cosign3",
+        install: Install::Go {
+            dir: "cosign-v3-go",
+            package: "github.com/sigstore/cosign/v3/cmd/cosign",
+            version: "v3.1.3",
+            binary: "cosign",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_COSIGN3", Value::Program)],
+    },
+    Backend {
+        // crane (go-containerregistry): a third OCI client beside skopeo and ours.
+        name: "crane",
+        install: Install::Go {
+            dir: "crane-go",
+            package: "github.com/google/go-containerregistry/cmd/crane",
+            version: "v0.22.1",
+            binary: "crane",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_CRANE", Value::Program)],
+    },
+    Backend {
         name: "umoci",
         install: Install::Apt {
             packages: &["umoci"],
@@ -667,6 +704,19 @@ enum Install {
         /// The program's path below `<dir>/node_modules/`.
         entry: &'static str,
     },
+    /// A Go program built from its module with the machine's Go (`go install
+    /// <package>@<version>`), into `<dir>/bin/` under the shared cache dir; the module and
+    /// build caches are the harness's own (`<cache dir>/go/`), shared by every Go tool.
+    Go {
+        /// The directory's name in the cache dir.
+        dir: &'static str,
+        /// The main package's import path (`github.com/sigstore/cosign/v2/cmd/cosign`).
+        package: &'static str,
+        /// The module version, exact (`v2.6.5`).
+        version: &'static str,
+        /// The program's name in `<dir>/bin/`.
+        binary: &'static str,
+    },
 }
 
 impl Install {
@@ -678,6 +728,7 @@ impl Install {
             Install::Npm { dir, entry, .. } => {
                 ctx.cache_dir.join(dir).join("node_modules").join(entry)
             }
+            Install::Go { dir, binary, .. } => ctx.cache_dir.join(dir).join("bin").join(binary),
         }
     }
 
@@ -685,14 +736,14 @@ impl Install {
     fn node_modules(&self, ctx: &Ctx) -> Option<PathBuf> {
         match self {
             Install::Npm { dir, .. } => Some(ctx.cache_dir.join(dir).join("node_modules")),
-            Install::Apt { .. } | Install::Venv { .. } => None,
+            Install::Apt { .. } | Install::Venv { .. } | Install::Go { .. } => None,
         }
     }
 
     /// The interpreter that runs [`Install::program`], if it is not run directly.
     fn interpreter(&self) -> Option<&'static str> {
         match self {
-            Install::Apt { .. } | Install::Venv { .. } => None,
+            Install::Apt { .. } | Install::Venv { .. } | Install::Go { .. } => None,
             Install::Npm { .. } => Some("node"),
         }
     }
@@ -717,6 +768,16 @@ impl Install {
                 self.program(ctx).is_file()
                     && fs::read_to_string(ctx.cache_dir.join(dir).join(INSTALL_MARKER))
                         .is_ok_and(|m| m == packages.join("\n"))
+            }
+            Install::Go {
+                dir,
+                package,
+                version,
+                ..
+            } => {
+                self.program(ctx).is_file()
+                    && fs::read_to_string(ctx.cache_dir.join(dir).join(INSTALL_MARKER))
+                        .is_ok_and(|m| m == format!("{package}@{version}"))
             }
         }
     }
@@ -801,6 +862,44 @@ impl Install {
                 fs::write(&marker, packages.join("\n"))
                     .with_context(|| format!("writing {}", marker.display()))?;
             }
+            Install::Go {
+                dir,
+                package,
+                version,
+                binary,
+            } => {
+                let go = go_version()?;
+                let Some((_lock, dir)) = self.clear_cache_dir(ctx, name, dir)? else {
+                    return Ok(()); // another checkout installed it while we waited
+                };
+                let caches = ctx.cache_dir.join("go");
+                let mut install = Command::new("go");
+                install
+                    .arg("install")
+                    .arg(format!("{package}@{version}"))
+                    .env("GOBIN", dir.join("bin"))
+                    .env("GOPATH", caches.join("path"))
+                    .env("GOMODCACHE", caches.join("mod"))
+                    .env("GOCACHE", caches.join("build"))
+                    // The machine's Go, never one downloaded behind our back; static
+                    // binaries; reproducible paths and no VCS stamping (there is no checkout).
+                    .env("GOTOOLCHAIN", "local")
+                    .env("CGO_ENABLED", "0")
+                    .env("GOFLAGS", "-buildvcs=false -trimpath")
+                    .env("GO111MODULE", "on");
+                writeln!(OpenOptions::new().append(true).open(log)?, "{go}")?;
+                run_logged(name, install, log, ctx)?;
+                let program = self.program(ctx);
+                ensure!(
+                    program.is_file(),
+                    "{name}: `go install {package}@{version}` succeeded but {} has no `{binary}`; its output is in {}",
+                    dir.join("bin").display(),
+                    ctx.show(log)
+                );
+                let marker = dir.join(INSTALL_MARKER);
+                fs::write(&marker, format!("{package}@{version}"))
+                    .with_context(|| format!("writing {}", marker.display()))?;
+            }
         }
         Ok(())
     }
@@ -833,6 +932,29 @@ impl Install {
             fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         Ok(Some((lock, dir)))
+    }
+}
+
+/// The machine's Go (`go version`), or an error naming what to install: Go tools are built
+/// from their modules, so the harness needs a Go toolchain and the Go module proxy.
+fn go_version() -> anyhow::Result<String> {
+    let out = Command::new("go")
+        .args(["version"])
+        .env("GOTOOLCHAIN", "local")
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+        Ok(out) => bail!(
+            "`go version` failed ({}): {}; the Go-built test tools (cosign, crane) need a working Go 1.26 or newer",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => bail!(
+            "no `go` on PATH ({e}): the Go-built test tools (cosign, crane) are built from their modules; install Go 1.26 or newer (Debian: golang-go from bookworm-backports, or go.dev/dl) and make the Go module proxy reachable (GOPROXY)"
+        ),
     }
 }
 
