@@ -373,9 +373,10 @@ pub async fn verify_attestations(
     Ok(found)
 }
 
-/// The attestations of `image` that `trust` verifies, optionally only `predicate_type`:
-/// cosign's `.att` image for a key, Sigstore bundle referrers for keyless (where keyless
-/// attestations are stored). None is an error naming why each candidate failed.
+/// The attestations of `image` that `trust` verifies, optionally only `predicate_type`,
+/// wherever cosign stores them: the `.att` image (cosign 2, and wharf with a key) and
+/// Sigstore bundle referrers (cosign 3, and wharf keylessly). Keyless `.att` layers are
+/// not read yet. None is an error naming why each candidate in each place failed.
 pub async fn verify_image_attestations(
     registry: &dyn Registry,
     repo: &str,
@@ -383,13 +384,37 @@ pub async fn verify_image_attestations(
     trust: crate::Trust<'_>,
     predicate_type: Option<&str>,
 ) -> Result<Vec<VerifiedAttestation>> {
-    match trust {
+    let legacy = match trust {
         crate::Trust::Key(verifier) => {
             verify_attestations(registry, repo, image, verifier, predicate_type).await
         }
-        crate::Trust::Keyless { .. } => {
-            crate::bundle::verify_bundle_attestations(registry, repo, image, trust, predicate_type)
-                .await
+        crate::Trust::Keyless { .. } => Err(Error::new(
+            ErrorKind::NotFound,
+            "keyless .att attestations are not read (only bundle referrers)",
+        )),
+    };
+    let bundled =
+        crate::bundle::verify_bundle_attestations(registry, repo, image, trust, predicate_type)
+            .await;
+    match (legacy, bundled) {
+        (Ok(mut found), Ok(more)) => {
+            found.extend(more);
+            Ok(found)
+        }
+        (Ok(found), Err(_)) | (Err(_), Ok(found)) => Ok(found),
+        // Both failed: a backend error (other than "nothing there") wins, else both reasons.
+        (Err(a), Err(b)) => {
+            for e in [&a, &b] {
+                if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Integrity) {
+                    return Err(Error::new(e.kind(), e.to_string()));
+                }
+            }
+            let kind = if a.kind() == ErrorKind::NotFound && b.kind() == ErrorKind::NotFound {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Integrity
+            };
+            Err(Error::new(kind, format!("{a}; {b}")))
         }
     }
 }

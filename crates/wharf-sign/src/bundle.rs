@@ -1037,14 +1037,15 @@ pub async fn verify_bundle_attestations(
         ));
     }
     if out.is_empty() {
+        let what = predicate_type.map(|t| format!("{t} ")).unwrap_or_default();
+        if failures.is_empty() {
+            return Err(Error::not_found(format!(
+                "no {what}bundle attestation for {repo}@{image}: no Sigstore bundle refers to it"
+            )));
+        }
         return Err(Error::integrity(format!(
-            "no valid {}bundle attestation for {repo}@{image}: {}",
-            predicate_type.map(|t| format!("{t} ")).unwrap_or_default(),
-            if failures.is_empty() {
-                "no Sigstore bundle refers to it".to_owned()
-            } else {
-                failures.join("; ")
-            }
+            "no valid {what}bundle attestation for {repo}@{image}: {}",
+            failures.join("; ")
         )));
     }
     Ok(out)

@@ -116,6 +116,17 @@ impl EcdsaP256Key {
         Ok(key)
     }
 
+    /// The existing key file at `path` (a PKCS#8 PEM, or a `cosign.key` decrypted with
+    /// `password`); a missing file is a `NotFound` error naming it. Nothing is written.
+    pub fn load(path: &Path, password: Option<&Secret>) -> Result<Self> {
+        Self::load_file(path, password)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "no key file at {}: generate one with `cosign generate-key-pair` or load_or_generate",
+                path.display()
+            ))
+        })
+    }
+
     /// The key in the file at `path`, `None` when there is none.
     fn load_file(path: &Path, password: Option<&Secret>) -> Result<Option<Self>> {
         let bytes = match fs::read(path) {

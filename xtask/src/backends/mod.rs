@@ -871,7 +871,7 @@ mod tests {
                 backend
                     .name
                     .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '-'),
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
                 "{}",
                 backend.name
             );

@@ -9,6 +9,8 @@
 //
 // Routes (BASE = http://127.0.0.1:PORT):
 //   POST /api/v2/signingCert       Fulcio v2: a certificate for the key in the request
+//   POST /api/v1/signingCert       Fulcio's legacy API (cosign 2): the same certificate,
+//                                  answered as a PEM chain
 //   POST /api/v1/log/entries       Rekor v1: log a hashedrekord or dsse 0.0.1 entry
 //   GET  /api/v1/log/entries/UUID  Rekor v1: a logged entry, proven against the tree now
 //   GET  /api/v1/log/publicKey     Rekor v1: the log's public key (PEM)
@@ -96,7 +98,52 @@ async function start(port) {
       const refused = checkFulcioRequest(body);
       if (refused) return refused;
       const answer = await fulcio.fn(body);
-      return answer.statusCode === 201 ? rewrapFulcioChain(answer) : textError(answer);
+      // @sigstore/mock answers 201; Fulcio's v2 API (grpc-gateway, pkg/server/
+      // grpc_server.go sets no other code) answers 200, and sigstore-go (cosign 3)
+      // accepts only that.
+      return answer.statusCode === 201
+        ? { ...rewrapFulcioChain(answer), statusCode: 200 }
+        : textError(answer);
+    },
+    // Fulcio's legacy API, which cosign 2 calls (fulcio pkg/server/legacy_server.go): the
+    // request {publicKey: {content: base64 of the PEM key, algorithm}, signedEmailAddress:
+    // base64 of the proof of possession} or {certificateSigningRequest}, the token as
+    // `Authorization: Bearer`, is turned into the v2 request it stands for; the answer is
+    // 201 with the chain (leaf first) as application/pem-certificate-chain, the SCT
+    // embedded in the certificate (so no `SCT` header, as Fulcio answers then).
+    'POST /api/v1/signingCert': async (rawBody, headers) => {
+      let legacy;
+      try {
+        legacy = JSON.parse(rawBody);
+      } catch (err) {
+        return jsonError(400, `fulcio: the request is not JSON: ${err.message}`);
+      }
+      const v2 = {};
+      if (legacy?.certificateSigningRequest) {
+        v2.certificateSigningRequest = legacy.certificateSigningRequest;
+      } else if (legacy?.publicKey?.content) {
+        v2.publicKeyRequest = {
+          publicKey: {
+            algorithm: legacy.publicKey.algorithm,
+            content: Buffer.from(legacy.publicKey.content, 'base64').toString('utf8'),
+          },
+          proofOfPossession: legacy.signedEmailAddress,
+        };
+      } else {
+        return jsonError(400, 'fulcio: public key not provided');
+      }
+      const body = withBearerToken(JSON.stringify(v2), headers);
+      const refused = checkFulcioRequest(body);
+      if (refused) return refused;
+      const answer = await fulcio.fn(body);
+      if (answer.statusCode !== 201) return textError(answer);
+      const { certificates } = JSON.parse(rewrapFulcioChain(answer).response)
+        .signedCertificateEmbeddedSct.chain;
+      return {
+        statusCode: 201,
+        response: certificates.map((pem) => pem.trim()).join('\n'),
+        contentType: 'application/pem-certificate-chain',
+      };
     },
     'POST /api/v1/log/entries': async (body) => {
       let entry;
@@ -106,7 +153,9 @@ async function start(port) {
         return jsonError(400, err.message);
       }
       const { uuid, existing } = rekor.append(Buffer.from(canonicalize(entry)));
-      const location = { Location: `/api/v1/log/entries/${uuid}`, ETag: `"${uuid}"` };
+      // Rekor's ETag is the entry's UUID, unquoted (pkg/api/entries.go `WithETag(uuid)`):
+      // sigstore-go (cosign 3) looks the new entry up in the answer by it.
+      const location = { Location: `/api/v1/log/entries/${uuid}`, ETag: uuid };
       if (existing) {
         // Rekor refuses a body it already holds, naming the entry it has.
         const message = `an equivalent entry already exists in the transparency log with UUID ${uuid}`;

@@ -1,0 +1,327 @@
+//! Interop with cosign itself, both ways, on the harness registry: cosign 2 and cosign 3
+//! (built from their Go modules by `cargo xtask backends up`) verify what `cargo xtask
+//! pipeline` signs and attests, and `cargo xtask verify` and `wharf-sign` verify what
+//! cosign signs and attests — each with its negative twin (another key, another image)
+//! refused.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
+mod support;
+use support::*;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// `cosign …` (`which`: `WHARF_TEST_COSIGN` or `WHARF_TEST_COSIGN3`) with the key password
+/// the tests use, no prompts, and its TUF cache in `scratch` (nothing here reaches the
+/// public-good Sigstore: the tests pass `--insecure-ignore-tlog`/`--tlog-upload=false` for
+/// keys, and the harness Sigstore for keyless).
+fn cosign(which: &str, scratch: &Path) -> Command {
+    let mut cmd = Command::new(backend(which));
+    cmd.env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
+        .env("COSIGN_YES", "true")
+        .env("TUF_ROOT", scratch.join("tuf"))
+        .env("HOME", scratch)
+        .current_dir(scratch);
+    cmd
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", show(&out));
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+fn failed(out: Output, what: &str) -> String {
+    assert!(!out.status.success(), "{what} must fail: {}", show(&out));
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// A repository name no other test uses.
+fn fresh_repo(what: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "cosign-interop/{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Run the example pipeline into `repo` on the harness registry, signing in `format` with
+/// the scratch key; returns the image digest.
+fn push_and_sign(scratch: &Path, registry: &str, repo: &str, format: &str) -> String {
+    let out = xtask(scratch, "pipeline")
+        .args(["--json"])
+        .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+        .env("WHARF__REGISTRY__REPOSITORY", repo)
+        .env("WHARF__SIGN__FORMAT", format)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0, "the pipeline pushes, signs and attests");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["run"]["image_digest"].as_str().unwrap().to_owned()
+}
+
+/// `cosign generate-key-pair` in `dir` (encrypted with [`TEST_KEY_PASSWORD`]).
+fn cosign_key_pair(which: &str, scratch: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = cosign(which, scratch);
+    ok(
+        cmd.current_dir(dir)
+            .arg("generate-key-pair")
+            .output()
+            .unwrap(),
+        "cosign generate-key-pair",
+    );
+}
+
+/// `crane copy` `from` to `to` on the registry: the same manifest, another repository.
+fn crane_copy(registry: &str, from: &str, to: &str) {
+    let out = Command::new(backend("WHARF_TEST_CRANE"))
+        .args(["copy", "--insecure"])
+        .arg(format!("{registry}/{from}"))
+        .arg(format!("{registry}/{to}"))
+        .output()
+        .unwrap();
+    ok(out, "crane copy");
+}
+
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+const MODEL_EVALUATION: &str = "https://wharf.dev/attestation/model-evaluation/v1";
+
+#[test]
+fn cosign_2_and_3_verify_what_the_pipeline_signs_and_attests_with_a_key() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let repo = fresh_repo("ours");
+    let digest = push_and_sign(s, &registry, &repo, "legacy");
+    let image = format!("{registry}/{repo}@{digest}");
+    let public = wharf_sign::public_path(&s.join("keys/cosign.key"));
+    assert_eq!(
+        wharf_sign::attest::MODEL_EVALUATION_V1,
+        MODEL_EVALUATION,
+        "the predicate type cosign is asked for"
+    );
+    for which in ["WHARF_TEST_COSIGN", "WHARF_TEST_COSIGN3"] {
+        let verify = |args: &[&str], key: &Path, image: &str| {
+            cosign(which, s)
+                .args(args)
+                .arg("--key")
+                .arg(key)
+                .args(["--allow-http-registry", "--insecure-ignore-tlog=true"])
+                .arg(image)
+                .output()
+                .unwrap()
+        };
+        let said = ok(verify(&["verify"], &public, &image), which);
+        assert!(
+            said.contains(&format!("\"docker-manifest-digest\":\"{digest}\"")),
+            "{said}"
+        );
+        for kind in ["slsaprovenance1", MODEL_EVALUATION] {
+            let said = ok(
+                verify(&["verify-attestation", "--type", kind], &public, &image),
+                &format!("{which} verify-attestation --type {kind}"),
+            );
+            assert!(said.contains("payloadType"), "{said}");
+        }
+        // Negative twins: another key; an image nobody signed.
+        let other = s.join(format!("other-{which}"));
+        cosign_key_pair(which, s, &other);
+        failed(
+            verify(&["verify"], &other.join("cosign.pub"), &image),
+            "verify with another key",
+        );
+        failed(
+            verify(
+                &["verify-attestation", "--type", "slsaprovenance1"],
+                &other.join("cosign.pub"),
+                &image,
+            ),
+            "verify-attestation with another key",
+        );
+        let unsigned = format!("{registry}/{repo}@sha256:{}", "0".repeat(64));
+        failed(
+            verify(&["verify"], &public, &unsigned),
+            "verify of another digest",
+        );
+    }
+    // Where cosign looks is where we stored them.
+    let tree = ok(
+        cosign("WHARF_TEST_COSIGN", s)
+            .args(["tree", "--allow-http-registry"])
+            .arg(&image)
+            .output()
+            .unwrap(),
+        "cosign tree",
+    );
+    let tag = format!("sha256-{}", &digest["sha256:".len()..]);
+    assert!(
+        tree.contains(&format!("{repo}:{tag}.sig")) && tree.contains(&format!("{repo}:{tag}.att")),
+        "{tree}"
+    );
+    for (kind, suffix) in [("signature", ".sig"), ("attestation", ".att")] {
+        let said = ok(
+            cosign("WHARF_TEST_COSIGN", s)
+                .args(["triangulate", "--type", kind])
+                .arg(&image)
+                .output()
+                .unwrap(),
+            "cosign triangulate",
+        );
+        assert_eq!(said.trim(), format!("{registry}/{repo}:{tag}{suffix}"));
+    }
+}
+
+#[test]
+fn cosign_3_verifies_the_pipelines_bundle_referrers() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let repo = fresh_repo("bundle");
+    let digest = push_and_sign(s, &registry, &repo, "bundle");
+    let image = format!("{registry}/{repo}@{digest}");
+    let public = wharf_sign::public_path(&s.join("keys/cosign.key"));
+    let said = ok(
+        cosign("WHARF_TEST_COSIGN3", s)
+            .args(["verify", "--key"])
+            .arg(&public)
+            .args(["--allow-http-registry", "--insecure-ignore-tlog=true"])
+            .arg(&image)
+            .output()
+            .unwrap(),
+        "cosign 3 verify of a bundle referrer",
+    );
+    assert!(said.contains(&digest), "{said}");
+    let other = s.join("other");
+    cosign_key_pair("WHARF_TEST_COSIGN3", s, &other);
+    failed(
+        cosign("WHARF_TEST_COSIGN3", s)
+            .args(["verify", "--key"])
+            .arg(other.join("cosign.pub"))
+            .args(["--allow-http-registry", "--insecure-ignore-tlog=true"])
+            .arg(&image)
+            .output()
+            .unwrap(),
+        "cosign 3 verify with another key",
+    );
+    let tree = ok(
+        cosign("WHARF_TEST_COSIGN3", s)
+            .args(["tree", "--allow-http-registry"])
+            .arg(&image)
+            .output()
+            .unwrap(),
+        "cosign tree",
+    );
+    assert!(
+        tree.contains("https://sigstore.dev/cosign/sign/v1 artifacts via OCI referrer"),
+        "{tree}"
+    );
+}
+
+#[test]
+fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let ours = fresh_repo("source");
+    let digest = push_and_sign(s, &registry, &ours, "legacy");
+    let predicate = s.join("provenance.json");
+    std::fs::write(
+        &predicate,
+        r#"{"buildDefinition":{"buildType":"https://example.com/build","externalParameters":{}},"runDetails":{"builder":{"id":"https://example.com/builder"}}}"#,
+    )
+    .unwrap();
+    for (which, extra) in [
+        ("WHARF_TEST_COSIGN", &["--tlog-upload=false"][..]),
+        (
+            // cosign 3: Sigstore bundles as referrers, by default.
+            "WHARF_TEST_COSIGN3",
+            &["--tlog-upload=false", "--use-signing-config=false"][..],
+        ),
+    ] {
+        let keys = s.join(format!("keys-{which}"));
+        cosign_key_pair(which, s, &keys);
+        // cosign's encrypted key file and its public key, read by wharf-sign.
+        let private = wharf_sign::EcdsaP256Key::load(
+            &keys.join("cosign.key"),
+            Some(&wharf_core::Secret::new(TEST_KEY_PASSWORD)),
+        )
+        .unwrap();
+        let public = wharf_sign::PublicKey::from_file(&keys.join("cosign.pub")).unwrap();
+        assert_eq!(private.public_key().key_id(), public.key_id());
+        let wrong = wharf_sign::EcdsaP256Key::load(
+            &keys.join("cosign.key"),
+            Some(&wharf_core::Secret::new("not-the-password")),
+        );
+        assert!(wrong.is_err(), "a wrong password is refused");
+
+        let repo = fresh_repo("theirs");
+        crane_copy(
+            &registry,
+            &format!("{ours}@{digest}"),
+            &format!("{repo}:v1"),
+        );
+        let image = format!("{registry}/{repo}@{digest}");
+        ok(
+            cosign(which, s)
+                .args(["sign", "--key"])
+                .arg(keys.join("cosign.key"))
+                .arg("--allow-http-registry")
+                .args(extra)
+                .arg(&image)
+                .output()
+                .unwrap(),
+            &format!("{which} sign"),
+        );
+        ok(
+            cosign(which, s)
+                .args(["attest", "--key"])
+                .arg(keys.join("cosign.key"))
+                .args(["--type", "slsaprovenance1", "--predicate"])
+                .arg(&predicate)
+                .arg("--allow-http-registry")
+                .args(extra)
+                .arg(&image)
+                .output()
+                .unwrap(),
+            &format!("{which} attest"),
+        );
+        let verify = |key: &Path, image: &str| {
+            xtask(s, "verify")
+                .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+                .arg("--key")
+                .arg(key)
+                .args(["--attestation", SLSA_V1, "--json"])
+                .arg(image)
+                .output()
+                .unwrap()
+        };
+        let out = verify(&keys.join("cosign.pub"), &format!("{repo}@{digest}"));
+        assert_exit(&out, 0, &format!("xtask verify of what {which} signed"));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verified"], true, "{v}");
+        assert_eq!(v["attestations"][0]["predicate_type"], SLSA_V1, "{v}");
+        assert_eq!(
+            v["attestations"][0]["predicate"]["runDetails"]["builder"]["id"],
+            "https://example.com/builder"
+        );
+        let format = v["signatures"][0]["format"].as_str().unwrap();
+        let expected = if which == "WHARF_TEST_COSIGN" {
+            "cosign .sig"
+        } else {
+            "Sigstore bundle"
+        };
+        assert_eq!(format, expected, "{v}");
+        // Negative twins: another key (ours); another image (ours, which cosign did not
+        // sign, under cosign's repository).
+        let out = verify(
+            &wharf_sign::public_path(&s.join("keys/cosign.key")),
+            &format!("{repo}@{digest}"),
+        );
+        assert_exit(&out, 1, "another key");
+        let out = verify(&keys.join("cosign.pub"), &format!("{ours}@{digest}"));
+        assert_exit(&out, 1, "an image cosign did not sign");
+    }
+}
