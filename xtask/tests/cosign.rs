@@ -325,3 +325,205 @@ fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
         assert_exit(&out, 1, "an image cosign did not sign");
     }
 }
+
+/// The harness Sigstore's trust root, written to `scratch/trusted_root.json`.
+fn trusted_root(scratch: &Path, sigstore: &str) -> std::path::PathBuf {
+    let path = scratch.join("trusted_root.json");
+    let out = Command::new("curl")
+        .args(["-sSf", "-o"])
+        .arg(&path)
+        .arg(format!("{sigstore}/trusted_root.json"))
+        .output()
+        .unwrap();
+    ok(out, "downloading the trust root");
+    path
+}
+
+/// cosign keyless against the harness Sigstore: `--fulcio-url`, `--rekor-url`, the token
+/// and the trust root; cosign 3 with the service URLs from its flags, not a TUF signing
+/// config.
+fn cosign_keyless(
+    which: &str,
+    scratch: &Path,
+    sigstore: &str,
+    root: &Path,
+    subcommand: &[&str],
+) -> Command {
+    let mut cmd = cosign(which, scratch);
+    cmd.args(subcommand)
+        .args([
+            "--allow-http-registry",
+            "--fulcio-url",
+            sigstore,
+            "--rekor-url",
+            sigstore,
+        ])
+        .arg("--identity-token")
+        .arg(id_token(&[]))
+        .arg("--trusted-root")
+        .arg(root);
+    if which == "WHARF_TEST_COSIGN3" {
+        cmd.arg("--use-signing-config=false");
+    }
+    cmd
+}
+
+/// `cosign verify`/`verify-attestation` by certificate identity.
+fn cosign_verify_identity(
+    which: &str,
+    scratch: &Path,
+    root: &Path,
+    identity: &str,
+    subcommand: &[&str],
+) -> Command {
+    let mut cmd = cosign(which, scratch);
+    cmd.args(subcommand)
+        .args(["--allow-http-registry", "--certificate-identity", identity])
+        .args(["--certificate-oidc-issuer", TOKEN_ISSUER])
+        .arg("--trusted-root")
+        .arg(root);
+    cmd
+}
+
+const OTHER_IDENTITY: &str =
+    "https://github.com/acme/models/.github/workflows/other.yml@refs/heads/main";
+
+#[test]
+fn cosign_2_and_3_verify_the_pipelines_keyless_signatures_and_attestations() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let sigstore = backend("WHARF_TEST_SIGSTORE");
+    let root = trusted_root(s, &sigstore);
+    for format in ["legacy", "bundle"] {
+        let repo = fresh_repo(&format!("keyless-{format}"));
+        let out = xtask(s, "pipeline")
+            .args(["--json"])
+            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            .env("WHARF__REGISTRY__REPOSITORY", &repo)
+            .env("WHARF__SIGN__FORMAT", format)
+            .env("WHARF__SIGN__KEY", "keyless")
+            .env("WHARF__SIGN__TRUSTED_ROOT", &root)
+            .env("WHARF__SIGN__FULCIO_URL", &sigstore)
+            .env("WHARF__SIGN__REKOR_URL", &sigstore)
+            .env("SIGSTORE_ID_TOKEN", id_token(&[]))
+            .output()
+            .unwrap();
+        assert_exit(&out, 0, "a keyless pipeline run");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let digest = v["run"]["image_digest"].as_str().unwrap();
+        let image = format!("{registry}/{repo}@{digest}");
+        for which in ["WHARF_TEST_COSIGN", "WHARF_TEST_COSIGN3"] {
+            let what = format!("{which} on our keyless {format} signature");
+            let said = ok(
+                cosign_verify_identity(which, s, &root, TOKEN_SUBJECT, &["verify"])
+                    .arg(&image)
+                    .output()
+                    .unwrap(),
+                &what,
+            );
+            assert!(said.contains(digest), "{said}");
+            ok(
+                cosign_verify_identity(
+                    which,
+                    s,
+                    &root,
+                    TOKEN_SUBJECT,
+                    &["verify-attestation", "--type", "slsaprovenance1"],
+                )
+                .arg(&image)
+                .output()
+                .unwrap(),
+                &format!("{what}: the SLSA attestation"),
+            );
+            failed(
+                cosign_verify_identity(which, s, &root, OTHER_IDENTITY, &["verify"])
+                    .arg(&image)
+                    .output()
+                    .unwrap(),
+                &format!("{what}, for another identity"),
+            );
+        }
+    }
+}
+
+#[test]
+fn wharf_verifies_cosign_2_and_3_keyless_signatures_and_attestations() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let sigstore = backend("WHARF_TEST_SIGSTORE");
+    let root = trusted_root(s, &sigstore);
+    let ours = fresh_repo("keyless-source");
+    let digest = push_and_sign(s, &registry, &ours, "legacy");
+    let predicate = s.join("provenance.json");
+    std::fs::write(
+        &predicate,
+        r#"{"buildDefinition":{"buildType":"https://example.com/build","externalParameters":{}},"runDetails":{"builder":{"id":"https://example.com/keyless-builder"}}}"#,
+    )
+    .unwrap();
+    for (which, expected_format) in [
+        ("WHARF_TEST_COSIGN", "cosign .sig"),
+        ("WHARF_TEST_COSIGN3", "Sigstore bundle"),
+    ] {
+        let repo = fresh_repo("keyless-theirs");
+        crane_copy(
+            &registry,
+            &format!("{ours}@{digest}"),
+            &format!("{repo}:v1"),
+        );
+        let image = format!("{registry}/{repo}@{digest}");
+        ok(
+            cosign_keyless(which, s, &sigstore, &root, &["sign"])
+                .arg(&image)
+                .output()
+                .unwrap(),
+            &format!("{which} keyless sign"),
+        );
+        ok(
+            cosign_keyless(
+                which,
+                s,
+                &sigstore,
+                &root,
+                &[
+                    "attest",
+                    "--type",
+                    "slsaprovenance1",
+                    "--predicate",
+                    predicate.to_str().unwrap(),
+                ],
+            )
+            .arg(&image)
+            .output()
+            .unwrap(),
+            &format!("{which} keyless attest"),
+        );
+        let verify = |identity: &str| {
+            xtask(s, "verify")
+                .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+                .args(["--certificate-identity", identity])
+                .args(["--certificate-oidc-issuer", TOKEN_ISSUER])
+                .arg("--trusted-root")
+                .arg(&root)
+                .args(["--attestation", SLSA_V1, "--json"])
+                .arg(format!("{repo}@{digest}"))
+                .output()
+                .unwrap()
+        };
+        let out = verify(TOKEN_SUBJECT);
+        assert_exit(&out, 0, &format!("xtask verify of {which} keyless"));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["signatures"][0]["format"], expected_format, "{v}");
+        assert_eq!(v["signatures"][0]["signer"], TOKEN_SUBJECT, "{v}");
+        assert_eq!(
+            v["attestations"][0]["predicate"]["runDetails"]["builder"]["id"],
+            "https://example.com/keyless-builder",
+            "{v}"
+        );
+        let out = verify(OTHER_IDENTITY);
+        assert_exit(&out, 1, "another identity");
+        let said = text(&out.stdout);
+        assert!(said.contains("not to the required identity"), "{said}");
+    }
+}

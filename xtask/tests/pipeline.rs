@@ -987,37 +987,6 @@ fn sigstore_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The subject and issuer of the tests' OIDC tokens (the harness Fulcio's certificate names
-/// them as the SAN URI and the issuer extension).
-const TOKEN_SUBJECT: &str =
-    "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main";
-const TOKEN_ISSUER: &str = "https://oidc.wharf.test";
-
-fn base64url(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-/// An unsigned OIDC ID token for [`TOKEN_SUBJECT`] (the harness Fulcio reads the claims
-/// without checking the signature), with `extra` claims added.
-fn id_token(extra: &[(&str, &str)]) -> String {
-    let mut claims = serde_json::json!({
-        "iss": TOKEN_ISSUER,
-        "sub": TOKEN_SUBJECT,
-        "aud": "sigstore",
-        "exp": 4_000_000_000u64,
-    });
-    for (k, v) in extra {
-        claims[*k] = serde_json::Value::from(*v);
-    }
-    format!(
-        "{}.{}.{}",
-        base64url(br#"{"alg":"RS256","typ":"JWT"}"#),
-        base64url(claims.to_string().as_bytes()),
-        base64url(b"sig")
-    )
-}
-
 /// A project of its own: the example's model and `wharf.toml`, signing keylessly with the
 /// harness Sigstore (`sigstore`, its base URL) in `format`, the trust root downloaded into
 /// `sigstore/trusted_root.json` (relative to the config, as users write it); `sign_extra`

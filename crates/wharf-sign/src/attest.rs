@@ -373,10 +373,152 @@ pub async fn verify_attestations(
     Ok(found)
 }
 
+/// The keyless attestations in `image`'s `.att` image, as cosign 2 `attest` writes them
+/// with a Fulcio certificate: each DSSE layer's signature verifies with the certificate in
+/// its `dev.sigstore.cosign/certificate` annotation; its Rekor bundle
+/// (`dev.sigstore.cosign/bundle`) is signed by a log of `root` and records this envelope
+/// (a `dsse` or `intoto` entry); the certificate chains to an authority of `root` at the
+/// logged time, carries a valid SCT and names `identity`; the statement is about `image`.
+/// Optionally only `predicate_type`. None is an error naming why each candidate failed.
+pub async fn verify_attestations_keyless(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    identity: &crate::fulcio::Identity,
+    root: &crate::rekor::TrustedRoot,
+    predicate_type: Option<&str>,
+) -> Result<Vec<VerifiedAttestation>> {
+    let tag = attestation_tag(image);
+    let Some((_, layers)) = existing_layers(registry, repo, &tag, DSSE_MEDIA_TYPE).await? else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{repo}@{image} has no attestation ({repo}:{tag} does not exist)"),
+        ));
+    };
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for (i, (layer, bytes)) in layers.iter().enumerate() {
+        match verify_keyless_layer(bytes, &layer.annotations, image, identity, root).await {
+            Ok(a) if predicate_type.is_none_or(|t| t == a.predicate_type) => found.push(a),
+            Ok(a) => failures.push(format!(
+                "attestation {}: predicate {}",
+                i + 1,
+                a.predicate_type
+            )),
+            Err(e) => failures.push(format!("attestation {}: {e}", i + 1)),
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::integrity(format!(
+            "no valid keyless {}attestation for {repo}@{image}: {}",
+            predicate_type.map(|t| format!("{t} ")).unwrap_or_default(),
+            failures.join("; ")
+        )));
+    }
+    Ok(found)
+}
+
+/// One keyless `.att` layer: see [`verify_attestations_keyless`].
+async fn verify_keyless_layer(
+    bytes: &[u8],
+    annotations: &BTreeMap<String, String>,
+    image: &Digest,
+    identity: &crate::fulcio::Identity,
+    root: &crate::rekor::TrustedRoot,
+) -> Result<VerifiedAttestation> {
+    use crate::cosign::{ANNOTATION_BUNDLE, ANNOTATION_CERTIFICATE, ANNOTATION_CHAIN};
+    use crate::x509::Certificate;
+    let annotation = |name: &str| {
+        annotations.get(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "the attestation layer has no {name} annotation: it is not a keyless attestation"
+            ))
+        })
+    };
+    let envelope: Envelope = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("not a DSSE envelope: {e}")))?;
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(Error::invalid(format!(
+            "DSSE payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",
+            envelope.payload_type
+        )));
+    }
+    let payload = STANDARD
+        .decode(&envelope.payload)
+        .map_err(|e| Error::invalid(format!("DSSE payload is not base64: {e}")))?;
+    let leaf =
+        Certificate::from_pem_chain(annotation(ANNOTATION_CERTIFICATE)?, ANNOTATION_CERTIFICATE)?
+            .remove(0);
+    let chain = match annotations.get(ANNOTATION_CHAIN) {
+        Some(pem) => Certificate::from_pem_chain(pem, ANNOTATION_CHAIN)?,
+        None => Vec::new(),
+    };
+    let pae = pae(&envelope.payload_type, &payload);
+    let mut last = Error::integrity("the DSSE envelope has no signature");
+    let mut signature = None;
+    for s in &envelope.signatures {
+        match STANDARD.decode(s.sig.trim()) {
+            Ok(sig) => match crate::fulcio::verify_with_certificate(&leaf, &pae, &sig) {
+                Ok(()) => {
+                    signature = Some(sig);
+                    break;
+                }
+                Err(e) => last = e,
+            },
+            Err(_) => last = Error::invalid("a DSSE signature is not base64"),
+        }
+    }
+    let signature = signature.ok_or(last)?;
+    let bundle = crate::rekor::RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
+    let log = root
+        .log(&crate::rekor::log_id_bytes(&bundle)?)
+        .ok_or_else(|| {
+            Error::integrity(format!(
+                "the Rekor bundle is from log {}, which is not in the trusted root",
+                bundle.payload.log_id
+            ))
+        })?;
+    crate::rekor::verify_set(
+        &bundle.payload.body,
+        bundle.payload.integrated_time,
+        bundle.payload.log_index,
+        &bundle.payload.log_id,
+        &bundle.signed_entry_timestamp,
+        &log.key,
+    )
+    .await?;
+    crate::rekor::check_envelope_entry(&bundle.payload.body, &payload, &signature)?;
+    let cert = crate::fulcio::verify_certificate(
+        &leaf,
+        &chain,
+        root,
+        bundle.payload.integrated_time,
+        identity,
+    )?;
+    let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
+        Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
+    })?;
+    if !statement.is_about(image) {
+        return Err(Error::integrity(format!(
+            "the statement is about {:?}, not {image}",
+            statement
+                .subject
+                .iter()
+                .map(|s| &s.digest)
+                .collect::<Vec<_>>()
+        )));
+    }
+    Ok(VerifiedAttestation {
+        predicate_type: statement.predicate_type,
+        predicate: statement.predicate,
+        key_id: cert.subject,
+    })
+}
+
 /// The attestations of `image` that `trust` verifies, optionally only `predicate_type`,
 /// wherever cosign stores them: the `.att` image (cosign 2, and wharf with a key) and
-/// Sigstore bundle referrers (cosign 3, and wharf keylessly). Keyless `.att` layers are
-/// not read yet. None is an error naming why each candidate in each place failed.
+/// Sigstore bundle referrers (cosign 3, and wharf keylessly). None is an error naming why
+/// each candidate in each place failed.
 pub async fn verify_image_attestations(
     registry: &dyn Registry,
     repo: &str,
@@ -388,10 +530,9 @@ pub async fn verify_image_attestations(
         crate::Trust::Key(verifier) => {
             verify_attestations(registry, repo, image, verifier, predicate_type).await
         }
-        crate::Trust::Keyless { .. } => Err(Error::new(
-            ErrorKind::NotFound,
-            "keyless .att attestations are not read (only bundle referrers)",
-        )),
+        crate::Trust::Keyless { identity, root } => {
+            verify_attestations_keyless(registry, repo, image, identity, root, predicate_type).await
+        }
     };
     let bundled =
         crate::bundle::verify_bundle_attestations(registry, repo, image, trust, predicate_type)

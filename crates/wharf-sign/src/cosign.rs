@@ -256,15 +256,7 @@ pub async fn verify_payload_keyless(
     crate::fulcio::verify_with_certificate(&leaf, payload, &sig)?;
     let parsed = check_payload(payload, expected, docker_reference)?;
     let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
-    let log_id = (0..bundle.payload.log_id.len() / 2)
-        .map(|i| {
-            u8::from_str_radix(
-                bundle.payload.log_id.get(2 * i..2 * i + 2).unwrap_or("zz"),
-                16,
-            )
-        })
-        .collect::<std::result::Result<Vec<u8>, _>>()
-        .map_err(|_| Error::invalid("the Rekor bundle's logID is not hex"))?;
+    let log_id = crate::rekor::log_id_bytes(&bundle)?;
     let log = root.log(&log_id).ok_or_else(|| {
         Error::integrity(format!(
             "the Rekor bundle is from log {}, which is not in the trusted root",

@@ -103,6 +103,78 @@ pub async fn verify_bundle(
     Ok(())
 }
 
+/// The bundle's `logID` (hex) as bytes, to look its log up in a trust root.
+pub(crate) fn log_id_bytes(bundle: &RekorBundle) -> Result<Vec<u8>> {
+    let hex = &bundle.payload.log_id;
+    if !hex.len().is_multiple_of(2) {
+        return Err(Error::invalid("the Rekor bundle's logID is not hex"));
+    }
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| Error::invalid("the Rekor bundle's logID is not hex"))
+}
+
+/// Check that a Rekor entry body (base64 JSON, as a bundle carries it) records a DSSE
+/// envelope whose payload is `payload` and one of whose signatures is `signature`:
+///
+/// * `dsse` 0.0.1 (what cosign 2.2+ and sigstore-go log): `spec.payloadHash` and
+///   `spec.signatures[].signature` (base64);
+/// * `intoto` 0.0.2 (what older cosign `attest` logs): `spec.content.payloadHash` and
+///   `spec.content.envelope.signatures[].sig`, which Rekor stores base64-encoded once
+///   more (the base64 of the envelope's base64 signature) — either form is accepted.
+///
+/// Other kinds and versions are an `Unsupported` error naming them.
+pub fn check_envelope_entry(body_b64: &str, payload: &[u8], signature: &[u8]) -> Result<()> {
+    let body = STANDARD
+        .decode(body_b64.trim())
+        .map_err(|e| Error::invalid(format!("the Rekor entry body is not base64: {e}")))?;
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::invalid(format!("the Rekor entry body is not JSON: {e}")))?;
+    let payload_hash = Digest::sha256_of(payload).hex().to_owned();
+    let hash_is = |h: &serde_json::Value| {
+        h["algorithm"] == "sha256" && h["value"].as_str() == Some(payload_hash.as_str())
+    };
+    let ours_b64 = STANDARD.encode(signature);
+    // A recorded signature: base64 of the signature, or (intoto) base64 of that base64.
+    let is_ours = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| STANDARD.decode(s.trim()).ok())
+            .is_some_and(|d| d == signature || d == ours_b64.as_bytes())
+    };
+    let any_sig = |sigs: &serde_json::Value, field: &str| {
+        sigs.as_array()
+            .is_some_and(|sigs| sigs.iter().any(|s| is_ours(&s[field])))
+    };
+    let spec = &body["spec"];
+    let matches = match (body["kind"].as_str(), body["apiVersion"].as_str()) {
+        (Some("dsse"), Some("0.0.1")) => {
+            hash_is(&spec["payloadHash"]) && any_sig(&spec["signatures"], "signature")
+        }
+        (Some("intoto"), Some("0.0.2")) => {
+            let content = &spec["content"];
+            hash_is(&content["payloadHash"]) && any_sig(&content["envelope"]["signatures"], "sig")
+        }
+        (kind, version) => {
+            return Err(Error::new(
+                wharf_core::ErrorKind::Unsupported,
+                format!(
+                    "Rekor entry kind {} version {} is not supported for a DSSE envelope (dsse 0.0.1 and intoto 0.0.2 are)",
+                    kind.unwrap_or("(none)"),
+                    version.unwrap_or("(none)")
+                ),
+            ));
+        }
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(Error::integrity(
+            "the Rekor entry does not match this attestation: it records another payload hash or signature",
+        ))
+    }
+}
+
 /// Verify a signed entry timestamp: the log's signature over the canonical JSON of
 /// `{body, integratedTime, logID, logIndex}` (body base64, logID hex).
 pub async fn verify_set(
@@ -439,5 +511,65 @@ mod tests {
             None,
             "proof too long"
         );
+    }
+
+    /// An entry body as a bundle carries it: base64 of the JSON.
+    fn body(v: serde_json::Value) -> String {
+        STANDARD.encode(v.to_string())
+    }
+
+    #[test]
+    fn dsse_and_intoto_entries_record_an_envelope_and_others_are_named() {
+        let payload = br#"{"_type":"https://in-toto.io/Statement/v1"}"#;
+        let sig = b"\x30\x45signature-bytes".to_vec();
+        let hash = Digest::sha256_of(payload).hex().to_owned();
+        let sig_b64 = STANDARD.encode(&sig);
+        let dsse = |hash: &str, sig_b64: &str| {
+            body(serde_json::json!({
+                "apiVersion": "0.0.1", "kind": "dsse",
+                "spec": {
+                    "envelopeHash": {"algorithm": "sha256", "value": "00"},
+                    "payloadHash": {"algorithm": "sha256", "value": hash},
+                    "signatures": [{"signature": sig_b64, "verifier": "LS0t"}],
+                },
+            }))
+        };
+        check_envelope_entry(&dsse(&hash, &sig_b64), payload, &sig).unwrap();
+        // Rekor's intoto 0.0.2 stores the envelope's base64 signature base64-encoded again.
+        let intoto = |sig_field: &str| {
+            body(serde_json::json!({
+                "apiVersion": "0.0.2", "kind": "intoto",
+                "spec": {"content": {
+                    "envelope": {
+                        "payloadType": "application/vnd.in-toto+json",
+                        "signatures": [{"publicKey": "LS0t", "sig": sig_field}],
+                    },
+                    "hash": {"algorithm": "sha256", "value": "00"},
+                    "payloadHash": {"algorithm": "sha256", "value": hash},
+                }},
+            }))
+        };
+        check_envelope_entry(&intoto(&STANDARD.encode(&sig_b64)), payload, &sig).unwrap();
+        check_envelope_entry(&intoto(&sig_b64), payload, &sig).unwrap();
+        // Another payload or another signature: not this attestation's entry.
+        let other_hash = Digest::sha256_of(b"other").hex().to_owned();
+        let e = check_envelope_entry(&dsse(&other_hash, &sig_b64), payload, &sig).unwrap_err();
+        assert_eq!(e.kind(), wharf_core::ErrorKind::Integrity, "{e}");
+        let e =
+            check_envelope_entry(&dsse(&hash, &STANDARD.encode(b"x")), payload, &sig).unwrap_err();
+        assert_eq!(e.kind(), wharf_core::ErrorKind::Integrity, "{e}");
+        let e = check_envelope_entry(&intoto(&STANDARD.encode(b"x")), payload, &sig).unwrap_err();
+        assert_eq!(e.kind(), wharf_core::ErrorKind::Integrity, "{e}");
+        // A kind that does not record envelopes, or a version we do not read: named.
+        let rekord =
+            body(serde_json::json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {}}));
+        let e = check_envelope_entry(&rekord, payload, &sig).unwrap_err();
+        assert_eq!(e.kind(), wharf_core::ErrorKind::Unsupported);
+        assert!(
+            e.to_string().contains("kind hashedrekord version 0.0.1"),
+            "{e}"
+        );
+        let e = check_envelope_entry("%%%", payload, &sig).unwrap_err();
+        assert!(e.to_string().contains("not base64"), "{e}");
     }
 }

@@ -74,3 +74,34 @@ pub(crate) fn expect(out: &Output, code: i32, needles: &[&str]) -> String {
     }
     all
 }
+
+/// The subject and issuer of the tests' OIDC tokens (the harness Fulcio's certificate names
+/// them as the SAN URI and the issuer extension).
+pub(crate) const TOKEN_SUBJECT: &str =
+    "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main";
+pub(crate) const TOKEN_ISSUER: &str = "https://oidc.wharf.test";
+
+pub(crate) fn base64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// An unsigned OIDC ID token for [`TOKEN_SUBJECT`] (the harness Fulcio reads the claims
+/// without checking the signature), with `extra` claims added.
+pub(crate) fn id_token(extra: &[(&str, &str)]) -> String {
+    let mut claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "sub": TOKEN_SUBJECT,
+        "aud": "sigstore",
+        "exp": 4_000_000_000u64,
+    });
+    for (k, v) in extra {
+        claims[*k] = serde_json::Value::from(*v);
+    }
+    format!(
+        "{}.{}.{}",
+        base64url(br#"{"alg":"RS256","typ":"JWT"}"#),
+        base64url(claims.to_string().as_bytes()),
+        base64url(b"sig")
+    )
+}
