@@ -193,7 +193,7 @@ pub async fn verify_envelope(
     let pae = pae(&envelope.payload_type, &payload);
     let mut last = Error::integrity("the DSSE envelope has no signature");
     for s in &envelope.signatures {
-        let Ok(bytes) = STANDARD.decode(&s.sig) else {
+        let Ok(bytes) = crate::b64::decode(&s.sig) else {
             last = Error::invalid("a DSSE signature is not base64");
             continue;
         };
@@ -457,7 +457,7 @@ async fn verify_keyless_layer(
     let mut last = Error::integrity("the DSSE envelope has no signature");
     let mut signature = None;
     for s in &envelope.signatures {
-        match STANDARD.decode(s.sig.trim()) {
+        match crate::b64::decode(s.sig.trim()) {
             Ok(sig) => match crate::fulcio::verify_with_certificate(&leaf, &pae, &sig) {
                 Ok(()) => {
                     signature = Some(sig);

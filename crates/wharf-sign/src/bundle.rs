@@ -186,9 +186,7 @@ fn b64(v: &serde_json::Value, field: &str) -> Result<Vec<u8>> {
 }
 
 fn b64s(v: &str, field: &str) -> Result<Vec<u8>> {
-    STANDARD
-        .decode(v)
-        .map_err(|e| Error::invalid(format!("bundle {field} is not base64: {e}")))
+    crate::b64::decode(v).map_err(|e| Error::invalid(format!("bundle {field} is not base64: {e}")))
 }
 
 /// Verify a message-signature `bundle` over `artifact`, signed with `key` (`None` when the
@@ -423,7 +421,7 @@ pub async fn verify(
         };
         b64_pem
             .as_str()
-            .and_then(|s| STANDARD.decode(s).ok())
+            .and_then(|s| crate::b64::decode(s).ok())
             .and_then(|pem| String::from_utf8(pem).ok())
             .and_then(|pem| Certificate::from_pem_chain(&pem, "log entry").ok())
             .is_some_and(|c| c.first().is_some_and(|c| c == cert))
@@ -432,7 +430,7 @@ pub async fn verify(
         (Some("hashedrekord"), None) => {
             let recorded = body["spec"]["signature"]["content"]
                 .as_str()
-                .and_then(|s| STANDARD.decode(s).ok());
+                .and_then(|s| crate::b64::decode(s).ok());
             body["spec"]["data"]["hash"]["value"].as_str() == Some(digest.hex())
                 && recorded.as_deref() == Some(&signature[..])
                 && same_verifier(&body["spec"]["signature"]["publicKey"]["content"])
@@ -445,7 +443,7 @@ pub async fn verify(
                     sigs.iter().any(|s| {
                         s["signature"]
                             .as_str()
-                            .and_then(|s| STANDARD.decode(s).ok())
+                            .and_then(|s| crate::b64::decode(s).ok())
                             .as_deref()
                             == Some(&signature[..])
                             && same_verifier(&s["verifier"])

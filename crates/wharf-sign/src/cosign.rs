@@ -186,7 +186,7 @@ pub async fn verify_payload(
             "the signature layer has no {ANNOTATION_SIGNATURE} annotation"
         ))
     })?;
-    let sig_bytes = STANDARD.decode(sig_b64.trim()).map_err(|e| {
+    let sig_bytes = crate::b64::decode(sig_b64.trim()).map_err(|e| {
         Error::invalid(format!(
             "the {ANNOTATION_SIGNATURE} annotation is not base64: {e}"
         ))
@@ -241,7 +241,7 @@ pub async fn verify_payload_keyless(
         })
     };
     let sig_b64 = annotation(ANNOTATION_SIGNATURE)?.trim();
-    let sig = STANDARD.decode(sig_b64).map_err(|e| {
+    let sig = crate::b64::decode(sig_b64).map_err(|e| {
         Error::invalid(format!(
             "the {ANNOTATION_SIGNATURE} annotation is not base64: {e}"
         ))

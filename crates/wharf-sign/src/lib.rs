@@ -23,6 +23,7 @@
 //! ```
 
 pub mod attest;
+mod b64;
 pub mod bundle;
 pub mod cosign;
 mod cosign_key;

@@ -93,8 +93,8 @@ pub async fn verify_bundle(
         && spec["data"]["hash"]["value"].as_str() == Some(Digest::sha256_of(payload).hex());
     let recorded = spec["signature"]["content"]
         .as_str()
-        .and_then(|s| STANDARD.decode(s).ok());
-    let ours = STANDARD.decode(signature_b64).ok();
+        .and_then(|s| crate::b64::decode(s).ok());
+    let ours = crate::b64::decode(signature_b64).ok();
     if !hash_ok || recorded.is_none() || recorded != ours {
         return Err(Error::integrity(
             "the Rekor entry does not match this signature: it records another payload hash or signature",
@@ -139,7 +139,7 @@ pub fn check_envelope_entry(body_b64: &str, payload: &[u8], signature: &[u8]) ->
     // A recorded signature: base64 of the signature, or (intoto) base64 of that base64.
     let is_ours = |v: &serde_json::Value| {
         v.as_str()
-            .and_then(|s| STANDARD.decode(s.trim()).ok())
+            .and_then(|s| crate::b64::decode(s.trim()).ok())
             .is_some_and(|d| d == signature || d == ours_b64.as_bytes())
     };
     let any_sig = |sigs: &serde_json::Value, field: &str| {
@@ -191,7 +191,7 @@ pub async fn verify_set(
         "logID": log_id_hex,
         "logIndex": log_index,
     });
-    let set = STANDARD.decode(set_b64.trim()).map_err(|e| {
+    let set = crate::b64::decode(set_b64.trim()).map_err(|e| {
         Error::invalid(format!("the Rekor SignedEntryTimestamp is not base64: {e}"))
     })?;
     key.verify(
@@ -440,7 +440,7 @@ pub async fn verify_checkpoint(
         .ok_or_else(|| Error::invalid("the checkpoint has no tree size"))?;
     let note_root = lines
         .next()
-        .and_then(|s| STANDARD.decode(s).ok())
+        .and_then(|s| crate::b64::decode(s).ok())
         .ok_or_else(|| Error::invalid("the checkpoint has no root hash"))?;
     if note_size != size || note_root != root {
         return Err(Error::integrity(
@@ -454,7 +454,7 @@ pub async fn verify_checkpoint(
         let Some((_, b64)) = rest.rsplit_once(' ') else {
             continue;
         };
-        let Ok(raw) = STANDARD.decode(b64) else {
+        let Ok(raw) = crate::b64::decode(b64) else {
             continue;
         };
         if raw.len() < 5 || raw[..4] != log.log_id[..4.min(log.log_id.len())] {

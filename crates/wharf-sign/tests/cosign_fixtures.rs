@@ -348,3 +348,45 @@ async fn a_keyless_cosign_signature_verifies_by_identity() {
         "{e}"
     );
 }
+
+/// base64 as Go decodes it: cosign accepts a signature annotation wrapped across lines,
+/// so we do; and a Rekor bundle whose SET is wrapped still verifies.
+#[tokio::test]
+async fn annotations_wrapped_across_lines_decode_as_cosign_decodes_them() {
+    let (payload, mut ann) = signature_file("dir-img-cosign-valid/signature-1");
+    let digest = manifest_digest("dir-img-cosign-valid");
+    let sig = ann[ANNOTATION_SIGNATURE].clone();
+    let wrapped: String = sig
+        .as_bytes()
+        .chunks(16)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    assert_ne!(wrapped, sig);
+    ann.insert(ANNOTATION_SIGNATURE.into(), wrapped);
+    let v = verify_payload(
+        &payload,
+        &ann,
+        &digest,
+        &key("cosign.pub"),
+        &Requirements::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.payload.manifest_digest, digest);
+    // Not base64 even so: named.
+    ann.insert(ANNOTATION_SIGNATURE.into(), "not base64!".into());
+    let err = verify_payload(
+        &payload,
+        &ann,
+        &digest,
+        &key("cosign.pub"),
+        &Requirements::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("annotation is not base64"),
+        "{err}"
+    );
+}
