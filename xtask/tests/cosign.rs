@@ -527,3 +527,103 @@ fn wharf_verifies_cosign_2_and_3_keyless_signatures_and_attestations() {
         assert!(said.contains("not to the required identity"), "{said}");
     }
 }
+
+/// Keys of the kinds cosign signs with besides its own P-256 (`cosign import-key-pair` of
+/// an openssl key): P-384, P-521 and RSA signatures cosign made verify with their public
+/// keys and not with another's; Ed25519 (cosign signs with Ed25519ph) is refused naming why.
+#[test]
+fn wharf_verifies_cosign_signatures_made_with_p384_p521_and_rsa_keys() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let ours = fresh_repo("key-kinds-source");
+    let digest = push_and_sign(s, &registry, &ours, "legacy");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(s)
+            .output()
+            .unwrap();
+        ok(out, &format!("openssl {args:?}"));
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        "p384.pem",
+    ]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-out",
+        "p521.pem",
+    ]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:3072",
+        "-out",
+        "rsa.pem",
+    ]);
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ed25519.pem"]);
+    let mut publics = Vec::new();
+    for kind in ["p384", "p521", "rsa", "ed25519"] {
+        ok(
+            cosign("WHARF_TEST_COSIGN", s)
+                .args(["import-key-pair", "--key", &format!("{kind}.pem")])
+                .args(["--output-key-prefix", &format!("imported-{kind}")])
+                .output()
+                .unwrap(),
+            &format!("cosign import-key-pair {kind}"),
+        );
+        let repo = fresh_repo(&format!("key-kinds-{kind}"));
+        crane_copy(
+            &registry,
+            &format!("{ours}@{digest}"),
+            &format!("{repo}:v1"),
+        );
+        ok(
+            cosign("WHARF_TEST_COSIGN", s)
+                .args(["sign", "--key", &format!("imported-{kind}.key")])
+                .args(["--tlog-upload=false", "--allow-http-registry"])
+                .arg(format!("{registry}/{repo}@{digest}"))
+                .output()
+                .unwrap(),
+            &format!("cosign sign with {kind}"),
+        );
+        publics.push((kind, s.join(format!("imported-{kind}.pub")), repo));
+    }
+    let verify = |key: &Path, repo: &str| {
+        xtask(s, "verify")
+            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            .arg("--key")
+            .arg(key)
+            .arg(format!("{repo}@{digest}"))
+            .output()
+            .unwrap()
+    };
+    for (i, (kind, public, repo)) in publics.iter().enumerate() {
+        let out = verify(public, repo);
+        if *kind == "ed25519" {
+            assert_exit(&out, 1, "Ed25519ph");
+            assert!(
+                text(&out.stdout).contains("Ed25519ph, is not supported yet"),
+                "{}",
+                show(&out)
+            );
+            continue;
+        }
+        assert_exit(&out, 0, &format!("a {kind} signature cosign made"));
+        // The next kind's key (another kind, another key): refused.
+        let (_, other, _) = &publics[(i + 1) % publics.len()];
+        assert_exit(&verify(other, repo), 1, &format!("{kind} with another key"));
+    }
+}

@@ -3,14 +3,11 @@
 //! certificate lives ten minutes), carries a valid signed certificate timestamp from a CT log
 //! of the root, and names the identity and OIDC issuer the caller requires.
 
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ParsedPublicKey,
-};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use wharf_core::{Error, Result};
 
 use crate::rekor::TrustedRoot;
-use crate::x509::{Certificate, Curve};
+use crate::x509::Certificate;
 
 /// `1.3.6.1.5.5.7.3.3` id-kp-codeSigning, the extended key usage Fulcio issues.
 const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
@@ -308,29 +305,15 @@ fn rfc3339(t: i64) -> String {
 /// Verify `signature` (ASN.1 DER ECDSA) over `message` with the certificate's key: P-256
 /// with SHA-256, or P-384 with SHA-384 or SHA-256 (older Sigstore clients).
 pub fn verify_with_certificate(cert: &Certificate, message: &[u8], signature: &[u8]) -> Result<()> {
-    let algs: &[&'static EcdsaAlgorithm] = match cert.curve() {
-        Some(Curve::P256) => &[&ECDSA_P256_SHA256_ASN1],
-        Some(Curve::P384) => &[&ECDSA_P384_SHA384_ASN1, &ECDSA_P384_SHA256_ASN1],
-        None => {
-            return Err(Error::new(
-                wharf_core::ErrorKind::Unsupported,
-                "the signing certificate's key is not ECDSA P-256 or P-384",
-            ));
-        }
-    };
-    for alg in algs {
-        let key = ParsedPublicKey::new(*alg, cert.spki_der())
-            .map_err(|e| Error::invalid(format!("the certificate's public key: {e}")))?;
-        if key.verify_sig(message, signature).is_ok() {
-            return Ok(());
-        }
+    // Any key kind cosign verifies with: Fulcio issues ECDSA, a BYO PKI leaf may be RSA.
+    let key = crate::PublicKey::from_spki_der(cert.spki_der(), "the signing certificate's key")?;
+    if key.verifies(message, signature) {
+        return Ok(());
     }
     Err(Error::integrity(
         "the signature does not verify with the signing certificate's key",
     ))
 }
-
-type EcdsaAlgorithm = aws_lc_rs::signature::EcdsaVerificationAlgorithm;
 
 #[cfg(test)]
 mod tests {

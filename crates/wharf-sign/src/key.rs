@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair, ParsedPublicKey,
+    ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair, ParsedPublicKey,
 };
 use wharf_core::sign::{SignOptions, Signature, Signer, Verified, Verifier, VerifyOptions};
 use wharf_core::{Digest, Error, ErrorKind, Result, Secret};
@@ -18,7 +18,10 @@ use wharf_core::{Digest, Error, ErrorKind, Result, Secret};
 use crate::cosign_key::{self, COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};
 use crate::pem;
 
-/// The algorithm name in [`Signature::algorithm`].
+/// The algorithm label of the signatures this crate makes and reads ([`Signature::algorithm`]):
+/// a cosign signature (ASN.1 DER for ECDSA). Whatever the label says, the verifying
+/// [`PublicKey`] decides how a signature is checked (its kind: ECDSA P-256/P-384/P-521,
+/// RSA, Ed25519).
 pub const ALGORITHM: &str = "ecdsa-p256-sha256";
 
 /// An ECDSA P-256 private key. `Debug` shows only its key id.
@@ -450,9 +453,77 @@ impl Signer for EcdsaP256Key {
 /// An ECDSA P-256 public key that verifies signatures.
 #[derive(Clone)]
 pub struct PublicKey {
-    key: std::sync::Arc<ParsedPublicKey>,
+    /// The key parsed once per signature algorithm it may have signed with.
+    keys: std::sync::Arc<Vec<ParsedPublicKey>>,
+    kind: KeyKind,
     spki_der: Vec<u8>,
     key_id: String,
+}
+
+/// The kinds of public keys cosign verifies with, and the signature algorithms each is
+/// checked against: the curve's own hash and SHA-256 for ECDSA (cosign's
+/// `--signature-digest-algorithm` defaults to SHA-256 whatever the curve; Sigstore bundles
+/// use the curve's hash), PKCS#1 v1.5 and PSS with SHA-256 for RSA of 2048 bits or more,
+/// and pure Ed25519.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    EcdsaP256,
+    EcdsaP384,
+    EcdsaP521,
+    Rsa,
+    Ed25519,
+}
+
+type VerificationAlgorithm = dyn aws_lc_rs::signature::VerificationAlgorithm;
+
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            KeyKind::EcdsaP256 => "ECDSA P-256",
+            KeyKind::EcdsaP384 => "ECDSA P-384",
+            KeyKind::EcdsaP521 => "ECDSA P-521",
+            KeyKind::Rsa => "RSA",
+            KeyKind::Ed25519 => "Ed25519",
+        }
+    }
+
+    fn algorithms(self) -> &'static [&'static VerificationAlgorithm] {
+        use aws_lc_rs::signature as sig;
+        match self {
+            KeyKind::EcdsaP256 => &[&sig::ECDSA_P256_SHA256_ASN1],
+            KeyKind::EcdsaP384 => &[&sig::ECDSA_P384_SHA384_ASN1, &sig::ECDSA_P384_SHA256_ASN1],
+            KeyKind::EcdsaP521 => &[&sig::ECDSA_P521_SHA512_ASN1, &sig::ECDSA_P521_SHA256_ASN1],
+            KeyKind::Rsa => &[
+                &sig::RSA_PKCS1_2048_8192_SHA256,
+                &sig::RSA_PSS_2048_8192_SHA256,
+            ],
+            KeyKind::Ed25519 => &[&sig::ED25519],
+        }
+    }
+}
+
+/// The SubjectPublicKeyInfo's algorithm, by its DER-encoded OIDs: `Ok(None)` for a kind
+/// we do not verify with (DSA, secp256k1, …), an error when it is no SPKI at all.
+fn key_kind(spki: &[u8], origin: &str) -> Result<Option<KeyKind>> {
+    const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+    const P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+    let algorithm = crate::x509::spki_algorithm(spki).ok_or_else(|| {
+        Error::invalid(format!(
+            "{origin} is not a public key (a DER SubjectPublicKeyInfo, PEM `PUBLIC KEY`)"
+        ))
+    })?;
+    Ok(match algorithm {
+        (EC_PUBLIC_KEY, Some(P256)) => Some(KeyKind::EcdsaP256),
+        (EC_PUBLIC_KEY, Some(P384)) => Some(KeyKind::EcdsaP384),
+        (EC_PUBLIC_KEY, Some(P521)) => Some(KeyKind::EcdsaP521),
+        (RSA, _) => Some(KeyKind::Rsa),
+        (ED25519, _) => Some(KeyKind::Ed25519),
+        _ => None,
+    })
 }
 
 impl fmt::Debug for PublicKey {
@@ -478,16 +549,49 @@ impl PublicKey {
         Self::from_pem(&text, &path.display().to_string())
     }
 
-    /// A key from SubjectPublicKeyInfo DER (as KMS's `GetPublicKey` returns it).
+    /// A key from SubjectPublicKeyInfo DER (as KMS's `GetPublicKey` returns it): ECDSA
+    /// P-256, P-384 or P-521, RSA of 2048 to 8192 bits, or Ed25519 — the keys cosign
+    /// verifies with. Another kind is an `Unsupported` error naming what is supported.
     pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self> {
-        let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, der).map_err(|e| {
-            Error::invalid(format!("{origin} is not an ECDSA P-256 public key: {e}"))
+        const SUPPORTED: &str = "supported: ECDSA P-256, P-384, P-521; RSA 2048-8192 bits; Ed25519";
+        let kind = key_kind(der, origin)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("{origin} is not a public key of a supported kind ({SUPPORTED})"),
+            )
         })?;
+        if kind == KeyKind::Rsa {
+            let bits = crate::x509::rsa_modulus_bits(der).unwrap_or(0);
+            if !(2048..=8192).contains(&bits) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{origin} is an RSA key of {bits} bits ({SUPPORTED})"),
+                ));
+            }
+        }
+        let keys = kind
+            .algorithms()
+            .iter()
+            .map(|alg| ParsedPublicKey::new(*alg, der))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| match kind {
+                KeyKind::Rsa => Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{origin} is an RSA key cosign would refuse or that is malformed ({e}); {SUPPORTED}"),
+                ),
+                _ => Error::invalid(format!("{origin} is not a valid {} public key: {e}", kind.name())),
+            })?;
         Ok(Self {
-            key: std::sync::Arc::new(key),
+            keys: std::sync::Arc::new(keys),
+            kind,
             spki_der: der.to_vec(),
             key_id: Digest::sha256_of(der).to_string(),
         })
+    }
+
+    /// The kind of key: `ECDSA P-256`, `ECDSA P-384`, `ECDSA P-521`, `RSA` or `Ed25519`.
+    pub fn kind(&self) -> &'static str {
+        self.kind.name()
     }
 
     /// PEM `PUBLIC KEY`.
@@ -507,7 +611,9 @@ impl PublicKey {
 
     /// Whether `signature` (ASN.1 DER) over `message` verifies with this key.
     pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.key.verify_sig(message, signature).is_ok()
+        self.keys
+            .iter()
+            .any(|key| key.verify_sig(message, signature).is_ok())
     }
 
     /// Verify `signature` over `payload`: plain work, no executor. [`Verifier::verify`]
@@ -523,20 +629,26 @@ impl PublicKey {
                 "the signature has no transparency-log entry, and one is required",
             ));
         }
+        // Signatures read from cosign material carry ALGORITHM, whatever the key's kind:
+        // the key decides how it is checked.
         if signature.algorithm != ALGORITHM {
             return Err(Error::integrity(format!(
                 "signature algorithm {:?} is not {ALGORITHM}",
                 signature.algorithm
             )));
         }
-        self.key
-            .verify_sig(payload, &signature.bytes)
-            .map_err(|_| {
-                Error::integrity(format!(
-                    "the signature does not verify with key {}",
-                    self.key_id
-                ))
-            })?;
+        if !self.verifies(payload, &signature.bytes) {
+            // cosign signs with Ed25519ph by default, which aws-lc-rs does not verify.
+            let hint = if self.kind == KeyKind::Ed25519 {
+                " (an Ed25519 key verifies pure Ed25519 signatures; cosign's default for Ed25519 keys, Ed25519ph, is not supported yet)"
+            } else {
+                ""
+            };
+            return Err(Error::integrity(format!(
+                "the signature does not verify with key {}{hint}",
+                self.key_id
+            )));
+        }
         Ok(Verified::new(self.key_id.clone()))
     }
 
@@ -581,6 +693,97 @@ mod tests {
             key.public_key(),
             &other,
         ));
+    }
+
+    /// Every kind of public key cosign verifies with: the SPKI each makes, read back, checks
+    /// signatures made with the matching private key and refuses others'.
+    #[test]
+    fn ecdsa_rsa_and_ed25519_public_keys_verify_their_signatures() {
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{self as sig, Ed25519KeyPair, RsaKeyPair};
+        let rng = SystemRandom::new();
+        let msg = b"payload";
+        let mut cases: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
+        for (name, alg) in [
+            ("ECDSA P-384", &sig::ECDSA_P384_SHA384_ASN1_SIGNING),
+            ("ECDSA P-521", &sig::ECDSA_P521_SHA512_ASN1_SIGNING),
+            ("ECDSA P-521", &sig::ECDSA_P521_SHA256_ASN1_SIGNING),
+            ("ECDSA P-256", &ECDSA_P256_SHA256_ASN1_SIGNING),
+        ] {
+            let key = EcdsaKeyPair::generate(alg).unwrap();
+            let spki = key.public_key().as_der().unwrap().as_ref().to_vec();
+            cases.push((name, spki, key.sign(&rng, msg).unwrap().as_ref().to_vec()));
+        }
+        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let rsa_spki = rsa.public_key().as_der().unwrap().as_ref().to_vec();
+        for padding in [&sig::RSA_PKCS1_SHA256, &sig::RSA_PSS_SHA256] {
+            let mut out = vec![0; rsa.public_modulus_len()];
+            rsa.sign(padding, &rng, msg, &mut out).unwrap();
+            cases.push(("RSA", rsa_spki.clone(), out));
+        }
+        let ed = Ed25519KeyPair::generate().unwrap();
+        let ed_spki = ed.public_key().as_der().unwrap().as_ref().to_vec();
+        cases.push(("Ed25519", ed_spki, ed.sign(msg).as_ref().to_vec()));
+
+        for (name, spki, signature) in &cases {
+            let key = PublicKey::from_spki_der(spki, name).unwrap();
+            assert_eq!(key.kind(), *name);
+            let sig = Signature::new(signature.clone(), ALGORITHM, "");
+            key.verify_bytes(msg, &sig, &VerifyOptions::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                key.verify_bytes(b"other", &sig, &VerifyOptions::default())
+                    .is_err(),
+                "{name}: another message"
+            );
+            let again = PublicKey::from_pem(&key.to_pem(), name).unwrap();
+            assert_eq!(again.key_id(), key.key_id());
+        }
+        // One key's signature does not verify with another key of the same kind.
+        let other = EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_ASN1_SIGNING).unwrap();
+        let other =
+            PublicKey::from_spki_der(other.public_key().as_der().unwrap().as_ref(), "o").unwrap();
+        let sig = Signature::new(cases[0].2.clone(), ALGORITHM, "");
+        assert!(
+            other
+                .verify_bytes(msg, &sig, &VerifyOptions::default())
+                .is_err()
+        );
+    }
+
+    /// Keys cosign refuses are refused, naming what is supported: RSA under 2048 bits, and
+    /// kinds it does not verify with (here secp256k1).
+    #[test]
+    fn unsupported_keys_are_named() {
+        // openssl genrsa 1024 | openssl rsa -pubout (SPKI of a 1024-bit RSA key).
+        const RSA_1024: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1rODGlVu3OlfLgU2KOyPYVfKe
+Ibc3dfVC4Fth/YqgEaJuzj+U8WNev/Tymhqu7SeuK+0mLwJUf9w03KkBqynArnKB
+AWdix3dRx/7x3g9z5ceZtatN9eBDdVMEDrFjXhkZIuggHNsmcTv5rLmTGaYijHIF
+HJsd5ezyPHriLHb8HwIDAQAB
+-----END PUBLIC KEY-----
+";
+        // openssl ecparam -name secp256k1 -genkey | openssl ec -pubout.
+        const SECP256K1: &str = "-----BEGIN PUBLIC KEY-----
+MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEsH6WwqfaetY7R4t73b0v3a7JgBZiI+mp
+pyIyNObTtCnyqDKX00dqBv4gEnbqn2N21pgU5HEDmTIA2z6L1jlDzg==
+-----END PUBLIC KEY-----
+";
+        for (pem, needle) in [
+            (RSA_1024, "is an RSA key of 1024 bits"),
+            (SECP256K1, "not a public key of a supported kind"),
+        ] {
+            let err = PublicKey::from_pem(pem, "k.pub").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(needle)
+                    && msg.contains(
+                        "supported: ECDSA P-256, P-384, P-521; RSA 2048-8192 bits; Ed25519"
+                    ),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
@@ -747,7 +950,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.to_string().contains("is not an ECDSA P-256 public key"),
+            err.to_string()
+                .contains("cosign.pub is not a public key (a DER SubjectPublicKeyInfo"),
             "{err}"
         );
     }

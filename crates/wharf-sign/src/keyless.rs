@@ -651,6 +651,12 @@ mod tests {
         )
         .unwrap();
         let err = Sigstore::new("fulcio.local", PUBLIC_REKOR, root).unwrap_err();
-        assert!(err.to_string().contains("Fulcio URL"), "{err}");
+        // Without the feature, the feature is what is missing, named before any URL.
+        let expected = if cfg!(feature = "keyless") {
+            "Fulcio URL"
+        } else {
+            "enable wharf-sign's `keyless` feature"
+        };
+        assert!(err.to_string().contains(expected), "{err}");
     }
 }

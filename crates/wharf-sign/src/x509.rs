@@ -15,10 +15,6 @@ const OID_FULCIO_ISSUER_V1: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xbf, 
 const OID_FULCIO_ISSUER_V2: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xbf, 0x30, 0x01, 0x08];
 /// `1.3.6.1.4.1.11129.2.4.2`: the embedded SCT list (RFC 6962 §3.3).
 const OID_SCT_LIST: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x02];
-/// `1.2.840.10045.3.1.7`: the P-256 curve.
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-/// `1.3.132.0.34`: the P-384 curve.
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 
 /// One DER element: its tag, its contents, and the whole encoding.
 #[derive(Debug, Clone, Copy)]
@@ -111,11 +107,35 @@ impl SubjectName {
     }
 }
 
-/// The curve of an EC public key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Curve {
-    P256,
-    P384,
+/// The size in bits of an RSA SubjectPublicKeyInfo's modulus (`BIT STRING` holding
+/// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`).
+pub(crate) fn rsa_modulus_bits(spki: &[u8]) -> Option<usize> {
+    let (outer, _) = read(spki)?;
+    let parts = children(outer.body)?;
+    let bits = parts.get(1).filter(|t| t.tag == 0x03)?.body;
+    let (&unused, key) = bits.split_first()?;
+    if unused != 0 {
+        return None;
+    }
+    let (rsa, _) = read(key)?;
+    let fields = children(rsa.body)?;
+    let modulus = fields.first().filter(|t| t.tag == 0x02)?.body;
+    let modulus = match modulus.iter().position(|b| *b != 0) {
+        Some(i) => &modulus[i..],
+        None => return Some(0),
+    };
+    Some(modulus.len() * 8 - modulus[0].leading_zeros() as usize)
+}
+
+/// The algorithm of a SubjectPublicKeyInfo (DER): its OID and, when the parameters are an
+/// OID (an EC key's curve), that one; `None` when it is not an SPKI.
+pub(crate) fn spki_algorithm(spki: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let (outer, _) = read(spki)?;
+    let parts = children(outer.body)?;
+    let alg = children(parts.first()?.body)?;
+    let oid = alg.first().filter(|t| t.tag == 0x06)?.body;
+    let param = alg.get(1).filter(|t| t.tag == 0x06).map(|t| t.body);
+    Some((oid, param))
 }
 
 /// An X.509 certificate, kept as its DER with the parts wharf reads located in it.
@@ -127,7 +147,6 @@ pub struct Certificate {
     issuer: (usize, usize),
     subject: (usize, usize),
     spki: (usize, usize),
-    curve: Option<Curve>,
     extensions: Vec<Extension>,
 }
 
@@ -249,15 +268,6 @@ impl Certificate {
                 });
             }
         }
-        // SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { ecPublicKey, curve }, BIT STRING }.
-        let curve = children(spki.body)
-            .and_then(|p| children(p.first()?.body))
-            .and_then(|alg| alg.get(1).map(|c| c.body.to_vec()))
-            .and_then(|oid| match oid.as_slice() {
-                OID_P256 => Some(Curve::P256),
-                OID_P384 => Some(Curve::P384),
-                _ => None,
-            });
         let not_before = parse_time(validity.first()?)?;
         let not_after = parse_time(validity.get(1)?)?;
         let (issuer, subject, spki) = (
@@ -272,7 +282,6 @@ impl Certificate {
             issuer,
             subject,
             spki,
-            curve,
             extensions,
         })
     }
@@ -298,10 +307,6 @@ impl Certificate {
 
     pub(crate) fn subject_der(&self) -> &[u8] {
         &self.der[self.subject.0..self.subject.1]
-    }
-
-    pub(crate) fn curve(&self) -> Option<Curve> {
-        self.curve
     }
 
     /// `notBefore` and `notAfter`, Unix seconds.
@@ -403,7 +408,12 @@ mod tests {
         );
         // 2022-12-12T18:48:18Z .. 18:58:18Z
         assert_eq!(leaf.validity(), (1670870898, 1670871498));
-        assert_eq!(leaf.curve(), Some(Curve::P256));
+        let kind = |c: &Certificate| {
+            crate::PublicKey::from_spki_der(c.spki_der(), "")
+                .unwrap()
+                .kind()
+        };
+        assert_eq!(kind(&leaf), "ECDSA P-256");
         assert!(leaf.sct_list().is_some());
         let chain = Certificate::from_pem_chain(FULCIO_CHAIN, "fulcio-chain").unwrap();
         assert_eq!(chain.len(), 2);
@@ -413,7 +423,7 @@ mod tests {
             chain[1].subject_der(),
             "self-signed root"
         );
-        assert_eq!(chain[1].curve(), Some(Curve::P384));
+        assert_eq!(kind(&chain[1]), "ECDSA P-384");
     }
 
     #[test]
