@@ -413,7 +413,7 @@ mod tests {
                 .unwrap()
                 .kind()
         };
-        assert_eq!(kind(&leaf), "ECDSA P-256");
+        assert_eq!(kind(leaf), "ECDSA P-256");
         assert!(leaf.sct_list().is_some());
         let chain = Certificate::from_pem_chain(FULCIO_CHAIN, "fulcio-chain").unwrap();
         assert_eq!(chain.len(), 2);
