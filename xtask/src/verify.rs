@@ -43,6 +43,10 @@ pub(crate) struct VerifyCmd {
     /// Keyless: the Sigstore trusted_root.json (default: `[sign] trusted_root`).
     #[arg(long)]
     trusted_root: Option<PathBuf>,
+    /// Keyless: accept certificates without checking their SCTs (cosign's
+    /// `--insecure-ignore-sct`), for a private Sigstore without a CT log; the result says so.
+    #[arg(long)]
+    insecure_ignore_sct: bool,
     /// Also require a verified attestation of this predicate type (repeatable), e.g.
     /// `https://slsa.dev/provenance/v1`.
     #[arg(long = "attestation")]
@@ -151,9 +155,16 @@ impl VerifyCmd {
             };
             let bytes =
                 std::fs::read(&path).with_context(|| format!("trusted root {}", path.display()))?;
-            let root = TrustedRoot::parse(&bytes, &path.display().to_string())?;
+            let mut root = TrustedRoot::parse(&bytes, &path.display().to_string())?;
+            if self.insecure_ignore_sct {
+                root = root.insecure_ignore_sct();
+            }
             return Ok(How::Keyless(identity, root));
         }
+        anyhow::ensure!(
+            !self.insecure_ignore_sct,
+            "--insecure-ignore-sct applies to keyless verification: pass --certificate-identity and --certificate-oidc-issuer too"
+        );
         let key_path = match &self.key {
             Some(p) => p.clone(),
             None => match s.key.as_deref() {
@@ -244,6 +255,9 @@ impl VerifyCmd {
             "image": format!("{repo}@{image}"),
             "trust": match how {
                 How::Key(key) => format!("key {}", key.key_id()),
+                How::Keyless(identity, root) if root.ignores_sct() => {
+                    format!("{}; SCTs NOT checked (--insecure-ignore-sct)", identity.describe())
+                }
                 How::Keyless(identity, _) => identity.describe(),
             },
             "verified": verified,

@@ -525,6 +525,39 @@ fn wharf_verifies_cosign_2_and_3_keyless_signatures_and_attestations() {
         assert_exit(&out, 1, "another identity");
         let said = text(&out.stdout);
         assert!(said.contains("not to the required identity"), "{said}");
+
+        // A trust root without CT logs: the SCT is not skipped silently, only on request.
+        let mut stripped: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+        stripped.as_object_mut().unwrap().remove("ctlogs");
+        let no_ct = s.join("no-ct-logs.json");
+        std::fs::write(&no_ct, stripped.to_string()).unwrap();
+        let without_ct = |extra: &[&str]| {
+            xtask(s, "verify")
+                .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+                .args(["--certificate-identity", TOKEN_SUBJECT])
+                .args(["--certificate-oidc-issuer", TOKEN_ISSUER])
+                .arg("--trusted-root")
+                .arg(&no_ct)
+                .args(extra)
+                .arg(format!("{repo}@{digest}"))
+                .output()
+                .unwrap()
+        };
+        let out = without_ct(&[]);
+        assert_exit(&out, 1, "no CT log in the trust root");
+        assert!(
+            text(&out.stdout).contains("names no certificate-transparency log"),
+            "{}",
+            show(&out)
+        );
+        let out = without_ct(&["--insecure-ignore-sct"]);
+        assert_exit(&out, 0, "the SCT check skipped on request");
+        assert!(
+            text(&out.stdout).contains("SCTs NOT checked (--insecure-ignore-sct)"),
+            "{}",
+            show(&out)
+        );
     }
 }
 

@@ -95,6 +95,9 @@ pub struct VerifiedCertificate {
     pub authority: String,
     /// How many embedded SCTs verified.
     pub scts: usize,
+    /// The SCTs were not checked: the trust root said so
+    /// ([`TrustedRoot::insecure_ignore_sct`]).
+    pub sct_ignored: bool,
     /// The leaf.
     pub certificate: Certificate,
 }
@@ -173,8 +176,12 @@ pub fn verify_certificate(
             }
         )));
     };
-    let scts = if root.ctlogs.is_empty() {
+    let scts = if root.ignore_sct {
         0
+    } else if root.ctlogs.is_empty() {
+        return Err(Error::integrity(
+            "the trusted root names no certificate-transparency log, so the certificate's SCT cannot be checked: add the deployment's CT logs to the trusted root, or skip the check explicitly (TrustedRoot::insecure_ignore_sct, as cosign's --insecure-ignore-sct)",
+        ));
     } else {
         let issuer = issuer.ok_or_else(|| {
             Error::integrity(
@@ -205,6 +212,7 @@ pub fn verify_certificate(
             issuer: issuer_claim,
             authority: ca.uri.clone(),
             scts,
+            sct_ignored: root.ignore_sct,
             certificate: leaf.clone(),
         }),
         _ => Err(Error::integrity(format!(
@@ -364,6 +372,28 @@ mod tests {
         verify_certificate(&leaf(), &[], &production(), AT, &re).unwrap();
     }
 
+    /// A trust root without CT logs does not skip the SCT check silently: it fails, naming
+    /// the explicit option; with the option the result says the SCT was not checked.
+    #[test]
+    fn a_root_without_ct_logs_fails_unless_the_sct_is_skipped_explicitly() {
+        let mut root = production();
+        root.ctlogs.clear();
+        let good = Identity::exact("mitr@redhat.com", ISSUER);
+        let e = verify_certificate(&leaf(), &[], &root, AT, &good).unwrap_err();
+        assert_eq!(e.kind(), wharf_core::ErrorKind::Integrity);
+        assert!(
+            e.to_string()
+                .contains("names no certificate-transparency log")
+                && e.to_string().contains("insecure_ignore_sct"),
+            "{e}"
+        );
+        let v = verify_certificate(&leaf(), &[], &root.insecure_ignore_sct(), AT, &good).unwrap();
+        assert!(v.sct_ignored);
+        assert_eq!(v.scts, 0);
+        let checked = verify_certificate(&leaf(), &[], &production(), AT, &good).unwrap();
+        assert!(!checked.sct_ignored);
+    }
+
     #[test]
     fn wrong_identity_time_or_root_is_refused_with_the_reason() {
         let err = |at, id: &Identity, root: &TrustedRoot| {
@@ -406,15 +436,7 @@ mod tests {
             e.contains("does not chain to a certificate authority"),
             "{e}"
         );
-        // A root without CT logs cannot vouch for SCTs, but with them a forged SCT fails.
-        let mut no_ct = production();
-        no_ct.ctlogs.clear();
-        assert_eq!(
-            verify_certificate(&leaf(), &[], &no_ct, AT, &good)
-                .unwrap()
-                .scts,
-            0
-        );
+        // A root whose CT logs are not the ones that signed the SCT: a forged SCT fails.
         let mut other_ct = production();
         for log in &mut other_ct.ctlogs {
             log.key = crate::EcdsaP256Key::generate()

@@ -255,9 +255,27 @@ pub struct TrustedRoot {
     pub certificate_authorities: Vec<CertificateAuthority>,
     /// Logs whose key type is not supported here, by URL and key type.
     pub skipped: Vec<(String, String)>,
+    /// Certificates are accepted without checking their SCTs: set only by
+    /// [`TrustedRoot::insecure_ignore_sct`], and reported by every verification.
+    pub(crate) ignore_sct: bool,
 }
 
 impl TrustedRoot {
+    /// Accept certificates without checking their signed certificate timestamps, as
+    /// cosign's `--insecure-ignore-sct` does: for private deployments without a CT log.
+    /// Without it, a root that names no CT log fails every keyless verification (the SCT
+    /// is never skipped silently); with it, results say the SCT was not checked
+    /// ([`crate::fulcio::VerifiedCertificate::sct_ignored`]).
+    pub fn insecure_ignore_sct(mut self) -> Self {
+        self.ignore_sct = true;
+        self
+    }
+
+    /// Whether [`TrustedRoot::insecure_ignore_sct`] is in force.
+    pub fn ignores_sct(&self) -> bool {
+        self.ignore_sct
+    }
+
     /// Parse `trusted_root.json`; `origin` names the file in errors.
     pub fn parse(json: &[u8], origin: &str) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_slice(json)
@@ -273,6 +291,7 @@ impl TrustedRoot {
             ctlogs: Vec::new(),
             certificate_authorities: Vec::new(),
             skipped: Vec::new(),
+            ignore_sct: false,
         };
         let b64 = |field: &str, s: &serde_json::Value| {
             STANDARD
