@@ -283,6 +283,19 @@ impl Bundle {
                     "the bundle's x509CertificateChain is empty: there is no certificate to verify",
                 ));
             }
+            // A bundle carries the leaf and at most intermediates: a root there would be
+            // trusted on the bundle's say-so; roots come from the trusted root only.
+            if let Some(i) = out
+                .iter()
+                .skip(1)
+                .position(|c| c.issuer_der() == c.subject_der())
+            {
+                return Err(Error::integrity(format!(
+                    "the bundle's x509CertificateChain includes a root (self-signed) certificate, certificate {} of {}: a bundle may carry only the leaf and intermediates; roots come from the trusted root",
+                    i + 2,
+                    out.len()
+                )));
+            }
             return Ok(Some(out));
         }
         Ok(None)
@@ -435,26 +448,18 @@ pub async fn verify(
                 && recorded.as_deref() == Some(&signature[..])
                 && same_verifier(&body["spec"]["signature"]["publicKey"]["content"])
         }
-        (Some("dsse"), Some(payload)) => {
-            let spec = &body["spec"];
-            spec["payloadHash"]["algorithm"] == "sha256"
-                && spec["payloadHash"]["value"].as_str() == Some(Digest::sha256_of(payload).hex())
-                && spec["signatures"].as_array().is_some_and(|sigs| {
-                    sigs.iter().any(|s| {
-                        s["signature"]
-                            .as_str()
-                            .and_then(|s| crate::b64::decode(s).ok())
-                            .as_deref()
-                            == Some(&signature[..])
-                            && same_verifier(&s["verifier"])
-                    })
-                })
+        // What cosign and sigstore-go log for DSSE (`dsse`), and older cosign `attest`
+        // (`intoto` 0.0.2).
+        (Some("dsse" | "intoto"), Some(payload)) => {
+            crate::rekor::envelope_entry_verifiers(&body, payload, &signature)?
+                .into_iter()
+                .any(same_verifier)
         }
         (kind, _) => {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "log entry kind {} is not supported for this bundle content (hashedrekord for message signatures, dsse for DSSE envelopes)",
+                    "log entry kind {} is not supported for this bundle content (hashedrekord for message signatures, dsse or intoto for DSSE envelopes)",
                     kind.unwrap_or("(none)")
                 ),
             ));

@@ -126,11 +126,27 @@ pub(crate) fn log_id_bytes(bundle: &RekorBundle) -> Result<Vec<u8>> {
 ///
 /// Other kinds and versions are an `Unsupported` error naming them.
 pub fn check_envelope_entry(body_b64: &str, payload: &[u8], signature: &[u8]) -> Result<()> {
-    let body = STANDARD
-        .decode(body_b64.trim())
+    let body = crate::b64::decode(body_b64.trim())
         .map_err(|e| Error::invalid(format!("the Rekor entry body is not base64: {e}")))?;
     let body: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| Error::invalid(format!("the Rekor entry body is not JSON: {e}")))?;
+    if envelope_entry_verifiers(&body, payload, signature)?.is_empty() {
+        return Err(Error::integrity(
+            "the Rekor entry does not match this attestation: it records another payload hash or signature",
+        ));
+    }
+    Ok(())
+}
+
+/// The verifiers (base64 of the PEM key or certificate) recorded beside `signature` in a
+/// `dsse` 0.0.1 or `intoto` 0.0.2 entry `body` whose payload hash is `payload`'s: empty
+/// when the entry records another payload or signature; an `Unsupported` error for other
+/// kinds and versions. See [`check_envelope_entry`].
+pub(crate) fn envelope_entry_verifiers<'b>(
+    body: &'b serde_json::Value,
+    payload: &[u8],
+    signature: &[u8],
+) -> Result<Vec<&'b serde_json::Value>> {
     let payload_hash = Digest::sha256_of(payload).hex().to_owned();
     let hash_is = |h: &serde_json::Value| {
         h["algorithm"] == "sha256" && h["value"].as_str() == Some(payload_hash.as_str())
@@ -142,19 +158,23 @@ pub fn check_envelope_entry(body_b64: &str, payload: &[u8], signature: &[u8]) ->
             .and_then(|s| crate::b64::decode(s.trim()).ok())
             .is_some_and(|d| d == signature || d == ours_b64.as_bytes())
     };
-    let any_sig = |sigs: &serde_json::Value, field: &str| {
-        sigs.as_array()
-            .is_some_and(|sigs| sigs.iter().any(|s| is_ours(&s[field])))
-    };
     let spec = &body["spec"];
-    let matches = match (body["kind"].as_str(), body["apiVersion"].as_str()) {
-        (Some("dsse"), Some("0.0.1")) => {
-            hash_is(&spec["payloadHash"]) && any_sig(&spec["signatures"], "signature")
-        }
-        (Some("intoto"), Some("0.0.2")) => {
-            let content = &spec["content"];
-            hash_is(&content["payloadHash"]) && any_sig(&content["envelope"]["signatures"], "sig")
-        }
+    let (hash, sigs, sig_field, verifier_field) = match (
+        body["kind"].as_str(),
+        body["apiVersion"].as_str(),
+    ) {
+        (Some("dsse"), Some("0.0.1")) => (
+            &spec["payloadHash"],
+            &spec["signatures"],
+            "signature",
+            "verifier",
+        ),
+        (Some("intoto"), Some("0.0.2")) => (
+            &spec["content"]["payloadHash"],
+            &spec["content"]["envelope"]["signatures"],
+            "sig",
+            "publicKey",
+        ),
         (kind, version) => {
             return Err(Error::new(
                 wharf_core::ErrorKind::Unsupported,
@@ -166,13 +186,16 @@ pub fn check_envelope_entry(body_b64: &str, payload: &[u8], signature: &[u8]) ->
             ));
         }
     };
-    if matches {
-        Ok(())
-    } else {
-        Err(Error::integrity(
-            "the Rekor entry does not match this attestation: it records another payload hash or signature",
-        ))
+    if !hash_is(hash) {
+        return Ok(Vec::new());
     }
+    Ok(sigs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| is_ours(&s[sig_field]))
+        .map(|s| &s[verifier_field])
+        .collect())
 }
 
 /// Verify a signed entry timestamp: the log's signature over the canonical JSON of

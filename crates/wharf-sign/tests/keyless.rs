@@ -495,3 +495,127 @@ async fn the_bundle_referrer_is_cosign_3_shaped() {
     assert!(entry["inclusionPromise"]["signedEntryTimestamp"].is_string());
     assert!(entry["inclusionProof"]["checkpoint"]["envelope"].is_string());
 }
+
+/// The Rekor answer to a new entry as a bundle `tlogEntries` item (hex hashes as base64,
+/// numbers as strings, as protobuf JSON writes them).
+fn tlog_entry(answer: &serde_json::Value, kind: &str, version: &str) -> serde_json::Value {
+    use base64::engine::general_purpose::STANDARD;
+    let (_, e) = answer.as_object().unwrap().iter().next().unwrap();
+    let hex_b64 = |v: &serde_json::Value| {
+        let hex = v.as_str().unwrap();
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        STANDARD.encode(bytes)
+    };
+    let proof = &e["verification"]["inclusionProof"];
+    serde_json::json!({
+        "logIndex": e["logIndex"].to_string(),
+        "logId": {"keyId": hex_b64(&e["logID"])},
+        "kindVersion": {"kind": kind, "version": version},
+        "integratedTime": e["integratedTime"].to_string(),
+        "inclusionPromise": {"signedEntryTimestamp": e["verification"]["signedEntryTimestamp"]},
+        "inclusionProof": {
+            "logIndex": proof["logIndex"].to_string(),
+            "rootHash": hex_b64(&proof["rootHash"]),
+            "treeSize": proof["treeSize"].to_string(),
+            "hashes": proof["hashes"].as_array().unwrap().iter().map(hex_b64).collect::<Vec<_>>(),
+            "checkpoint": {"envelope": proof["checkpoint"]},
+        },
+        "canonicalizedBody": e["body"],
+    })
+}
+
+/// An attestation logged as an `intoto` 0.0.2 entry (what cosign `attest` logged before
+/// `dsse`), in Rekor's canonical form — the envelope without its payload, each signature
+/// base64-encoded once more — verifies like a `dsse` one; the same entry recording another
+/// payload does not.
+#[tokio::test]
+async fn a_bundle_whose_attestation_is_logged_as_an_intoto_entry_verifies() {
+    use base64::engine::general_purpose::STANDARD;
+    let _serial = SERIAL.lock().await;
+    let key = wharf_sign::EcdsaP256Key::generate().unwrap();
+    let artifact = b"model weights, as a file";
+    let statement = wharf_sign::attest::Statement::about(
+        "model.safetensors",
+        &Digest::sha256_of(artifact),
+        "https://slsa.dev/provenance/v1",
+        serde_json::json!({"buildDefinition": {"buildType": "https://example.com/b"}}),
+    );
+    let envelope = wharf_sign::attest::sign_statement(&statement, &key)
+        .await
+        .unwrap();
+    let payload = STANDARD.decode(&envelope.payload).unwrap();
+    let envelope_json = serde_json::to_vec(&envelope).unwrap();
+    let entry = |payload_hash: String| {
+        serde_json::json!({
+            "apiVersion": "0.0.2",
+            "kind": "intoto",
+            "spec": {"content": {
+                "envelope": {
+                    "payloadType": envelope.payload_type,
+                    "signatures": [{
+                        "sig": STANDARD.encode(&envelope.signatures[0].sig),
+                        "publicKey": STANDARD.encode(key.public_key().to_pem()),
+                    }],
+                },
+                "hash": {"algorithm": "sha256", "value": Digest::sha256_of(&envelope_json).hex()},
+                "payloadHash": {"algorithm": "sha256", "value": payload_hash},
+            }},
+        })
+    };
+    let root = TrustedRoot::parse(&get("/trusted_root.json").await, "mock root").unwrap();
+    let bundle_for = |tlog: serde_json::Value| {
+        let json = serde_json::json!({
+            "mediaType": BUNDLE_V03,
+            "verificationMaterial": {
+                "publicKey": {"hint": key.public_key().key_id()},
+                "tlogEntries": [tlog],
+            },
+            "dsseEnvelope": {
+                "payload": envelope.payload,
+                "payloadType": envelope.payload_type,
+                "signatures": [{"sig": envelope.signatures[0].sig, "keyid": ""}],
+            },
+        });
+        Bundle::parse(&serde_json::to_vec(&json).unwrap(), "intoto bundle").unwrap()
+    };
+    let log = |entry: serde_json::Value| async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/log/entries", base()))
+            .json(&entry)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json::<serde_json::Value>().await.unwrap()
+    };
+    let good = log(entry(Digest::sha256_of(&payload).hex().to_owned())).await;
+    let v = wharf_sign::bundle::verify_with_key(
+        &bundle_for(tlog_entry(&good, "intoto", "0.0.2")),
+        artifact,
+        Some(key.public_key()),
+        &root,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.key_id, key.public_key().key_id());
+    // The log vouches for an entry about another payload: refused, for that reason.
+    let other = log(entry(
+        Digest::sha256_of(b"another statement").hex().to_owned(),
+    ))
+    .await;
+    let err = wharf_sign::bundle::verify_with_key(
+        &bundle_for(tlog_entry(&other, "intoto", "0.0.2")),
+        artifact,
+        Some(key.public_key()),
+        &root,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("log entry does not match its signature"),
+        "{err}"
+    );
+}

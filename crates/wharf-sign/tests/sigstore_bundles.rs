@@ -508,3 +508,51 @@ async fn keyless_tampering_is_named() {
         "{err}"
     );
 }
+
+/// A v0.1 bundle whose x509CertificateChain also carries Fulcio's intermediate and root
+/// (taken from the production trust root): refused because of the root — which, were the
+/// bundle believed, would otherwise anchor the chain — and not for any other reason.
+#[tokio::test]
+async fn a_bundle_chain_that_carries_a_root_certificate_is_refused() {
+    let root_json: serde_json::Value =
+        serde_json::from_slice(&read("production_trusted_root.json")).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&read("happy-path-v0.1/bundle.sigstore.json")).unwrap();
+    let chain = v
+        .pointer_mut("/verificationMaterial/x509CertificateChain/certificates")
+        .unwrap()
+        .as_array_mut()
+        .unwrap();
+    // The newest Fulcio authority: its intermediate, then its root.
+    let fulcio = root_json["certificateAuthorities"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["certChain"]["certificates"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(fulcio.len() >= 2, "an intermediate and a root");
+    chain.extend(fulcio);
+    let bundle = Bundle::parse(&serde_json::to_vec(&v).unwrap(), "with-root").unwrap();
+    let err = verify_with_identity(&bundle, &read("a.txt"), &beacon(), &production())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(
+        err.to_string()
+            .contains("x509CertificateChain includes a root (self-signed) certificate"),
+        "{err}"
+    );
+    // Without the root (leaf and intermediate only) the same bundle verifies.
+    let chain = v
+        .pointer_mut("/verificationMaterial/x509CertificateChain/certificates")
+        .unwrap()
+        .as_array_mut()
+        .unwrap();
+    chain.pop();
+    let bundle = Bundle::parse(&serde_json::to_vec(&v).unwrap(), "with-intermediate").unwrap();
+    verify_with_identity(&bundle, &read("a.txt"), &beacon(), &production())
+        .await
+        .unwrap();
+}
