@@ -173,7 +173,15 @@ async fn measure_keyless(
         sign_image_keyless(reg, repo, &image, repo, &session).await?;
         t.add("sign + Rekor + attach (.sig)", start.elapsed());
         let start = Instant::now();
-        verify_image_keyless(reg, repo, &image, &identity, sigstore.root(), None).await?;
+        verify_image_keyless(
+            reg,
+            repo,
+            &image,
+            &identity,
+            sigstore.root(),
+            wharf_sign::cosign::ReferenceMatch::Any,
+        )
+        .await?;
         t.add(
             "verify signature (.sig: chain, SCT, SET, identity)",
             start.elapsed(),

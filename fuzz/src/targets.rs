@@ -489,7 +489,7 @@ pub fn cosign_signature(data: &[u8]) {
             &expected,
             &MITR,
             root,
-            None,
+            wharf_sign::cosign::ReferenceMatch::Any,
         )) {
             assert_eq!(
                 v.payload.manifest_digest, expected,

@@ -66,7 +66,7 @@ fn the_signature_seeds_verify() {
         &digest,
         &mitr,
         &production(),
-        None,
+        wharf_sign::cosign::ReferenceMatch::Any,
     ))
     .unwrap();
     assert_eq!(v.key_id, "mitr@redhat.com");

@@ -1118,8 +1118,8 @@ fn verify_keyless(
                 .await
                 .map(|v| v.len())
         } else {
-            let mut req = wharf_sign::cosign::Requirements::default();
-            req.docker_reference = Some(repo);
+            let req = wharf_sign::cosign::Requirements::new()
+                .reference(wharf_sign::cosign::ReferenceMatch::Exact(repo));
             wharf_sign::cosign::verify_image_with(&reg, repo, &digest, trust, &req)
                 .await
                 .map(|v| v.len())

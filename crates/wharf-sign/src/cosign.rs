@@ -148,13 +148,83 @@ impl SimpleSigning {
 }
 
 /// What a caller requires of a signature beyond a valid signature over the right digest.
+/// `Requirements::new()` requires nothing more (any reference, no log entry).
+///
+/// ```
+/// use wharf_sign::cosign::{ReferenceMatch, Requirements};
+/// let req = Requirements::new().reference(ReferenceMatch::Repository("ghcr.io/acme/model"));
+/// assert!(req.accepts_reference("ghcr.io/acme/model:v1"));
+/// assert!(!req.accepts_reference("ghcr.io/evil/model"));
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Requirements<'a> {
-    /// The payload must name this repository (`host/path`, no tag or digest).
-    pub docker_reference: Option<&'a str>,
+    /// How the payload's `docker-reference` must match (default: any).
+    pub reference: ReferenceMatch<'a>,
     /// A Rekor bundle must be present and its signed entry timestamp verify with this key.
     pub rekor_key: Option<&'a PublicKey>,
+}
+
+impl<'a> Requirements<'a> {
+    /// Nothing beyond a valid signature over the right digest.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Require the payload's `docker-reference` to match as `reference` says.
+    pub fn reference(mut self, reference: ReferenceMatch<'a>) -> Self {
+        self.reference = reference;
+        self
+    }
+
+    /// Require a Rekor bundle whose signed entry timestamp verifies with `key`.
+    pub fn rekor_key(mut self, key: &'a PublicKey) -> Self {
+        self.rekor_key = Some(key);
+        self
+    }
+
+    /// Whether a payload naming `docker_reference` meets [`Requirements::reference`].
+    pub fn accepts_reference(&self, docker_reference: &str) -> bool {
+        self.reference.accepts(docker_reference)
+    }
+}
+
+/// How a signature payload's `docker-reference` (the name the signer gave the image) must
+/// match, after containers/image's `signedIdentity` rules. The digest is always checked
+/// separately: these only decide which *names* a signature may carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReferenceMatch<'a> {
+    /// Any name (cosign's behaviour: the digest is what is signed).
+    #[default]
+    Any,
+    /// Exactly this string (`ghcr.io/acme/model`, or with a tag or digest if the signer
+    /// wrote one) — containers/image `matchExact`.
+    Exact(&'a str),
+    /// The same repository, whatever tag or digest follows it: `ghcr.io/acme/model` accepts
+    /// `ghcr.io/acme/model`, `…:v1` and `…@sha256:…` (cosign 3 writes the digest) —
+    /// containers/image `matchRepository`.
+    Repository(&'a str),
+}
+
+impl ReferenceMatch<'_> {
+    /// Whether `docker_reference` matches.
+    pub fn accepts(&self, docker_reference: &str) -> bool {
+        match self {
+            ReferenceMatch::Any => true,
+            ReferenceMatch::Exact(r) => docker_reference == *r,
+            ReferenceMatch::Repository(r) => repository_of(docker_reference) == repository_of(r),
+        }
+    }
+}
+
+/// `host/path` of a reference: without `@digest` and without a `:tag` after the last `/`.
+fn repository_of(reference: &str) -> &str {
+    let name = reference.split_once('@').map_or(reference, |(n, _)| n);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    }
 }
 
 /// One signature that verified.
@@ -195,7 +265,7 @@ pub async fn verify_payload(
     let verified = verifier
         .verify(payload, &sig, &VerifyOptions::default())
         .await?;
-    let parsed = check_payload(payload, expected, req.docker_reference)?;
+    let parsed = check_payload(payload, expected, req.reference)?;
     let (mut integrated_time, mut log_index) = (None, None);
     match (annotations.get(ANNOTATION_BUNDLE), req.rekor_key) {
         (Some(bundle), Some(rekor)) => {
@@ -231,7 +301,7 @@ pub async fn verify_payload_keyless(
     expected: &Digest,
     identity: &Identity,
     root: &TrustedRoot,
-    docker_reference: Option<&str>,
+    reference: ReferenceMatch<'_>,
 ) -> Result<VerifiedSignature> {
     let annotation = |name: &str| {
         annotations.get(name).ok_or_else(|| {
@@ -254,7 +324,7 @@ pub async fn verify_payload_keyless(
         None => Vec::new(),
     };
     crate::fulcio::verify_with_certificate(&leaf, payload, &sig)?;
-    let parsed = check_payload(payload, expected, docker_reference)?;
+    let parsed = check_payload(payload, expected, reference)?;
     let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
     let log_id = crate::rekor::log_id_bytes(&bundle)?;
     let log = root.log(&log_id).ok_or_else(|| {
@@ -283,7 +353,7 @@ pub async fn verify_payload_keyless(
 fn check_payload(
     payload: &[u8],
     expected: &Digest,
-    docker_reference: Option<&str>,
+    reference: ReferenceMatch<'_>,
 ) -> Result<SimpleSigning> {
     let parsed = SimpleSigning::parse(payload)?;
     if &parsed.manifest_digest != expected {
@@ -292,11 +362,14 @@ fn check_payload(
             parsed.manifest_digest
         )));
     }
-    if let Some(repo) = docker_reference
-        && parsed.docker_reference != repo
-    {
+    if !reference.accepts(&parsed.docker_reference) {
+        let wanted = match reference {
+            ReferenceMatch::Exact(r) => format!("{r:?} exactly"),
+            ReferenceMatch::Repository(r) => format!("repository {:?}", repository_of(r)),
+            ReferenceMatch::Any => "any".to_owned(),
+        };
         return Err(Error::integrity(format!(
-            "the signature names repository {:?}, not {repo:?}",
+            "the signature names repository {:?}, not {wanted}",
             parsed.docker_reference
         )));
     }
@@ -378,10 +451,8 @@ impl PublicKey {
         registry: &dyn Registry,
         image: &ImageRef,
     ) -> Result<Vec<VerifiedSignature>> {
-        let req = Requirements {
-            docker_reference: Some(&image.docker_reference),
-            rekor_key: None,
-        };
+        let req =
+            Requirements::new().reference(ReferenceMatch::Repository(&image.docker_reference));
         verify_image(registry, &image.repo, &image.digest, self, &req).await
     }
 }
@@ -473,15 +544,7 @@ async fn verify_layer(
     match trust {
         Trust::Key(verifier) => verify_payload(payload, annotations, image, verifier, req).await,
         Trust::Keyless { identity, root } => {
-            verify_payload_keyless(
-                payload,
-                annotations,
-                image,
-                identity,
-                root,
-                req.docker_reference,
-            )
-            .await
+            verify_payload_keyless(payload, annotations, image, identity, root, req.reference).await
         }
     }
 }
@@ -724,12 +787,9 @@ pub async fn verify_image_keyless(
     image: &Digest,
     identity: &Identity,
     root: &TrustedRoot,
-    docker_reference: Option<&str>,
+    reference: ReferenceMatch<'_>,
 ) -> Result<Vec<VerifiedSignature>> {
-    let req = Requirements {
-        docker_reference,
-        rekor_key: None,
-    };
+    let req = Requirements::new().reference(reference);
     verify_image_with(
         registry,
         repo,
@@ -776,4 +836,36 @@ pub async fn verify_image_with(
         )));
     }
     Ok(verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReferenceMatch;
+
+    #[test]
+    fn references_match_exactly_by_repository_or_at_all() {
+        let repo = ReferenceMatch::Repository("127.0.0.1:5000/acme/model");
+        for ok in [
+            "127.0.0.1:5000/acme/model",
+            "127.0.0.1:5000/acme/model:v1",
+            "127.0.0.1:5000/acme/model@sha256:0123",
+            "127.0.0.1:5000/acme/model:v1@sha256:0123",
+        ] {
+            assert!(repo.accepts(ok), "{ok}");
+        }
+        for refused in [
+            "127.0.0.1:5000/acme/model2",
+            "127.0.0.1:5001/acme/model",
+            "127.0.0.1:5000/acme",
+            "127.0.0.1:5000/acme/model/sub",
+        ] {
+            assert!(!repo.accepts(refused), "{refused}");
+        }
+        // A tag in the required reference is ignored too: it names the repository.
+        assert!(ReferenceMatch::Repository("ghcr.io/a/m:latest").accepts("ghcr.io/a/m:v2"));
+        let exact = ReferenceMatch::Exact("ghcr.io/a/m");
+        assert!(exact.accepts("ghcr.io/a/m"));
+        assert!(!exact.accepts("ghcr.io/a/m:v1"));
+        assert!(ReferenceMatch::Any.accepts("anything/at/all"));
+    }
 }

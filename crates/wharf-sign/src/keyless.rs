@@ -591,7 +591,7 @@ impl KeylessSession<'_> {
             &parsed.manifest_digest,
             &self.identity,
             &self.sigstore.root,
-            None,
+            crate::cosign::ReferenceMatch::Any,
         )
         .await
         .map_err(|e| {

@@ -11,7 +11,7 @@ use wharf_core::{Digest, ErrorKind};
 use wharf_sign::PublicKey;
 use wharf_sign::cosign::{
     ANNOTATION_BUNDLE, ANNOTATION_CERTIFICATE, ANNOTATION_CHAIN, ANNOTATION_SIGNATURE,
-    Requirements, SimpleSigning, verify_payload,
+    ReferenceMatch, Requirements, SimpleSigning, verify_payload,
 };
 use wharf_sign::rekor::{RekorBundle, verify_bundle};
 
@@ -123,8 +123,7 @@ async fn a_signature_for_another_manifest_is_rejected() {
 async fn a_payload_naming_another_repository_is_rejected_when_one_is_required() {
     let (payload, ann) = signature_file("dir-img-cosign-valid/signature-1");
     let digest = manifest_digest("dir-img-cosign-valid");
-    let mut req = Requirements::default();
-    req.docker_reference = Some("registry.example/acme/model");
+    let req = Requirements::new().reference(ReferenceMatch::Exact("registry.example/acme/model"));
     let err = verify_payload(&payload, &ann, &digest, &key("cosign.pub"), &req)
         .await
         .unwrap_err();
@@ -141,8 +140,7 @@ async fn key_plus_rekor_bundle_verifies_offline_and_each_fault_is_named() {
     let (payload, ann) = signature_file(&format!("{dir}/signature-1"));
     let digest = manifest_digest(dir);
     let rekor = key("rekor.pub");
-    let mut req = Requirements::default();
-    req.rekor_key = Some(&rekor);
+    let mut req = Requirements::new().rekor_key(&rekor);
     let v = verify_payload(&payload, &ann, &digest, &key("cosign2.pub"), &req)
         .await
         .unwrap();
@@ -312,7 +310,7 @@ async fn a_keyless_cosign_signature_verifies_by_identity() {
     .unwrap();
     let digest = SimpleSigning::parse(&payload).unwrap().manifest_digest;
     let who = Identity::exact("mitr@redhat.com", "https://github.com/login/oauth");
-    let v = verify_payload_keyless(&payload, &ann, &digest, &who, &root, None)
+    let v = verify_payload_keyless(&payload, &ann, &digest, &who, &root, ReferenceMatch::Any)
         .await
         .unwrap();
     assert_eq!(v.key_id, "mitr@redhat.com");
@@ -321,7 +319,12 @@ async fn a_keyless_cosign_signature_verifies_by_identity() {
 
     let err = |ann: &BTreeMap<String, String>, who: &Identity, digest: &Digest| {
         futures::executor::block_on(verify_payload_keyless(
-            &payload, ann, digest, who, &root, None,
+            &payload,
+            ann,
+            digest,
+            who,
+            &root,
+            ReferenceMatch::Any,
         ))
         .unwrap_err()
         .to_string()

@@ -22,7 +22,7 @@ use wharf_sign::bundle::{
     BUNDLE_V03, Bundle, attest_image_bundle_keyless, sign_image_bundle_keyless,
     verify_bundle_attestations, verify_image_bundle_with, verify_with_identity,
 };
-use wharf_sign::cosign::{SignOutcome, sign_image_keyless, verify_image_keyless};
+use wharf_sign::cosign::{ReferenceMatch, SignOutcome, sign_image_keyless, verify_image_keyless};
 use wharf_sign::fulcio::Identity;
 use wharf_sign::keyless::Sigstore;
 use wharf_sign::rekor::TrustedRoot;
@@ -187,9 +187,16 @@ async fn images_signed_and_attested_keylessly_in_both_formats_verify_and_resigni
             .unwrap(),
         SignOutcome::AlreadySigned
     );
-    let v = verify_image_keyless(&reg, repo, &image, &who(), sigstore.root(), None)
-        .await
-        .unwrap();
+    let v = verify_image_keyless(
+        &reg,
+        repo,
+        &image,
+        &who(),
+        sigstore.root(),
+        ReferenceMatch::Any,
+    )
+    .await
+    .unwrap();
     assert_eq!(v[0].key_id, SUBJECT);
     assert!(v[0].integrated_time.is_some());
 
@@ -235,10 +242,17 @@ async fn images_signed_and_attested_keylessly_in_both_formats_verify_and_resigni
     .unwrap_err()
     .to_string();
     assert!(e.contains("not to the required identity"), "{e}");
-    let e = verify_image_keyless(&reg, repo, &image, &eve, sigstore.root(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = verify_image_keyless(
+        &reg,
+        repo,
+        &image,
+        &eve,
+        sigstore.root(),
+        ReferenceMatch::Any,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not to the required identity"), "{e}");
     // A key does not stand in for a certificate.
     let key = wharf_sign::EcdsaP256Key::generate().unwrap();

@@ -8,8 +8,8 @@ use wharf_core::memory::MemoryRegistry;
 use wharf_core::{Digest, ErrorKind, ImageManifest, Registry};
 use wharf_sign::EcdsaP256Key;
 use wharf_sign::cosign::{
-    ANNOTATION_SIGNATURE, Requirements, SIMPLE_SIGNING_MEDIA_TYPE, SignOutcome, SimpleSigning,
-    sign_image, signature_tag, verify_image,
+    ANNOTATION_SIGNATURE, ReferenceMatch, Requirements, SIMPLE_SIGNING_MEDIA_TYPE, SignOutcome,
+    SimpleSigning, sign_image, signature_tag, verify_image,
 };
 
 const REPO: &str = "models/fraud";
@@ -81,8 +81,7 @@ async fn sign_is_idempotent_keeps_other_signatures_and_verifies() {
             SimpleSigning::new(REFERENCE, digest.clone())
         );
     }
-    let mut req = Requirements::default();
-    req.docker_reference = Some(REFERENCE);
+    let req = Requirements::new().reference(ReferenceMatch::Exact(REFERENCE));
     verify_image(&reg, REPO, &digest, a.public_key(), &req)
         .await
         .unwrap();

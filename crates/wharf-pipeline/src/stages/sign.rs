@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use wharf_core::{Error, ErrorKind, Evidence, Registry, Secret, Signer, Verifier};
 use wharf_sign::Trust;
-use wharf_sign::cosign::{Requirements, SignOutcome, sign_image, signature_tag};
+use wharf_sign::cosign::{ReferenceMatch, Requirements, SignOutcome, sign_image, signature_tag};
 use wharf_sign::fulcio::Identity;
 use wharf_sign::keyless::{KeylessSession, Sigstore};
 
@@ -376,8 +376,9 @@ impl Stage for VerifySignatureStage {
     async fn run(&self, ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
         let t = &self.target;
         let image = t.image(ctx)?;
-        let mut req = Requirements::default();
-        req.docker_reference = Some(&t.docker_reference);
+        // The repository the stage signs in, whatever tag or digest the signer appended
+        // (cosign 3 writes the digest).
+        let req = Requirements::new().reference(ReferenceMatch::Repository(&t.docker_reference));
         let identity = match &self.credentials {
             Credentials::Keyless { identity, .. } => {
                 Some(Credentials::expected_identity(identity, ctx)?)
