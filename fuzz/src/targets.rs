@@ -560,7 +560,7 @@ pub fn sigstore_bundle(data: &[u8]) {
         let _ = block_on(bundle::verify_with_key(
             &b,
             artifact,
-            Some(&MANAGED_KEY),
+            Some(&*MANAGED_KEY),
             root,
         ));
         let _ = block_on(bundle::verify_with_key(&b, artifact, None, root));

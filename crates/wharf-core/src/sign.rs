@@ -120,4 +120,21 @@ pub trait Verifier: fmt::Debug + Send + Sync + 'static {
         signature: &Signature,
         opts: &VerifyOptions,
     ) -> Result<Verified>;
+
+    /// Verify `signature` over a message of which only the SHA-256 `digest` is known — a
+    /// multi-gigabyte file hashed while it streamed past, never held in memory. Keys whose
+    /// signatures hash the message themselves can (ECDSA, RSA); the default, for verifiers
+    /// that need the whole message, is an `Unsupported` error.
+    async fn verify_digest(
+        &self,
+        digest: &crate::Digest,
+        signature: &Signature,
+        opts: &VerifyOptions,
+    ) -> Result<Verified> {
+        let _ = (digest, signature, opts);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this verifier needs the whole message, not its digest",
+        ))
+    }
 }

@@ -189,13 +189,13 @@ fn b64s(v: &str, field: &str) -> Result<Vec<u8>> {
     crate::b64::decode(v).map_err(|e| Error::invalid(format!("bundle {field} is not base64: {e}")))
 }
 
-/// Verify a message-signature `bundle` over `artifact`, signed with `key` (`None` when the
-/// caller has none: a keyed bundle then fails), its log entry checked offline against
-/// `root`'s logs.
+/// Verify a message-signature `bundle` over `artifact`, signed with `key` — any
+/// [`Verifier`]: a key file's [`PublicKey`], a KMS key — (`None` when the caller has none:
+/// a keyed bundle then fails), its log entry checked offline against `root`'s logs.
 pub async fn verify_with_key(
     bundle: &Bundle,
     artifact: &[u8],
-    key: Option<&PublicKey>,
+    key: Option<&dyn Verifier>,
     root: &TrustedRoot,
 ) -> Result<VerifiedBundle> {
     if bundle.certificate_chain()?.is_some() {
@@ -213,12 +213,45 @@ pub async fn verify_with_key(
     .await
 }
 
+/// The SHA-256 of the file at `path`, read in 1 MiB pieces: a model file of any size is
+/// hashed without being held in memory. Errors name the path.
+pub fn digest_file(path: &std::path::Path) -> Result<Digest> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut hasher = wharf_core::digest::Hasher::new(wharf_core::Algorithm::Sha256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Verify `bundle` over the file at `path` — a message signature (`cosign sign-blob
+/// --bundle`, sigstore `sign`) or a DSSE statement about it — hashing the file as it
+/// streams, so a multi-gigabyte model is never read into memory; then as [`verify`].
+/// Message signatures verify from the digest with ECDSA and RSA keys (not Ed25519).
+pub async fn verify_file(
+    bundle: &Bundle,
+    path: &std::path::Path,
+    signed_by: SignedBy<'_>,
+    root: &TrustedRoot,
+) -> Result<VerifiedBundle> {
+    let owned = path.to_owned();
+    let digest = wharf_core::blocking::unblock(move || digest_file(&owned)).await?;
+    verify(bundle, Artifact::Digest(&digest), Some(signed_by), root).await
+}
+
 /// [`verify_with_key`] as a plain function: offline verification does no I/O, so it needs
 /// no executor.
 pub fn verify_with_key_blocking(
     bundle: &Bundle,
     artifact: &[u8],
-    key: Option<&PublicKey>,
+    key: Option<&dyn Verifier>,
     root: &TrustedRoot,
 ) -> Result<VerifiedBundle> {
     wharf_core::blocking::block_on(verify_with_key(bundle, artifact, key, root))
@@ -362,11 +395,6 @@ pub async fn verify(
         &bundle.dsse_envelope,
     ) {
         (Some(ms), _) => {
-            let Artifact::Bytes(bytes) = artifact else {
-                return Err(Error::invalid(
-                    "a message-signature bundle is verified against the artifact's bytes, not only its digest",
-                ));
-            };
             let stated = b64s(&ms.message_digest.digest, "messageDigest")?;
             if ms.message_digest.algorithm != "SHA2_256" || hex(&stated) != digest.hex() {
                 return Err(Error::integrity(format!(
@@ -374,7 +402,35 @@ pub async fn verify(
                 )));
             }
             let sig = b64s(&ms.signature, "signature")?;
-            let key_id = check_sig(bytes, &sig).await?;
+            let key_id = match artifact {
+                Artifact::Bytes(bytes) => check_sig(bytes, &sig).await?,
+                // Only the digest is known (a file hashed as it streamed): keys that hash
+                // the message with SHA-256 verify from it.
+                Artifact::Digest(d) => match (leaf, signed_by) {
+                    (Some(cert), _) => {
+                        let key = PublicKey::from_spki_der(
+                            cert.spki_der(),
+                            "the signing certificate's key",
+                        )?;
+                        if !key.verifies_digest(d, &sig)? {
+                            return Err(Error::integrity(
+                                "the signature does not verify with the signing certificate's key",
+                            ));
+                        }
+                        Digest::sha256_of(cert.spki_der()).to_string()
+                    }
+                    (None, Some(SignedBy::Key(key))) => {
+                        key.verify_digest(
+                            d,
+                            &Signature::new(sig.clone(), crate::ALGORITHM, ""),
+                            &VerifyOptions::default(),
+                        )
+                        .await?
+                        .key_id
+                    }
+                    (None, _) => return Err(Error::internal("no key to verify with")),
+                },
+            };
             (sig, key_id, None, None)
         }
         (None, Some(env)) => {

@@ -487,17 +487,25 @@ impl KeyKind {
         }
     }
 
-    fn algorithms(self) -> &'static [&'static VerificationAlgorithm] {
+    /// The algorithms, each with whether it hashes the message with SHA-256 (so that a
+    /// SHA-256 digest can stand in for the message).
+    fn algorithms(self) -> &'static [(&'static VerificationAlgorithm, bool)] {
         use aws_lc_rs::signature as sig;
         match self {
-            KeyKind::EcdsaP256 => &[&sig::ECDSA_P256_SHA256_ASN1],
-            KeyKind::EcdsaP384 => &[&sig::ECDSA_P384_SHA384_ASN1, &sig::ECDSA_P384_SHA256_ASN1],
-            KeyKind::EcdsaP521 => &[&sig::ECDSA_P521_SHA512_ASN1, &sig::ECDSA_P521_SHA256_ASN1],
-            KeyKind::Rsa => &[
-                &sig::RSA_PKCS1_2048_8192_SHA256,
-                &sig::RSA_PSS_2048_8192_SHA256,
+            KeyKind::EcdsaP256 => &[(&sig::ECDSA_P256_SHA256_ASN1, true)],
+            KeyKind::EcdsaP384 => &[
+                (&sig::ECDSA_P384_SHA384_ASN1, false),
+                (&sig::ECDSA_P384_SHA256_ASN1, true),
             ],
-            KeyKind::Ed25519 => &[&sig::ED25519],
+            KeyKind::EcdsaP521 => &[
+                (&sig::ECDSA_P521_SHA512_ASN1, false),
+                (&sig::ECDSA_P521_SHA256_ASN1, true),
+            ],
+            KeyKind::Rsa => &[
+                (&sig::RSA_PKCS1_2048_8192_SHA256, true),
+                (&sig::RSA_PSS_2048_8192_SHA256, true),
+            ],
+            KeyKind::Ed25519 => &[(&sig::ED25519, false)],
         }
     }
 }
@@ -572,7 +580,7 @@ impl PublicKey {
         let keys = kind
             .algorithms()
             .iter()
-            .map(|alg| ParsedPublicKey::new(*alg, der))
+            .map(|(alg, _)| ParsedPublicKey::new(*alg, der))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| match kind {
                 KeyKind::Rsa => Error::new(
@@ -614,6 +622,36 @@ impl PublicKey {
         self.keys
             .iter()
             .any(|key| key.verify_sig(message, signature).is_ok())
+    }
+
+    /// Whether `signature` verifies over the message whose SHA-256 is `digest`, with any
+    /// SHA-256 algorithm of this key (ECDSA, RSA); Ed25519 and a digest of another
+    /// algorithm are an `Unsupported` error (Ed25519 signs the message itself).
+    pub(crate) fn verifies_digest(&self, digest: &Digest, signature: &[u8]) -> Result<bool> {
+        use aws_lc_rs::digest::{Digest as Sha, SHA256};
+        if digest.algorithm() != wharf_core::Algorithm::Sha256 || self.kind == KeyKind::Ed25519 {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "a {} key cannot verify a signature from a {} digest alone: give the whole message",
+                    self.kind.name(),
+                    digest.algorithm().as_str()
+                ),
+            ));
+        }
+        let bytes = (0..digest.hex().len() / 2)
+            .map(|i| u8::from_str_radix(&digest.hex()[2 * i..2 * i + 2], 16))
+            .collect::<std::result::Result<Vec<u8>, _>>()
+            .map_err(|_| Error::invalid("the digest is not hex"))?;
+        let sha = Sha::import_less_safe(&bytes, &SHA256)
+            .map_err(|_| Error::invalid("the digest is not 32 bytes"))?;
+        // Only the algorithms that hash with SHA-256 can take a SHA-256 digest.
+        Ok(self
+            .keys
+            .iter()
+            .zip(self.kind.algorithms())
+            .filter(|(_, (_, sha256))| *sha256)
+            .any(|(key, _)| key.verify_digest_sig(&sha, signature).is_ok()))
     }
 
     /// Verify `signature` over `payload`: plain work, no executor. [`Verifier::verify`]
@@ -676,6 +714,27 @@ impl Verifier for PublicKey {
         opts: &VerifyOptions,
     ) -> Result<Verified> {
         self.verify_bytes(payload, signature, opts)
+    }
+
+    async fn verify_digest(
+        &self,
+        digest: &Digest,
+        signature: &Signature,
+        opts: &VerifyOptions,
+    ) -> Result<Verified> {
+        if opts.require_log_entry && signature.log_entry.is_none() {
+            return Err(Error::integrity(
+                "the signature has no transparency-log entry, and one is required",
+            ));
+        }
+        if self.verifies_digest(digest, &signature.bytes)? {
+            Ok(Verified::new(self.key_id.clone()))
+        } else {
+            Err(Error::integrity(format!(
+                "the signature does not verify with key {}",
+                self.key_id
+            )))
+        }
     }
 }
 

@@ -556,3 +556,47 @@ async fn a_bundle_chain_that_carries_a_root_certificate_is_refused() {
         .await
         .unwrap();
 }
+
+/// Message-signature bundles verify against a file streamed through SHA-256 — the
+/// artifact is never read whole — by key and by identity, and another file is refused.
+#[tokio::test]
+async fn bundles_verify_against_a_file_hashed_as_it_streams() {
+    let a_txt = fixture("a.txt");
+    let (bundle, key) = managed();
+    let v = wharf_sign::bundle::verify_file(&bundle, &a_txt, SignedBy::Key(&key), &production())
+        .await
+        .unwrap();
+    assert_eq!(v.key_id, key.key_id());
+    let keyless = Bundle::parse(&read("happy-path-v0.3/bundle.sigstore.json"), "v0.3").unwrap();
+    let id = beacon();
+    let v =
+        wharf_sign::bundle::verify_file(&keyless, &a_txt, SignedBy::Identity(&id), &production())
+            .await
+            .unwrap();
+    assert_eq!(v.certificate.unwrap().subject, BEACON);
+    let other = fixture("wrong-material_fail/artifact");
+    let err = wharf_sign::bundle::verify_file(&bundle, &other, SignedBy::Key(&key), &production())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("signs another artifact"), "{err}");
+    let missing = fixture("no-such-file");
+    let err =
+        wharf_sign::bundle::verify_file(&bundle, &missing, SignedBy::Key(&key), &production())
+            .await
+            .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("no-such-file"), "{err}");
+}
+
+/// The file digest is the digest of every byte, read in pieces smaller than the file.
+#[test]
+fn a_file_larger_than_the_read_buffer_hashes_like_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.bin");
+    let bytes: Vec<u8> = (0..(5 << 20) + 123).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        wharf_sign::bundle::digest_file(&path).unwrap(),
+        wharf_core::Digest::sha256_of(&bytes)
+    );
+}
