@@ -233,6 +233,12 @@ fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
         r#"{"buildDefinition":{"buildType":"https://example.com/build","externalParameters":{}},"runDetails":{"builder":{"id":"https://example.com/builder"}}}"#,
     )
     .unwrap();
+    let predicate_v02 = s.join("provenance-v02.json");
+    std::fs::write(
+        &predicate_v02,
+        r#"{"builder":{"id":"https://example.com/v02-builder"},"buildType":"https://example.com/build","invocation":{}}"#,
+    )
+    .unwrap();
     for (which, extra) in [
         ("WHARF_TEST_COSIGN", &["--tlog-upload=false"][..]),
         (
@@ -287,6 +293,38 @@ fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
                 .output()
                 .unwrap(),
             &format!("{which} attest"),
+        );
+        // SLSA provenance v0.2, cosign's `--type slsaprovenance`.
+        ok(
+            cosign(which, s)
+                .args(["attest", "--key"])
+                .arg(keys.join("cosign.key"))
+                .args(["--type", "slsaprovenance", "--predicate"])
+                .arg(&predicate_v02)
+                .arg("--allow-http-registry")
+                .args(extra)
+                .arg(&image)
+                .output()
+                .unwrap(),
+            &format!("{which} attest --type slsaprovenance"),
+        );
+        let v02 = xtask(s, "verify")
+            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            .arg("--key")
+            .arg(keys.join("cosign.pub"))
+            .args([
+                "--attestation",
+                "https://slsa.dev/provenance/v0.2",
+                "--json",
+            ])
+            .arg(format!("{repo}@{digest}"))
+            .output()
+            .unwrap();
+        assert_exit(&v02, 0, &format!("the v0.2 provenance {which} made"));
+        let v: serde_json::Value = serde_json::from_slice(&v02.stdout).unwrap();
+        assert_eq!(
+            v["attestations"][0]["predicate"]["builder"]["id"], "https://example.com/v02-builder",
+            "{v}"
         );
         let verify = |key: &Path, image: &str| {
             xtask(s, "verify")
@@ -658,5 +696,100 @@ fn wharf_verifies_cosign_signatures_made_with_p384_p521_and_rsa_keys() {
         // The next kind's key (another kind, another key): refused.
         let (_, other, _) = &publics[(i + 1) % publics.len()];
         assert_exit(&verify(other, repo), 1, &format!("{kind} with another key"));
+    }
+}
+
+/// An SBOM (CycloneDX) and a vulnerability scan attested with wharf-sign's library on a
+/// registry image: `cosign verify-attestation --type cyclonedx` and `--type vuln` (cosign 2
+/// and 3) verify them and print their predicates; another key is refused.
+#[test]
+fn cosign_verifies_cyclonedx_and_vuln_attestations_made_with_the_library() {
+    use wharf_sign::attest::{CYCLONEDX_BOM, VULN_SCAN_V1, attest_image, vuln_predicate};
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let repo = fresh_repo("sbom-vuln");
+    let digest = push_and_sign(s, &registry, &repo, "legacy");
+    let key_path = s.join("keys/cosign.key");
+    let key = wharf_sign::EcdsaP256Key::load(
+        &key_path,
+        Some(&wharf_core::Secret::new(TEST_KEY_PASSWORD)),
+    )
+    .unwrap();
+    let bom = serde_json::json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "components": [{"type": "library", "name": "numpy", "version": "1.26.4",
+                        "purl": "pkg:pypi/numpy@1.26.4"}],
+    });
+    let now = time::OffsetDateTime::now_utc();
+    let vuln = vuln_predicate(
+        "pkg:github/aquasecurity/trivy@v0.58.0",
+        "0.58.0",
+        serde_json::json!({"uri": "ghcr.io/aquasecurity/trivy-db:2", "version": "2"}),
+        serde_json::json!({"SchemaVersion": 2, "Results": []}),
+        now,
+        now,
+    );
+    let client =
+        wharf_registry::distribution::DistributionClient::builder(format!("http://{registry}"))
+            .build()
+            .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let image: wharf_core::Digest = digest.parse().unwrap();
+    for (kind, predicate) in [(CYCLONEDX_BOM, bom), (VULN_SCAN_V1, vuln)] {
+        runtime
+            .block_on(attest_image(
+                &client,
+                &repo,
+                &image,
+                &format!("{registry}/{repo}"),
+                kind,
+                predicate,
+                &key,
+                key.public_key(),
+            ))
+            .unwrap();
+    }
+    let public = wharf_sign::public_path(&key_path);
+    let other = s.join("other");
+    cosign_key_pair("WHARF_TEST_COSIGN", s, &other);
+    for which in ["WHARF_TEST_COSIGN", "WHARF_TEST_COSIGN3"] {
+        for (kind, needle) in [("cyclonedx", "pkg:pypi/numpy@1.26.4"), ("vuln", "trivy-db")] {
+            let verify = |key: &Path| {
+                cosign(which, s)
+                    .args(["verify-attestation", "--type", kind, "--key"])
+                    .arg(key)
+                    .args(["--allow-http-registry", "--insecure-ignore-tlog=true"])
+                    .arg(format!("{registry}/{repo}@{digest}"))
+                    .output()
+                    .unwrap()
+            };
+            let said = ok(
+                verify(&public),
+                &format!("{which} verify-attestation --type {kind}"),
+            );
+            // cosign prints each verified envelope; the predicate is inside its payload.
+            let payloads: Vec<String> = said
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["payload"].as_str().map(str::to_owned))
+                .map(|p| {
+                    use base64::Engine as _;
+                    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(p).unwrap())
+                        .unwrap()
+                })
+                .collect();
+            assert!(
+                payloads.iter().any(|p| p.contains(needle)),
+                "{which} {kind}: {payloads:?}"
+            );
+            failed(
+                verify(&other.join("cosign.pub")),
+                &format!("{which} --type {kind} with another key"),
+            );
+        }
     }
 }
