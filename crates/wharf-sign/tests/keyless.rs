@@ -633,3 +633,58 @@ async fn a_bundle_whose_attestation_is_logged_as_an_intoto_entry_verifies() {
         "{err}"
     );
 }
+
+/// `cosign verify-blob --bundle` (cosign 2 with `--new-bundle-format`, cosign 3 by default)
+/// verifies our keyless file bundle by identity against the mock's trust root, and refuses
+/// another identity and another file.
+#[tokio::test]
+async fn cosign_verify_blob_accepts_our_file_bundle() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (artifact, bundle) = signed_files(dir.path(), b"weights for cosign").await;
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, get("/trusted_root.json").await).unwrap();
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, b"other weights").unwrap();
+    for (var, extra) in [
+        ("WHARF_TEST_COSIGN", &["--new-bundle-format"][..]),
+        ("WHARF_TEST_COSIGN3", &[][..]),
+    ] {
+        let verify = |identity: &str, file: &Path| {
+            Command::new(support::harness(var))
+                .args(["verify-blob", "--bundle"])
+                .arg(&bundle)
+                .args(extra)
+                .args(["--certificate-identity", identity])
+                .args(["--certificate-oidc-issuer", ISSUER])
+                .arg("--trusted-root")
+                .arg(&root)
+                .arg(file)
+                .env("HOME", dir.path())
+                .env("TUF_ROOT", dir.path().join("tuf"))
+                .output()
+                .unwrap()
+        };
+        let out = verify(SUBJECT, &artifact);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{var}: {said}");
+        assert!(said.contains("Verified OK"), "{var}: {said}");
+        assert!(
+            !verify(
+                "https://github.com/evil/x/.github/workflows/x.yml@refs/heads/main",
+                &artifact
+            )
+            .status
+            .success(),
+            "{var}: another identity"
+        );
+        assert!(
+            !verify(SUBJECT, &other).status.success(),
+            "{var}: another file"
+        );
+    }
+}
