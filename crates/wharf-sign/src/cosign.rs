@@ -147,6 +147,70 @@ impl SimpleSigning {
     }
 }
 
+/// One layer of a cosign `.sig` image, read from its descriptor and blob: the
+/// simple-signing payload with the signature, certificate and Rekor bundle annotations.
+/// [`SignatureLayer::parse`] checks what a layer is before anything is verified, so a
+/// layer that is not a signature says so instead of failing as a bad signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignatureLayer {
+    /// The exact bytes that were signed (the layer's blob).
+    pub payload: Vec<u8>,
+    /// The parsed payload: which image digest and name it signs.
+    pub simple_signing: SimpleSigning,
+    /// The layer's annotations (`dev.cosignproject.cosign/signature`, and for keyless
+    /// signatures `dev.sigstore.cosign/certificate`, `…/chain`, `…/bundle`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl SignatureLayer {
+    /// Read the layer `descriptor` describes from its `blob`: an `Invalid` error "not a
+    /// signature" when its media type is not cosign's simple signing or it has no
+    /// signature annotation; `Integrity` when the blob is not the one the descriptor names.
+    pub fn parse(descriptor: &wharf_core::Descriptor, blob: &[u8]) -> Result<Self> {
+        let what = format!("layer {}", descriptor.digest);
+        if descriptor.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+            return Err(Error::invalid(format!(
+                "{what} is not a signature: its mediaType is {:?}, not {SIMPLE_SIGNING_MEDIA_TYPE}",
+                descriptor.media_type
+            )));
+        }
+        if !descriptor.annotations.contains_key(ANNOTATION_SIGNATURE) {
+            return Err(Error::invalid(format!(
+                "{what} is not a signature: it has no {ANNOTATION_SIGNATURE} annotation"
+            )));
+        }
+        let actual = Digest::sha256_of(blob);
+        if actual != descriptor.digest || blob.len() as u64 != descriptor.size {
+            return Err(Error::integrity(format!(
+                "{what}: the blob is {actual} ({} bytes), not the {} bytes its descriptor names",
+                blob.len(),
+                descriptor.size
+            )));
+        }
+        Ok(Self {
+            simple_signing: SimpleSigning::parse(blob)?,
+            payload: blob.to_vec(),
+            annotations: descriptor.annotations.clone(),
+        })
+    }
+
+    /// Whether it is a keyless signature (it carries a Fulcio certificate).
+    pub fn is_keyless(&self) -> bool {
+        self.annotations.contains_key(ANNOTATION_CERTIFICATE)
+    }
+
+    /// Verify it for `image` with `trust` and `req`, as [`verify_image_with`] does each layer.
+    pub async fn verify(
+        &self,
+        image: &Digest,
+        trust: Trust<'_>,
+        req: &Requirements<'_>,
+    ) -> Result<VerifiedSignature> {
+        verify_layer(&self.payload, &self.annotations, image, trust, req).await
+    }
+}
+
 /// What a caller requires of a signature beyond a valid signature over the right digest.
 /// `Requirements::new()` requires nothing more (any reference, no log entry).
 ///

@@ -393,3 +393,49 @@ async fn annotations_wrapped_across_lines_decode_as_cosign_decodes_them() {
         "{err}"
     );
 }
+
+/// A signature layer is read for what it is: cosign's layer parses and verifies; a layer
+/// of another media type or without the signature annotation is "not a signature" (Invalid),
+/// and a blob that is not the descriptor's is an integrity error — neither is reported as a
+/// bad signature.
+#[tokio::test]
+async fn a_signature_layer_is_parsed_before_it_is_verified() {
+    use wharf_sign::cosign::{SIMPLE_SIGNING_MEDIA_TYPE, SignatureLayer};
+    use wharf_sign::{Trust, wharf_core::Descriptor};
+    let (payload, ann) = signature_file("dir-img-cosign-valid/signature-1");
+    let digest = manifest_digest("dir-img-cosign-valid");
+    let mut desc = Descriptor::new(
+        SIMPLE_SIGNING_MEDIA_TYPE,
+        Digest::sha256_of(&payload),
+        payload.len() as u64,
+    );
+    desc.annotations = ann.clone();
+    let layer = SignatureLayer::parse(&desc, &payload).unwrap();
+    assert!(!layer.is_keyless());
+    assert_eq!(layer.simple_signing.manifest_digest, digest);
+    let key = key("cosign.pub");
+    let v = layer
+        .verify(&digest, Trust::Key(&key), &Requirements::new())
+        .await
+        .unwrap();
+    assert_eq!(v.key_id, key.key_id());
+
+    let mut other_type = desc.clone();
+    other_type.media_type = "application/vnd.dsse.envelope.v1+json".into();
+    let err = SignatureLayer::parse(&other_type, &payload).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(
+        err.to_string()
+            .contains("is not a signature: its mediaType"),
+        "{err}"
+    );
+    let mut unsigned = desc.clone();
+    unsigned.annotations.remove(ANNOTATION_SIGNATURE);
+    let err = SignatureLayer::parse(&unsigned, &payload).unwrap_err();
+    assert!(
+        err.to_string().contains("is not a signature: it has no"),
+        "{err}"
+    );
+    let err = SignatureLayer::parse(&desc, b"other bytes").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity);
+}
