@@ -1,4 +1,4 @@
-//! base64 as cosign and Rekor (Go's `encoding/base64` `StdEncoding`) decode it: the
+//! Text encodings of binary material. base64 as cosign and Rekor (Go's `encoding/base64` `StdEncoding`) decode it: the
 //! standard alphabet with padding, line breaks (`\r`, `\n`) ignored wherever they are, and
 //! non-zero trailing bits accepted (Go's decoder is not strict by default). Material from
 //! Go tools — signature annotations, Rekor bodies and timestamps — is decoded with this,
@@ -30,9 +30,26 @@ pub(crate) fn decode(input: impl AsRef<[u8]>) -> Result<Vec<u8>, base64::DecodeE
     }
 }
 
+/// Lowercase or uppercase hex as bytes; `None` when it is not hex.
+pub(crate) fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use super::{decode, unhex};
+
+    #[test]
+    fn hex_decodes_or_is_refused() {
+        assert_eq!(unhex("00ffA0").unwrap(), [0, 255, 160]);
+        assert_eq!(unhex("").unwrap(), Vec::<u8>::new());
+        assert!(unhex("abc").is_none() && unhex("zz").is_none() && unhex("é0").is_none());
+    }
 
     #[test]
     fn decodes_what_gos_std_encoding_accepts() {

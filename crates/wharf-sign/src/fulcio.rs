@@ -295,9 +295,7 @@ impl<'a> Reader<'a> {
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect()
+    crate::b64::unhex(hex).unwrap_or_default()
 }
 
 fn rfc3339(t: i64) -> String {

@@ -639,10 +639,8 @@ impl PublicKey {
                 ),
             ));
         }
-        let bytes = (0..digest.hex().len() / 2)
-            .map(|i| u8::from_str_radix(&digest.hex()[2 * i..2 * i + 2], 16))
-            .collect::<std::result::Result<Vec<u8>, _>>()
-            .map_err(|_| Error::invalid("the digest is not hex"))?;
+        let bytes = crate::b64::unhex(digest.hex())
+            .ok_or_else(|| Error::invalid("the digest is not hex"))?;
         let sha = Sha::import_less_safe(&bytes, &SHA256)
             .map_err(|_| Error::invalid("the digest is not 32 bytes"))?;
         // Only the algorithms that hash with SHA-256 can take a SHA-256 digest.

@@ -383,10 +383,7 @@ impl Sigstore {
             .ok_or_else(|| bad("no entry"))?;
         let hex_b64 = |v: &Value| -> Result<String> {
             let hex = v.as_str().unwrap_or_default();
-            let bytes = (0..hex.len() / 2)
-                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
-                .collect::<std::result::Result<Vec<u8>, _>>()
-                .map_err(|_| bad("a hash that is not hex"))?;
+            let bytes = crate::b64::unhex(hex).ok_or_else(|| bad("a hash that is not hex"))?;
             Ok(STANDARD.encode(bytes))
         };
         let proof = &e["verification"]["inclusionProof"];
@@ -623,9 +620,7 @@ fn envelope_to_json(envelope: &Envelope) -> Value {
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect()
+    crate::b64::unhex(hex).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -128,9 +128,7 @@ impl Signer for KmsKey {
             (payload.to_vec(), MessageType::Raw)
         } else {
             let digest = Digest::sha256_of(payload);
-            let raw = (0..digest.hex().len() / 2)
-                .filter_map(|i| u8::from_str_radix(&digest.hex()[2 * i..2 * i + 2], 16).ok())
-                .collect();
+            let raw = crate::b64::unhex(digest.hex()).unwrap_or_default();
             (raw, MessageType::Digest)
         };
         let out = self

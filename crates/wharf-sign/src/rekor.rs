@@ -105,14 +105,8 @@ pub async fn verify_bundle(
 
 /// The bundle's `logID` (hex) as bytes, to look its log up in a trust root.
 pub(crate) fn log_id_bytes(bundle: &RekorBundle) -> Result<Vec<u8>> {
-    let hex = &bundle.payload.log_id;
-    if !hex.len().is_multiple_of(2) {
-        return Err(Error::invalid("the Rekor bundle's logID is not hex"));
-    }
-    (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect::<std::result::Result<Vec<u8>, _>>()
-        .map_err(|_| Error::invalid("the Rekor bundle's logID is not hex"))
+    crate::b64::unhex(&bundle.payload.log_id)
+        .ok_or_else(|| Error::invalid("the Rekor bundle's logID is not hex"))
 }
 
 /// Check that a Rekor entry body (base64 JSON, as a bundle carries it) records a DSSE
@@ -299,6 +293,61 @@ impl TrustedRoot {
         self.ignore_sct
     }
 
+    /// A trust root from loose PEM files, as cosign users have them without a
+    /// `trusted_root.json`: `fulcio_chain` the certificate authority (its root, and any
+    /// intermediates, in any order — cosign's `SIGSTORE_ROOT_FILE`), `rekor_key` the
+    /// transparency log's public key (`SIGSTORE_REKOR_PUBLIC_KEY`), `ct_log_key` the CT
+    /// log's (`SIGSTORE_CT_LOG_PUBLIC_KEY_FILE`; without one, keyless verification fails
+    /// unless [`TrustedRoot::insecure_ignore_sct`]). Validity periods are open; `origin`
+    /// names the material in errors.
+    pub fn from_pems(
+        fulcio_chain: &str,
+        rekor_key: &str,
+        ct_log_key: Option<&str>,
+        origin: &str,
+    ) -> Result<Self> {
+        let certs = crate::x509::Certificate::from_pem_chain(
+            fulcio_chain,
+            &format!("{origin}: the Fulcio chain"),
+        )?;
+        // The chain as a trusted root lists it: intermediates first, the root last.
+        let (mut roots, mut chain): (Vec<_>, Vec<_>) = certs
+            .into_iter()
+            .partition(|c| c.issuer_der() == c.subject_der());
+        if roots.len() != 1 {
+            return Err(Error::invalid(format!(
+                "{origin}: the Fulcio chain holds {} root (self-signed) certificates; it needs exactly one",
+                roots.len()
+            )));
+        }
+        chain.append(&mut roots);
+        let log = |pem: &str, what: &str| -> Result<TransparencyLog> {
+            let key = PublicKey::from_pem(pem, &format!("{origin}: {what}"))?;
+            Ok(TransparencyLog {
+                log_id: crate::b64::unhex(Digest::sha256_of(key.spki_der()).hex())
+                    .unwrap_or_default(),
+                key,
+                base_url: String::new(),
+                valid_for: (None, None),
+            })
+        };
+        Ok(Self {
+            tlogs: vec![log(rekor_key, "the Rekor public key")?],
+            ctlogs: ct_log_key
+                .map(|pem| log(pem, "the CT log public key"))
+                .transpose()?
+                .into_iter()
+                .collect(),
+            certificate_authorities: vec![CertificateAuthority {
+                uri: format!("{origin} (PEM)"),
+                chain,
+                valid_for: (None, None),
+            }],
+            skipped: Vec::new(),
+            ignore_sct: false,
+        })
+    }
+
     /// Parse `trusted_root.json`; `origin` names the file in errors.
     pub fn parse(json: &[u8], origin: &str) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_slice(json)
@@ -416,10 +465,9 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     for p in parts {
         h.update(p);
     }
-    let hex = h.finish();
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex.hex()[2 * i..2 * i + 2], 16).unwrap_or(0);
+    if let Some(bytes) = crate::b64::unhex(h.finish().hex()) {
+        out.copy_from_slice(&bytes);
     }
     out
 }

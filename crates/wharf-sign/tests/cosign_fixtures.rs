@@ -439,3 +439,86 @@ async fn a_signature_layer_is_parsed_before_it_is_verified() {
     let err = SignatureLayer::parse(&desc, b"other bytes").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity);
 }
+
+/// A trust root from loose PEM files (cosign's `SIGSTORE_ROOT_FILE`,
+/// `SIGSTORE_REKOR_PUBLIC_KEY`, `SIGSTORE_CT_LOG_PUBLIC_KEY_FILE`) verifies the same keyless
+/// signature the production `trusted_root.json` does; without the CT log key it fails unless
+/// the SCT check is skipped explicitly; a chain without its root is refused.
+#[tokio::test]
+async fn a_trust_root_from_loose_pem_files_verifies_a_keyless_signature() {
+    use base64::engine::general_purpose::STANDARD;
+    use wharf_sign::cosign::verify_payload_keyless;
+    use wharf_sign::fulcio::Identity;
+    use wharf_sign::rekor::TrustedRoot;
+    let read = |p: &str| std::fs::read_to_string(fixture(p)).unwrap();
+    let production: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sigstore/production_trusted_root.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // The keys as PEM files hold them: the production root's DER, re-encoded.
+    let pem_of = |list: &str, i: usize| {
+        let der = STANDARD
+            .decode(
+                production[list][i]["publicKey"]["rawBytes"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        PublicKey::from_spki_der(&der, list).unwrap().to_pem()
+    };
+    // rekor.sigstore.dev, and ctfe.sigstore.dev/2022: the CT log of late-2022 certificates.
+    let (rekor_pem, ct_pem) = (pem_of("tlogs", 0), pem_of("ctlogs", 1));
+    let chain = read("fulcio-chain");
+    let payload = std::fs::read(fixture("rekor-set-fixture/rekor-payload")).unwrap();
+    let ann = BTreeMap::from([
+        (
+            ANNOTATION_SIGNATURE.to_owned(),
+            read("rekor-set-fixture/rekor-sig"),
+        ),
+        (ANNOTATION_CERTIFICATE.to_owned(), read("fulcio-cert")),
+        (ANNOTATION_CHAIN.to_owned(), read("fulcio-chain")),
+        (
+            ANNOTATION_BUNDLE.to_owned(),
+            read("rekor-set-fixture/rekor-set"),
+        ),
+    ]);
+    let digest = SimpleSigning::parse(&payload).unwrap().manifest_digest;
+    let who = Identity::exact("mitr@redhat.com", "https://github.com/login/oauth");
+    let verify = |root: TrustedRoot| {
+        futures::executor::block_on(verify_payload_keyless(
+            &payload,
+            &ann,
+            &digest,
+            &who,
+            &root,
+            ReferenceMatch::Any,
+        ))
+    };
+    let root = TrustedRoot::from_pems(&chain, &rekor_pem, Some(&ct_pem), "sigstore files").unwrap();
+    assert_eq!(verify(root).unwrap().key_id, "mitr@redhat.com");
+    let no_ct = TrustedRoot::from_pems(&chain, &rekor_pem, None, "sigstore files").unwrap();
+    let err = verify(no_ct.clone()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("names no certificate-transparency log"),
+        "{err}"
+    );
+    verify(no_ct.insecure_ignore_sct()).unwrap();
+    // The intermediate alone: no root to anchor it.
+    let intermediate = chain
+        .split_inclusive("-----END CERTIFICATE-----")
+        .next()
+        .unwrap()
+        .to_owned();
+    let err =
+        TrustedRoot::from_pems(&intermediate, &rekor_pem, None, "sigstore files").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the Fulcio chain holds 0 root (self-signed) certificates"),
+        "{err}"
+    );
+}
