@@ -19,6 +19,11 @@
 //! - `keyless-token` — prints an OIDC token the local Fulcio certifies, its subject and issuer.
 //! - `keyless-artifact SIGSTORE_URL FILE N` — N times: sign FILE keylessly into
 //!   `FILE.sigstore.json` and verify it; prints the median sign and verify milliseconds.
+//! - `push-small URL REPO N` — push N fresh small images; prints their digests.
+//! - `step OP URL REPO IMAGE KEY` — one CI step as its own process: `sign`, `verify`,
+//!   `attest` or `verify-attestation` with the cosign key file KEY (password from
+//!   `COSIGN_PASSWORD`), or `sign`/`verify` keylessly when KEY is `keyless:SIGSTORE_URL` —
+//!   what `cosign sign|verify|attest|verify-attestation` does, for the side-by-side.
 
 use std::path::PathBuf;
 
@@ -155,8 +160,18 @@ fn main() -> anyhow::Result<()> {
             let n: usize = args.get(3).context("N")?.parse()?;
             sign::keyless_artifact(&args[1], &args[2], n)?;
         }
+        Some("push-small") => {
+            let n: usize = args.get(3).context("N")?.parse()?;
+            sign::push_small(&args[1], &args[2], n)?;
+        }
+        Some("step") => {
+            let [_, op, url, repo, image, key] = &args[..] else {
+                bail!("step OP URL REPO IMAGE KEY");
+            };
+            sign::step(op, url, repo, image, key)?;
+        }
         other => bail!(
-            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token or keyless-artifact"
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token, keyless-artifact, push-small or step"
         ),
     }
     Ok(())

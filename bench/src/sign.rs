@@ -291,3 +291,91 @@ pub(crate) fn run(
         anyhow::Ok(())
     })
 }
+
+/// Push `n` fresh small images to `repo` at `url`; prints their digests, one per line.
+pub(crate) fn push_small(url: &str, repo: &str, n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let reg = DistributionClient::builder(url).build()?;
+        for i in 0..n {
+            let content = format!("step-{i}-{}-{:?}", std::process::id(), Instant::now());
+            println!("{}", push_image(&reg, repo, content.as_bytes()).await?);
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// One step as a CI job runs it, one process each: `sign`, `verify`, `attest` or
+/// `verify-attestation` of `image` in `repo` at `url`, with the cosign key file `key`
+/// (password from `COSIGN_PASSWORD`; verification with `<key>`'s `.pub`), or keylessly
+/// (`sign`, `verify`) against the local Sigstore when `key` is `keyless:<URL>`.
+pub(crate) fn step(op: &str, url: &str, repo: &str, image: &str, key: &str) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let image: Digest = image.parse()?;
+    rt.block_on(async {
+        let reg = DistributionClient::builder(url).build()?;
+        if let Some(base) = key.strip_prefix("keyless:") {
+            let sigstore = local_sigstore(base).await?;
+            let identity = wharf_sign::fulcio::Identity::exact(BENCH_SUBJECT, BENCH_ISSUER);
+            match op {
+                "sign" => {
+                    let session = sigstore.session(&test_token()).await?;
+                    wharf_sign::cosign::sign_image_keyless(&reg, repo, &image, repo, &session)
+                        .await?;
+                }
+                "verify" => {
+                    wharf_sign::cosign::verify_image_keyless(
+                        &reg,
+                        repo,
+                        &image,
+                        &identity,
+                        sigstore.root(),
+                        wharf_sign::cosign::ReferenceMatch::Any,
+                    )
+                    .await?;
+                }
+                other => anyhow::bail!("keyless step {other:?}: use sign or verify"),
+            }
+            return anyhow::Ok(());
+        }
+        let path = std::path::Path::new(key);
+        let public = wharf_sign::PublicKey::from_file(&wharf_sign::public_path(path))?;
+        let load = || {
+            let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
+            wharf_sign::EcdsaP256Key::load(path, Some(&wharf_core::Secret::new(password)))
+        };
+        match op {
+            "sign" => {
+                sign_image(&reg, repo, &image, repo, &load()?, &public).await?;
+            }
+            "verify" => {
+                verify_image(&reg, repo, &image, &public, &Requirements::default()).await?;
+            }
+            "attest" => {
+                let predicate = serde_json::json!({"metrics": {"accuracy": 0.9}});
+                attest_image(
+                    &reg,
+                    repo,
+                    &image,
+                    repo,
+                    MODEL_EVALUATION_V1,
+                    predicate,
+                    &load()?,
+                    &public,
+                )
+                .await?;
+            }
+            "verify-attestation" => {
+                verify_attestations(&reg, repo, &image, &public, Some(MODEL_EVALUATION_V1)).await?;
+            }
+            other => {
+                anyhow::bail!("step {other:?}: use sign, verify, attest or verify-attestation")
+            }
+        }
+        anyhow::Ok(())
+    })
+}

@@ -59,10 +59,22 @@ pub(crate) fn timed(
     program: &Path,
     args: &[&str],
 ) -> anyhow::Result<Sample> {
+    timed_with(what, tool, program, args, &[])
+}
+
+/// [`timed`], with `env` set for the command.
+pub(crate) fn timed_with(
+    what: &str,
+    tool: &str,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<Sample> {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%e %M"])
         .arg(program)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .with_context(|| format!("running {} under /usr/bin/time", program.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -358,8 +370,9 @@ impl BenchCmd {
 }
 
 /// Sign + attach + verify against the local registry: key file, KMS (moto) and keyless (the
-/// local Sigstore). No cosign binary can be installed here (TESTBED.md); the keyless peer is
-/// sigstore-python's CLI, signing and verifying one file with the same local Sigstore.
+/// local Sigstore), in process; then each step as its own process beside the cosign CLI
+/// (built by the harness) on the same registry and key; then keyless signing of a file
+/// beside sigstore-python's CLI.
 fn sign_suite(ours: &Path) -> anyhow::Result<()> {
     let running = crate::backends::up().context("starting the local registry and moto")?;
     let env = |name: &str| {
@@ -373,6 +386,7 @@ fn sign_suite(ours: &Path) -> anyhow::Result<()> {
     let moto = env("WHARF_TEST_MOTO").context("the harness started no moto")?;
     let sigstore = env("WHARF_TEST_SIGSTORE").context("the harness started no local Sigstore")?;
     let python = env("WHARF_TEST_SIGSTORE_PYTHON").context("sigstore-python is not installed")?;
+    let cosign = env("WHARF_TEST_COSIGN").context("cosign is not installed")?;
     println!("\nsign + attach + verify, one small image per round, 20 rounds, local registry:\n");
     let out = Command::new(ours)
         .args([
@@ -391,7 +405,230 @@ fn sign_suite(ours: &Path) -> anyhow::Result<()> {
         );
     }
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    cosign_side_by_side(ours, &registry, &sigstore, Path::new(&cosign))?;
     keyless_artifact_side_by_side(ours, &sigstore, &python)
+}
+
+/// Each step as a CI job runs it, one process per step, wharf beside cosign 2 on the same
+/// registry with the same `cosign.key` (made by `cosign generate-key-pair`, read by both):
+/// sign + attach, verify, attest + attach, verify the attestation; and keyless sign and
+/// verify against the local Sigstore (cosign with `--trusted-root`, so neither tries the
+/// network). Median wall time and peak RSS of `ROUNDS` rounds, each on fresh images.
+fn cosign_side_by_side(
+    ours: &Path,
+    registry: &str,
+    sigstore: &str,
+    cosign: &Path,
+) -> anyhow::Result<()> {
+    const ROUNDS: usize = 10;
+    const PASSWORD: &str = "wharf-bench-password";
+    let dir = std::env::temp_dir().join(format!("wharf-bench-cosign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("cosign.key");
+    let out = Command::new(cosign)
+        .arg("generate-key-pair")
+        .current_dir(&dir)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "cosign generate-key-pair: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let root = dir.join("trusted_root.json");
+    std::fs::write(
+        &root,
+        http_get_body(&format!("{sigstore}/trusted_root.json"))?,
+    )?;
+    let predicate = dir.join("evaluation.json");
+    std::fs::write(&predicate, r#"{"metrics":{"accuracy":0.9}}"#)?;
+    let token = String::from_utf8(Command::new(ours).arg("keyless-token").output()?.stdout)?;
+    let [token, subject, issuer] = token.split_whitespace().collect::<Vec<_>>()[..] else {
+        bail!("keyless-token printed {token:?}");
+    };
+    let url = format!("http://{registry}");
+    let repo = format!("bench-cosign-{}", std::process::id());
+    let images = |n: usize| -> anyhow::Result<Vec<String>> {
+        let out = Command::new(ours)
+            .args(["push-small", &url, &repo, &n.to_string()])
+            .output()?;
+        if !out.status.success() {
+            bail!("push-small: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    };
+    let k = key.to_string_lossy().into_owned();
+    let public = dir.join("cosign.pub").to_string_lossy().into_owned();
+    let r = root.to_string_lossy().into_owned();
+    let p = predicate.to_string_lossy().into_owned();
+    let keyless = format!("keyless:{sigstore}");
+    let mut rows: Vec<(&str, Vec<Sample>, Vec<Sample>)> = Vec::new();
+    let mut add = |op: &'static str, wharf: Sample, peer: Sample| match rows
+        .iter_mut()
+        .find(|(o, _, _)| *o == op)
+    {
+        Some((_, w, c)) => {
+            w.push(wharf);
+            c.push(peer);
+        }
+        None => rows.push((op, vec![wharf], vec![peer])),
+    };
+    // The key's password for both tools, cosign's prompts answered, HOME and TUF_ROOT in
+    // the scratch dir: nothing outside it is read or written.
+    let tuf = dir.join("tuf");
+    let env: [(&str, &std::ffi::OsStr); 4] = [
+        ("COSIGN_PASSWORD", PASSWORD.as_ref()),
+        ("COSIGN_YES", "true".as_ref()),
+        ("HOME", dir.as_os_str()),
+        ("TUF_ROOT", tuf.as_os_str()),
+    ];
+    let env_timed =
+        |tool: &str, program: &Path, args: &[&str]| timed_with(args[0], tool, program, args, &env);
+    for _ in 0..ROUNDS {
+        let fresh = images(4)?;
+        let [ours_img, theirs_img, ours_kl, theirs_kl] = &fresh[..] else {
+            bail!("push-small printed {} images, not 4", fresh.len());
+        };
+        let at = |d: &str| format!("{registry}/{repo}@{d}");
+        let steps: [(&'static str, &str, &str, Vec<String>); 4] = [
+            (
+                "sign + attach (.sig)",
+                "sign",
+                ours_img,
+                vec![
+                    "sign".into(),
+                    "--key".into(),
+                    k.clone(),
+                    "--tlog-upload=false".into(),
+                    "--allow-http-registry".into(),
+                    at(theirs_img),
+                ],
+            ),
+            (
+                "verify signature",
+                "verify",
+                ours_img,
+                vec![
+                    "verify".into(),
+                    "--key".into(),
+                    public.clone(),
+                    "--insecure-ignore-tlog=true".into(),
+                    "--trusted-root".into(),
+                    r.clone(),
+                    "--allow-http-registry".into(),
+                    at(theirs_img),
+                ],
+            ),
+            (
+                "attest + attach (.att)",
+                "attest",
+                ours_img,
+                vec![
+                    "attest".into(),
+                    "--key".into(),
+                    k.clone(),
+                    "--type".into(),
+                    "https://wharf.dev/attestation/model-evaluation/v1".into(),
+                    "--predicate".into(),
+                    p.clone(),
+                    "--tlog-upload=false".into(),
+                    "--allow-http-registry".into(),
+                    at(theirs_img),
+                ],
+            ),
+            (
+                "verify attestation",
+                "verify-attestation",
+                ours_img,
+                vec![
+                    "verify-attestation".into(),
+                    "--key".into(),
+                    public.clone(),
+                    "--type".into(),
+                    "https://wharf.dev/attestation/model-evaluation/v1".into(),
+                    "--insecure-ignore-tlog=true".into(),
+                    "--trusted-root".into(),
+                    r.clone(),
+                    "--allow-http-registry".into(),
+                    at(theirs_img),
+                ],
+            ),
+        ];
+        for (label, op, image, cosign_args) in &steps {
+            let wharf = env_timed("wharf", ours, &["step", op, &url, &repo, image, &k])?;
+            let args: Vec<&str> = cosign_args.iter().map(String::as_str).collect();
+            let peer = env_timed("cosign", cosign, &args)?;
+            add(label, wharf, peer);
+        }
+        let keyless_steps: [(&'static str, &str, Vec<String>); 2] = [
+            (
+                "keyless sign + Rekor + attach (.sig)",
+                "sign",
+                vec![
+                    "sign".into(),
+                    "--fulcio-url".into(),
+                    sigstore.into(),
+                    "--rekor-url".into(),
+                    sigstore.into(),
+                    "--identity-token".into(),
+                    token.into(),
+                    "--trusted-root".into(),
+                    r.clone(),
+                    "--allow-http-registry".into(),
+                    at(theirs_kl),
+                ],
+            ),
+            (
+                "keyless verify (.sig: chain, SCT, SET, identity)",
+                "verify",
+                vec![
+                    "verify".into(),
+                    "--certificate-identity".into(),
+                    subject.into(),
+                    "--certificate-oidc-issuer".into(),
+                    issuer.into(),
+                    "--trusted-root".into(),
+                    r.clone(),
+                    "--allow-http-registry".into(),
+                    at(theirs_kl),
+                ],
+            ),
+        ];
+        for (label, op, cosign_args) in &keyless_steps {
+            let wharf = env_timed("wharf", ours, &["step", op, &url, &repo, ours_kl, &keyless])?;
+            let args: Vec<&str> = cosign_args.iter().map(String::as_str).collect();
+            let peer = env_timed("cosign", cosign, &args)?;
+            add(label, wharf, peer);
+        }
+    }
+    let version = Command::new(cosign).arg("version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&version.stderr).lines())
+        .find_map(|l| l.strip_prefix("GitVersion:").map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "
+one process per step (as a CI job runs them), wharf-bench beside cosign {version}, same registry and key, median of {ROUNDS}:
+"
+    );
+    println!("| step | wharf | cosign | wharf peak RSS | cosign peak RSS |");
+    println!("|---|---|---|---|---|");
+    let median = |v: &mut Vec<Sample>| {
+        v.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let m = &v[v.len() / 2];
+        (m.seconds * 1000.0, m.rss_kib / 1024)
+    };
+    for (op, w, c) in &mut rows {
+        let ((wt, wr), (ct, cr)) = (median(w), median(c));
+        println!("| {op} | {wt:.0} ms | {ct:.0} ms | {wr} MiB | {cr} MiB |");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// Keyless signing and verification of one 1 MiB file with the local Sigstore, 10 rounds:
