@@ -843,6 +843,23 @@ pyIyNObTtCnyqDKX00dqBv4gEnbqn2N21pgU5HEDmTIA2z6L1jlDzg==
         }
     }
 
+    /// Errors name paths as the caller gave them: a relative path stays relative, nothing
+    /// of the working directory or home is added.
+    #[test]
+    fn errors_carry_only_the_paths_the_caller_gave() {
+        let cwd = std::env::current_dir().unwrap();
+        let cwd = cwd.to_string_lossy();
+        for err in [
+            PublicKey::from_file(Path::new("missing-dir/cosign.pub")).unwrap_err(),
+            EcdsaP256Key::load(Path::new("missing-dir/cosign.key"), None).unwrap_err(),
+        ] {
+            let msg = err.to_string();
+            assert!(msg.contains("missing-dir/cosign."), "{msg}");
+            assert!(!msg.contains(cwd.as_ref()), "{msg}");
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{msg}");
+        }
+    }
+
     #[test]
     fn pem_round_trips_and_debug_hides_the_key() {
         let key = EcdsaP256Key::generate().unwrap();
