@@ -148,11 +148,11 @@ async fn measure_keyless(
     sigstore: &wharf_sign::keyless::Sigstore,
 ) -> anyhow::Result<Times> {
     use wharf_sign::Trust;
-    use wharf_sign::bundle::{
+    use wharf_sign::cosign::{sign_image_keyless, verify_image_keyless};
+    use wharf_sign::referrers::{
         attest_image_bundle_keyless, sign_image_bundle_keyless, verify_bundle_attestations,
         verify_image_bundle_with,
     };
-    use wharf_sign::cosign::{sign_image_keyless, verify_image_keyless};
     let identity = wharf_sign::fulcio::Identity::exact(BENCH_SUBJECT, BENCH_ISSUER);
     let trust = Trust::Keyless {
         identity: &identity,

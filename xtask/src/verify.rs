@@ -220,7 +220,7 @@ impl VerifyCmd {
             })),
             Err(e) => failures.push(format!("cosign .sig: {e}")),
         }
-        match wharf_sign::bundle::verify_image_bundle_with(registry, repo, image, trust).await {
+        match wharf_sign::referrers::verify_image_bundle_with(registry, repo, image, trust).await {
             Ok(found) => {
                 signatures.extend(found.into_iter().map(
                     |signer| serde_json::json!({"format": "Sigstore bundle", "signer": signer}),

@@ -1114,7 +1114,7 @@ fn verify_keyless(
     rt.block_on(async {
         let repo = "models/fraud-detector";
         if format == "bundle" {
-            wharf_sign::bundle::verify_image_bundle_with(&reg, repo, &digest, trust)
+            wharf_sign::referrers::verify_image_bundle_with(&reg, repo, &digest, trust)
                 .await
                 .map(|v| v.len())
         } else {

@@ -15,7 +15,7 @@
 //! ```no_run
 //! use wharf_core::{Digest, Secret};
 //! use wharf_sign::Trust;
-//! use wharf_sign::bundle::{sign_image_bundle_keyless, verify_image_bundle_with};
+//! use wharf_sign::referrers::{sign_image_bundle_keyless, verify_image_bundle_with};
 //! use wharf_sign::fulcio::Identity;
 //! use wharf_sign::keyless::{PUBLIC_FULCIO, PUBLIC_REKOR, Sigstore};
 //! use wharf_sign::rekor::TrustedRoot;
@@ -46,8 +46,8 @@ use wharf_core::sign::{SignOptions, Signer};
 use wharf_core::{Digest, Error, Result, Secret};
 
 use crate::EcdsaP256Key;
-use crate::attest::{Envelope, Statement};
 use crate::bundle::{Artifact, BUNDLE_V03, Bundle, SignedBy, verify};
+use crate::dsse::{Envelope, Statement};
 use crate::fulcio::Identity;
 use crate::rekor::TrustedRoot;
 use crate::x509::Certificate;
@@ -520,7 +520,7 @@ impl KeylessSession<'_> {
 
     /// Sign an in-toto `statement`: a v0.3 DSSE bundle with a `dsse` entry.
     pub async fn sign_statement(&self, statement: &Statement) -> Result<Vec<u8>> {
-        let envelope = crate::attest::sign_statement(statement, &self.key).await?;
+        let envelope = crate::dsse::sign_statement(statement, &self.key).await?;
         let envelope_json = serde_json::to_string(&envelope)
             .map_err(|e| Error::internal(format!("envelope: {e}")))?;
         let entry = json!({
@@ -548,7 +548,7 @@ impl KeylessSession<'_> {
     /// Sign a cosign simple-signing `payload` the legacy way: the `.sig` layer annotations
     /// (signature, certificate, chain, and the Rekor bundle of a `hashedrekord` entry).
     pub async fn sign_legacy(&self, payload: &[u8]) -> Result<BTreeMap<String, String>> {
-        use crate::cosign::{
+        use crate::simple_signing::{
             ANNOTATION_BUNDLE, ANNOTATION_CERTIFICATE, ANNOTATION_CHAIN, ANNOTATION_SIGNATURE,
         };
         let sig = self.key.sign(payload, &SignOptions::default()).await?;
@@ -581,14 +581,14 @@ impl KeylessSession<'_> {
         if !chain.is_empty() {
             annotations.insert(ANNOTATION_CHAIN.to_owned(), chain);
         }
-        let parsed = crate::cosign::SimpleSigning::parse(payload)?;
-        crate::cosign::verify_payload_keyless(
+        let parsed = crate::simple_signing::SimpleSigning::parse(payload)?;
+        crate::simple_signing::verify_payload_keyless(
             payload,
             &annotations,
             &parsed.manifest_digest,
             &self.identity,
             &self.sigstore.root,
-            crate::cosign::ReferenceMatch::Any,
+            crate::simple_signing::ReferenceMatch::Any,
         )
         .await
         .map_err(|e| {

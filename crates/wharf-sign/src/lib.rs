@@ -5,11 +5,22 @@
 //! `cosign.key` or PKCS#8 PEM, and [`PublicKey`], its public half as a
 //! [`wharf_core::Verifier`]; `kms` (feature) for AWS KMS keys. Images are signed and
 //! verified in cosign's legacy `.sig` format ([`cosign`]) and as cosign 3's Sigstore bundle
-//! referrers ([`bundle`]); [`attest`] writes in-toto attestations (SLSA provenance, model
+//! referrers ([`referrers`]); [`attest`] writes in-toto attestations (SLSA provenance, model
 //! evaluation, SBOM, scan results). Keyless: `keyless` (feature) gets Fulcio certificates
 //! for OIDC tokens and logs in Rekor; [`fulcio`] verifies certificates against a trust root
 //! ([`rekor::TrustedRoot`]) by identity and issuer; [`rekor`] checks log evidence offline.
 //! [`Trust`] says whom an image's signatures must come from.
+//!
+//! The modules are layers; each uses only those before it:
+//!
+//! 1. formats — [`dsse`] (in-toto statements in DSSE envelopes);
+//! 2. evidence — [`x509`], [`rekor`] (log entries, trust roots), [`fulcio`] (certificate
+//!    trust), [`simple_signing`] (cosign's payload and one signature layer checked) and
+//!    [`bundle`] (Sigstore bundles checked offline);
+//! 3. signers — keys ([`EcdsaP256Key`], [`PublicKey`]), `kms`, [`keyless`] (a Fulcio and
+//!    Rekor session);
+//! 4. storage on images — [`cosign`] (`.sig` tags), [`attest`] (`.att` tags) and
+//!    [`referrers`] (bundles as OCI 1.1 referrers).
 //!
 //! ```
 //! use wharf_core::{Signer, Verifier, sign::{SignOptions, VerifyOptions}};
@@ -27,13 +38,16 @@ mod b64;
 pub mod bundle;
 pub mod cosign;
 mod cosign_key;
+pub mod dsse;
 pub mod fulcio;
 mod key;
 pub mod keyless;
 #[cfg(feature = "kms")]
 pub mod kms;
 mod pem;
+pub mod referrers;
 pub mod rekor;
+pub mod simple_signing;
 pub mod x509;
 
 pub use cosign_key::{COSIGN_KEY_LABEL, LEGACY_COSIGN_KEY_LABEL};

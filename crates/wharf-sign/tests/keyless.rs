@@ -18,13 +18,14 @@ use wharf_core::registry::{ReferrersOptions, collect_blob};
 use wharf_core::retry::RetryPolicy;
 use wharf_core::{Digest, ErrorKind, Registry, Secret};
 use wharf_sign::Trust;
-use wharf_sign::bundle::{
-    BUNDLE_V03, Bundle, attest_image_bundle_keyless, sign_image_bundle_keyless,
-    verify_bundle_attestations, verify_image_bundle_with, verify_with_identity,
-};
+use wharf_sign::bundle::{BUNDLE_V03, Bundle, verify_with_identity};
 use wharf_sign::cosign::{ReferenceMatch, SignOutcome, sign_image_keyless, verify_image_keyless};
 use wharf_sign::fulcio::Identity;
 use wharf_sign::keyless::Sigstore;
+use wharf_sign::referrers::{
+    attest_image_bundle_keyless, sign_image_bundle_keyless, verify_bundle_attestations,
+    verify_image_bundle_with,
+};
 use wharf_sign::rekor::TrustedRoot;
 
 mod support;

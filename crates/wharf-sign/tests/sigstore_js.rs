@@ -12,7 +12,8 @@ use wharf_core::memory::MemoryRegistry;
 use wharf_core::registry::{ReferrersOptions, collect_blob};
 use wharf_core::{Digest, Registry};
 use wharf_sign::EcdsaP256Key;
-use wharf_sign::bundle::{BUNDLE_V03, COSIGN_SIGN_PREDICATE, sign_image_bundle};
+use wharf_sign::bundle::{BUNDLE_V03, COSIGN_SIGN_PREDICATE};
+use wharf_sign::referrers::sign_image_bundle;
 
 const VERIFY_JS: &str = r#"
 const fs = require('fs');

@@ -239,7 +239,7 @@ impl Stage for SignStage {
                         .await?
                     }
                     SignFormat::Bundle => {
-                        wharf_sign::bundle::sign_image_bundle(
+                        wharf_sign::referrers::sign_image_bundle(
                             t.registry.as_ref(),
                             &t.repository,
                             &image,
@@ -271,7 +271,7 @@ impl Stage for SignStage {
                         .await?
                     }
                     SignFormat::Bundle => {
-                        wharf_sign::bundle::sign_image_bundle_keyless(
+                        wharf_sign::referrers::sign_image_bundle_keyless(
                             t.registry.as_ref(),
                             &t.repository,
                             &image,
@@ -406,7 +406,7 @@ impl Stage for VerifySignatureStage {
             .await
             .map(|v| v.into_iter().map(|v| v.key_id).collect()),
             SignFormat::Bundle => {
-                wharf_sign::bundle::verify_image_bundle_with(
+                wharf_sign::referrers::verify_image_bundle_with(
                     t.registry.as_ref(),
                     &t.repository,
                     &image,
@@ -678,7 +678,7 @@ impl Stage for AttestStage {
             }
             let outcome = match (&self.credentials, &session) {
                 (_, Some(session)) => {
-                    wharf_sign::bundle::attest_image_bundle_keyless(
+                    wharf_sign::referrers::attest_image_bundle_keyless(
                         t.registry.as_ref(),
                         &t.repository,
                         &image,
