@@ -93,10 +93,9 @@ impl PipelineCmd {
             Some(sha) if git_clean(&model_dir) => TagPolicy::Fixed(sha.clone()),
             _ => TagPolicy::ContentDerived,
         };
-        let mut options = RunOptions::new()
-            .manifest(manifest)
-            .tag(tag)
-            .builder_id(builder_id());
+        // What built the image: the library's default — the CI workflow when there is one
+        // (GitHub Actions, GitLab CI), else wharf-pipeline on this host.
+        let mut options = RunOptions::new().manifest(manifest).tag(tag);
         if let Some(commit) = &commit {
             options = options.source_commit(commit.clone());
         }
@@ -399,25 +398,4 @@ fn read_password(prompt: &str) -> anyhow::Result<wharf_core::Secret> {
     eprintln!();
     read?;
     Ok(wharf_core::Secret::new(line.trim_end_matches(['\r', '\n'])))
-}
-
-/// What built the image, for provenance: the CI workflow when there is one (GitHub Actions,
-/// GitLab CI), else this command on this host.
-fn builder_id() -> String {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(server), Some(repo), Some(wf)) = (
-        var("GITHUB_SERVER_URL"),
-        var("GITHUB_REPOSITORY"),
-        var("GITHUB_WORKFLOW_REF"),
-    ) {
-        let path = wf.strip_prefix(&format!("{repo}/")).unwrap_or(&wf);
-        return format!("{server}/{repo}/{path}");
-    }
-    if let Some(job) = var("CI_JOB_URL") {
-        return job;
-    }
-    format!(
-        "https://wharf.dev/builder/cargo-xtask-pipeline@{}",
-        env!("CARGO_PKG_VERSION")
-    )
 }

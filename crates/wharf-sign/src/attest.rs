@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use wharf_core::sign::{Signer, Verifier};
 use wharf_core::{Digest, Error, ErrorKind, Registry, Result};
 
@@ -95,51 +93,8 @@ pub async fn verify_attestations(
     verifier: &dyn Verifier,
     predicate_type: Option<&str>,
 ) -> Result<Vec<VerifiedAttestation>> {
-    let tag = attestation_tag(image);
-    let Some((_, layers)) = existing_layers(registry, repo, &tag, DSSE_MEDIA_TYPE).await? else {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!("{repo}@{image} has no attestation ({repo}:{tag} does not exist)"),
-        ));
-    };
-    let mut found = Vec::new();
-    let mut failures = Vec::new();
-    for (i, (_, bytes)) in layers.iter().enumerate() {
-        let result = async {
-            let env: Envelope = serde_json::from_slice(bytes)
-                .map_err(|e| Error::invalid(format!("not a DSSE envelope: {e}")))?;
-            let (st, key_id) = verify_envelope(&env, verifier).await?;
-            if !st.is_about(image) {
-                return Err(Error::integrity(format!(
-                    "the statement is about {:?}, not {image}",
-                    st.subject.iter().map(|s| &s.digest).collect::<Vec<_>>()
-                )));
-            }
-            Ok(VerifiedAttestation {
-                predicate_type: st.predicate_type,
-                predicate: st.predicate,
-                key_id,
-            })
-        }
-        .await;
-        match result {
-            Ok(a) if predicate_type.is_none_or(|t| t == a.predicate_type) => found.push(a),
-            Ok(a) => failures.push(format!(
-                "attestation {}: predicate {}",
-                i + 1,
-                a.predicate_type
-            )),
-            Err(e) => failures.push(format!("attestation {}: {e}", i + 1)),
-        }
-    }
-    if found.is_empty() {
-        return Err(Error::integrity(format!(
-            "no valid {}attestation for {repo}@{image}: {}",
-            predicate_type.map(|t| format!("{t} ")).unwrap_or_default(),
-            failures.join("; ")
-        )));
-    }
-    Ok(found)
+    let trust = crate::Trust::Key(verifier);
+    collect_attestations(registry, repo, image, predicate_type, trust).await
 }
 
 /// The keyless attestations in `image`'s `.att` image, as cosign 2 `attest` writes them
@@ -157,6 +112,19 @@ pub async fn verify_attestations_keyless(
     root: &crate::rekor::TrustedRoot,
     predicate_type: Option<&str>,
 ) -> Result<Vec<VerifiedAttestation>> {
+    let trust = crate::Trust::Keyless { identity, root };
+    collect_attestations(registry, repo, image, predicate_type, trust).await
+}
+
+/// Each DSSE layer of `image`'s `.att` image checked against `trust`; those of
+/// `predicate_type` (all without one) that verify, or an error naming why each failed.
+async fn collect_attestations(
+    registry: &dyn Registry,
+    repo: &str,
+    image: &Digest,
+    predicate_type: Option<&str>,
+    trust: crate::Trust<'_>,
+) -> Result<Vec<VerifiedAttestation>> {
     let tag = attestation_tag(image);
     let Some((_, layers)) = existing_layers(registry, repo, &tag, DSSE_MEDIA_TYPE).await? else {
         return Err(Error::new(
@@ -167,7 +135,13 @@ pub async fn verify_attestations_keyless(
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for (i, (layer, bytes)) in layers.iter().enumerate() {
-        match verify_keyless_layer(bytes, &layer.annotations, image, identity, root).await {
+        let checked = match trust {
+            crate::Trust::Key(verifier) => check_keyed_layer(bytes, image, verifier).await,
+            crate::Trust::Keyless { identity, root } => {
+                verify_keyless_layer(bytes, &layer.annotations, image, identity, root).await
+            }
+        };
+        match checked {
             Ok(a) if predicate_type.is_none_or(|t| t == a.predicate_type) => found.push(a),
             Ok(a) => failures.push(format!(
                 "attestation {}: predicate {}",
@@ -178,13 +152,48 @@ pub async fn verify_attestations_keyless(
         }
     }
     if found.is_empty() {
+        let kind = match trust {
+            crate::Trust::Key(_) => "",
+            crate::Trust::Keyless { .. } => "keyless ",
+        };
         return Err(Error::integrity(format!(
-            "no valid keyless {}attestation for {repo}@{image}: {}",
+            "no valid {kind}{}attestation for {repo}@{image}: {}",
             predicate_type.map(|t| format!("{t} ")).unwrap_or_default(),
             failures.join("; ")
         )));
     }
     Ok(found)
+}
+
+/// One `.att` layer signed with a key.
+async fn check_keyed_layer(
+    bytes: &[u8],
+    image: &Digest,
+    verifier: &dyn Verifier,
+) -> Result<VerifiedAttestation> {
+    let env: Envelope = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("not a DSSE envelope: {e}")))?;
+    let v = crate::dsse::verify_envelope_parts(&env, verifier).await?;
+    about(v.statement, image, v.key_id)
+}
+
+/// `statement` as a verified attestation signed by `key_id`, if it is about `image`.
+fn about(statement: Statement, image: &Digest, key_id: String) -> Result<VerifiedAttestation> {
+    if !statement.is_about(image) {
+        return Err(Error::integrity(format!(
+            "the statement is about {:?}, not {image}",
+            statement
+                .subject
+                .iter()
+                .map(|s| &s.digest)
+                .collect::<Vec<_>>()
+        )));
+    }
+    Ok(VerifiedAttestation::new(
+        statement.predicate_type,
+        statement.predicate,
+        key_id,
+    ))
 }
 
 /// One keyless `.att` layer: see [`verify_attestations_keyless`].
@@ -206,15 +215,6 @@ async fn verify_keyless_layer(
     };
     let envelope: Envelope = serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid(format!("not a DSSE envelope: {e}")))?;
-    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return Err(Error::invalid(format!(
-            "DSSE payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",
-            envelope.payload_type
-        )));
-    }
-    let payload = STANDARD
-        .decode(&envelope.payload)
-        .map_err(|e| Error::invalid(format!("DSSE payload is not base64: {e}")))?;
     let leaf =
         Certificate::from_pem_chain(annotation(ANNOTATION_CERTIFICATE)?, ANNOTATION_CERTIFICATE)?
             .remove(0);
@@ -222,41 +222,25 @@ async fn verify_keyless_layer(
         Some(pem) => Certificate::from_pem_chain(pem, ANNOTATION_CHAIN)?,
         None => Vec::new(),
     };
-    let pae = pae(&envelope.payload_type, &payload);
-    let mut last = Error::integrity("the DSSE envelope has no signature");
-    let mut signature = None;
-    for s in &envelope.signatures {
-        match crate::b64::decode(s.sig.trim()) {
-            Ok(sig) => match crate::fulcio::verify_with_certificate(&leaf, &pae, &sig) {
-                Ok(()) => {
-                    signature = Some(sig);
-                    break;
-                }
-                Err(e) => last = e,
-            },
-            Err(_) => last = Error::invalid("a DSSE signature is not base64"),
-        }
-    }
-    let signature = signature.ok_or(last)?;
-    let bundle = crate::rekor::RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
-    let log = root
-        .log(&crate::rekor::log_id_bytes(&bundle)?)
-        .ok_or_else(|| {
-            Error::integrity(format!(
-                "the Rekor bundle is from log {}, which is not in the trusted root",
-                bundle.payload.log_id
-            ))
+    // The envelope's signature, checked with the certificate's key.
+    let cert_key =
+        crate::PublicKey::from_spki_der(leaf.spki_der(), "the attestation's certificate key")?;
+    let verified = crate::dsse::verify_envelope_parts(&envelope, &cert_key)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::Integrity => Error::integrity(
+                "the attestation's signature does not verify with its certificate's key",
+            ),
+            _ => e,
         })?;
-    crate::rekor::verify_set(
+    let bundle = crate::rekor::RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
+    let log = root.log_of(&bundle)?;
+    crate::rekor::verify_bundle_set(&bundle, &log.key).await?;
+    crate::rekor::check_envelope_entry(
         &bundle.payload.body,
-        bundle.payload.integrated_time,
-        bundle.payload.log_index,
-        &bundle.payload.log_id,
-        &bundle.signed_entry_timestamp,
-        &log.key,
-    )
-    .await?;
-    crate::rekor::check_envelope_entry(&bundle.payload.body, &payload, &signature)?;
+        &verified.payload,
+        &verified.signature,
+    )?;
     let cert = crate::fulcio::verify_certificate(
         &leaf,
         &chain,
@@ -264,24 +248,7 @@ async fn verify_keyless_layer(
         bundle.payload.integrated_time,
         identity,
     )?;
-    let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
-        Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
-    })?;
-    if !statement.is_about(image) {
-        return Err(Error::integrity(format!(
-            "the statement is about {:?}, not {image}",
-            statement
-                .subject
-                .iter()
-                .map(|s| &s.digest)
-                .collect::<Vec<_>>()
-        )));
-    }
-    Ok(VerifiedAttestation {
-        predicate_type: statement.predicate_type,
-        predicate: statement.predicate,
-        key_id: cert.subject,
-    })
+    about(verified.statement, image, cert.subject)
 }
 
 /// The attestations of `image` that `trust` verifies, optionally only `predicate_type`,

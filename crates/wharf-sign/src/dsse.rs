@@ -178,26 +178,44 @@ pub async fn verify_envelope(
     envelope: &Envelope,
     verifier: &dyn Verifier,
 ) -> Result<(Statement, String)> {
+    verify_envelope_parts(envelope, verifier)
+        .await
+        .map(|v| (v.statement, v.key_id))
+}
+
+/// What [`verify_envelope_parts`] established: the statement, who signed, and the exact
+/// payload and signature bytes that verified (for matching a log entry).
+pub(crate) struct VerifiedEnvelope {
+    pub(crate) statement: Statement,
+    pub(crate) key_id: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
+}
+
+/// [`verify_envelope`], keeping the payload and the signature that verified.
+pub(crate) async fn verify_envelope_parts(
+    envelope: &Envelope,
+    verifier: &dyn Verifier,
+) -> Result<VerifiedEnvelope> {
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(Error::invalid(format!(
             "DSSE payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",
             envelope.payload_type
         )));
     }
-    let payload = STANDARD
-        .decode(&envelope.payload)
+    let payload = crate::b64::decode(&envelope.payload)
         .map_err(|e| Error::invalid(format!("DSSE payload is not base64: {e}")))?;
     let pae = pae(&envelope.payload_type, &payload);
     let mut last = Error::integrity("the DSSE envelope has no signature");
     for s in &envelope.signatures {
-        let Ok(bytes) = crate::b64::decode(&s.sig) else {
+        let Ok(bytes) = crate::b64::decode(s.sig.trim()) else {
             last = Error::invalid("a DSSE signature is not base64");
             continue;
         };
         match verifier
             .verify(
                 &pae,
-                &Signature::new(bytes, crate::ALGORITHM, s.keyid.clone()),
+                &Signature::new(bytes.clone(), crate::ALGORITHM, s.keyid.clone()),
                 &VerifyOptions::default(),
             )
             .await
@@ -206,7 +224,12 @@ pub async fn verify_envelope(
                 let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
                     Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
                 })?;
-                return Ok((statement, v.key_id));
+                return Ok(VerifiedEnvelope {
+                    statement,
+                    key_id: v.key_id,
+                    payload,
+                    signature: bytes,
+                });
             }
             Err(e) => last = e,
         }

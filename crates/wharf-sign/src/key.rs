@@ -660,19 +660,7 @@ impl PublicKey {
         signature: &Signature,
         opts: &VerifyOptions,
     ) -> Result<Verified> {
-        if opts.require_log_entry && signature.log_entry.is_none() {
-            return Err(Error::integrity(
-                "the signature has no transparency-log entry, and one is required",
-            ));
-        }
-        // Signatures read from cosign material carry ALGORITHM, whatever the key's kind:
-        // the key decides how it is checked.
-        if signature.algorithm != ALGORITHM {
-            return Err(Error::integrity(format!(
-                "signature algorithm {:?} is not {ALGORITHM}",
-                signature.algorithm
-            )));
-        }
+        check_signature_meta(signature, opts)?;
         if !self.verifies(payload, &signature.bytes) {
             // cosign signs with Ed25519ph by default, which aws-lc-rs does not verify.
             let hint = if self.kind == KeyKind::Ed25519 {
@@ -703,6 +691,24 @@ impl PublicKey {
     }
 }
 
+/// What every verification checks before the signature itself: a log entry when one is
+/// required, and the algorithm label — signatures read from cosign material carry
+/// [`ALGORITHM`] whatever the key's kind; the key decides how they are checked.
+fn check_signature_meta(signature: &Signature, opts: &VerifyOptions) -> Result<()> {
+    if opts.require_log_entry && signature.log_entry.is_none() {
+        return Err(Error::integrity(
+            "the signature has no transparency-log entry, and one is required",
+        ));
+    }
+    if signature.algorithm != ALGORITHM {
+        return Err(Error::integrity(format!(
+            "signature algorithm {:?} is not {ALGORITHM}",
+            signature.algorithm
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Verifier for PublicKey {
     async fn verify(
@@ -720,11 +726,7 @@ impl Verifier for PublicKey {
         signature: &Signature,
         opts: &VerifyOptions,
     ) -> Result<Verified> {
-        if opts.require_log_entry && signature.log_entry.is_none() {
-            return Err(Error::integrity(
-                "the signature has no transparency-log entry, and one is required",
-            ));
-        }
+        check_signature_meta(signature, opts)?;
         if self.verifies_digest(digest, &signature.bytes)? {
             Ok(Verified::new(self.key_id.clone()))
         } else {

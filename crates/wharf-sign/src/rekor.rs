@@ -65,15 +65,7 @@ pub async fn verify_bundle(
             log_id.hex()
         )));
     }
-    verify_set(
-        &bundle.payload.body,
-        bundle.payload.integrated_time,
-        bundle.payload.log_index,
-        &bundle.payload.log_id,
-        &bundle.signed_entry_timestamp,
-        rekor,
-    )
-    .await?;
+    verify_bundle_set(bundle, rekor).await?;
     let body = STANDARD
         .decode(bundle.payload.body.trim())
         .map_err(|e| Error::invalid(format!("the Rekor entry body is not base64: {e}")))?;
@@ -190,6 +182,19 @@ pub(crate) fn envelope_entry_verifiers<'b>(
         .filter(|s| is_ours(&s[sig_field]))
         .map(|s| &s[verifier_field])
         .collect())
+}
+
+/// Verify `bundle`'s signed entry timestamp with the log's key `rekor`.
+pub(crate) async fn verify_bundle_set(bundle: &RekorBundle, rekor: &PublicKey) -> Result<()> {
+    verify_set(
+        &bundle.payload.body,
+        bundle.payload.integrated_time,
+        bundle.payload.log_index,
+        &bundle.payload.log_id,
+        &bundle.signed_entry_timestamp,
+        rekor,
+    )
+    .await
 }
 
 /// Verify a signed entry timestamp: the log's signature over the canonical JSON of
@@ -434,6 +439,17 @@ impl TrustedRoot {
     /// The log with id `log_id`.
     pub fn log(&self, log_id: &[u8]) -> Option<&TransparencyLog> {
         self.tlogs.iter().find(|l| l.log_id == log_id)
+    }
+
+    /// The log that signed `bundle`; an integrity error naming its log id when the root has
+    /// no such log.
+    pub fn log_of(&self, bundle: &RekorBundle) -> Result<&TransparencyLog> {
+        self.log(&log_id_bytes(bundle)?).ok_or_else(|| {
+            Error::integrity(format!(
+                "the Rekor bundle is from log {}, which is not in the trusted root",
+                bundle.payload.log_id
+            ))
+        })
     }
 }
 

@@ -385,13 +385,7 @@ pub async fn verify_payload_keyless(
     crate::fulcio::verify_with_certificate(&leaf, payload, &sig)?;
     let parsed = check_payload(payload, expected, reference)?;
     let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
-    let log_id = crate::rekor::log_id_bytes(&bundle)?;
-    let log = root.log(&log_id).ok_or_else(|| {
-        Error::integrity(format!(
-            "the Rekor bundle is from log {}, which is not in the trusted root",
-            bundle.payload.log_id
-        ))
-    })?;
+    let log = root.log_of(&bundle)?;
     verify_bundle(&bundle, &log.key, payload, sig_b64).await?;
     let cert = crate::fulcio::verify_certificate(
         &leaf,
