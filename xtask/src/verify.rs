@@ -40,9 +40,23 @@ pub(crate) struct VerifyCmd {
     /// Keyless: the OIDC issuer that must have vouched for the identity.
     #[arg(long)]
     certificate_oidc_issuer: Option<String>,
+    /// Keyless: a regular expression the whole OIDC issuer must match (`.*` for
+    /// certificates of your own PKI, which name none).
+    #[arg(long, conflicts_with = "certificate_oidc_issuer")]
+    certificate_oidc_issuer_regexp: Option<String>,
     /// Keyless: the Sigstore trusted_root.json (default: `[sign] trusted_root`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ca_roots")]
     trusted_root: Option<PathBuf>,
+    /// Certificates of your own PKI: a PEM file of the root certificates (and any
+    /// intermediates) to trust instead of a Sigstore trust root (cosign's `--ca-roots`,
+    /// `--certificate-chain`); it names no logs, so pass --insecure-ignore-tlog and
+    /// --insecure-ignore-sct too.
+    #[arg(long, value_name = "PEM")]
+    ca_roots: Option<PathBuf>,
+    /// Keyless: accept certificate signatures that were never logged in Rekor (cosign's
+    /// `--insecure-ignore-tlog`); the certificate must then be valid now. The result says so.
+    #[arg(long)]
+    insecure_ignore_tlog: bool,
     /// Keyless: accept certificates without checking their SCTs (cosign's
     /// `--insecure-ignore-sct`), for a private Sigstore without a CT log; the result says so.
     #[arg(long)]
@@ -119,11 +133,18 @@ impl VerifyCmd {
     /// Whom the signatures must come from: the flags, else `[sign]`.
     fn trust_material(&self, config: &Config) -> anyhow::Result<How> {
         let s = &config.sign;
+        let issuer_re = self.certificate_oidc_issuer_regexp.as_deref();
         let identity = match (
             &self.certificate_identity,
             &self.certificate_identity_regexp,
             &self.certificate_oidc_issuer,
         ) {
+            (Some(id), None, None) if issuer_re.is_some() => Some(
+                Identity::exact_with_issuer_pattern(id, issuer_re.unwrap_or(".*"))?,
+            ),
+            (None, Some(re), None) if issuer_re.is_some() => {
+                Some(Identity::matching_issuer(re, issuer_re.unwrap_or(".*"))?)
+            }
             (Some(id), None, Some(iss)) => Some(Identity::exact(id, iss)),
             (None, Some(re), Some(iss)) => Some(Identity::matching(re, iss.clone())?),
             (Some(_), _, None) | (_, Some(_), None) => {
@@ -147,23 +168,35 @@ impl VerifyCmd {
             _ => None,
         };
         if let Some(identity) = identity {
-            let path = match &self.trusted_root {
-                Some(p) => p.clone(),
-                None => s.trusted_root.as_deref().map(|p| config.resolve(p)).context(
-                    "keyless verification needs a trust root: --trusted-root or [sign] trusted_root",
-                )?,
+            let mut root = match &self.ca_roots {
+                Some(pem) => {
+                    let text = std::fs::read_to_string(pem)
+                        .with_context(|| format!("--ca-roots {}", pem.display()))?;
+                    TrustedRoot::from_ca_pems(&text, &pem.display().to_string())?
+                }
+                None => {
+                    let path = match &self.trusted_root {
+                        Some(p) => p.clone(),
+                        None => s.trusted_root.as_deref().map(|p| config.resolve(p)).context(
+                            "keyless verification needs a trust root: --trusted-root or [sign] trusted_root",
+                        )?,
+                    };
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("trusted root {}", path.display()))?;
+                    TrustedRoot::parse(&bytes, &path.display().to_string())?
+                }
             };
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("trusted root {}", path.display()))?;
-            let mut root = TrustedRoot::parse(&bytes, &path.display().to_string())?;
             if self.insecure_ignore_sct {
                 root = root.insecure_ignore_sct();
+            }
+            if self.insecure_ignore_tlog {
+                root = root.insecure_ignore_tlog();
             }
             return Ok(How::Keyless(identity, root));
         }
         anyhow::ensure!(
-            !self.insecure_ignore_sct,
-            "--insecure-ignore-sct applies to keyless verification: pass --certificate-identity and --certificate-oidc-issuer too"
+            !self.insecure_ignore_sct && !self.insecure_ignore_tlog && self.ca_roots.is_none(),
+            "--insecure-ignore-sct, --insecure-ignore-tlog and --ca-roots apply to keyless verification: pass --certificate-identity and --certificate-oidc-issuer too"
         );
         let key_path = match &self.key {
             Some(p) => p.clone(),
@@ -255,10 +288,16 @@ impl VerifyCmd {
             "image": format!("{repo}@{image}"),
             "trust": match how {
                 How::Key(key) => format!("key {}", key.key_id()),
-                How::Keyless(identity, root) if root.ignores_sct() => {
-                    format!("{}; SCTs NOT checked (--insecure-ignore-sct)", identity.describe())
+                How::Keyless(identity, root) => {
+                    let mut said = identity.describe();
+                    if root.ignores_sct() {
+                        said.push_str("; SCTs NOT checked (--insecure-ignore-sct)");
+                    }
+                    if root.ignores_tlog() {
+                        said.push_str("; transparency log NOT checked (--insecure-ignore-tlog)");
+                    }
+                    said
                 }
-                How::Keyless(identity, _) => identity.describe(),
             },
             "verified": verified,
             "signatures": signatures,

@@ -793,3 +793,240 @@ fn cosign_verifies_cyclonedx_and_vuln_attestations_made_with_the_library() {
         }
     }
 }
+
+/// Certificates of one's own PKI ("bring your own PKI"): an openssl root, an intermediate
+/// without an EKU, an RSA leaf for code signing; cosign signs with the leaf (`--cert`,
+/// `--cert-chain`, no transparency log) and both cosign and `cargo xtask verify --ca-roots …
+/// --insecure-ignore-tlog --insecure-ignore-sct` verify it. Without the explicit skips,
+/// against another root, for another identity, or with a leaf not for code signing: refused,
+/// each for its reason.
+#[test]
+fn certificates_of_ones_own_pki_verify_only_with_the_explicit_skips() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let registry = backend("WHARF_TEST_REGISTRY");
+    let ours = fresh_repo("byo-source");
+    let digest = push_and_sign(s, &registry, &ours, "legacy");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(s)
+            .output()
+            .unwrap();
+        ok(out, &format!("openssl {args:?}"));
+    };
+    let root = |name: &str| {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:3072",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    };
+    root("byo-root");
+    root("other-root");
+    std::fs::write(
+        s.join("inter.ext"),
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "inter.key",
+        "-out",
+        "inter.csr",
+        "-subj",
+        "/CN=byo intermediate",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "inter.csr",
+        "-CA",
+        "byo-root.pem",
+        "-CAkey",
+        "byo-root.key",
+        "-CAcreateserial",
+        "-out",
+        "inter.pem",
+        "-days",
+        "30",
+        "-extfile",
+        "inter.ext",
+    ]);
+    let leaf = |name: &str, eku: &str| {
+        std::fs::write(
+            s.join(format!("{name}.ext")),
+            format!("keyUsage=critical,digitalSignature\n{eku}subjectAltName=email:release@acme.example\n"),
+        )
+        .unwrap();
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &format!("{name}.key"),
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            "/CN=release signer",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "7",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+        ok(
+            cosign("WHARF_TEST_COSIGN", s)
+                .args(["import-key-pair", "--key", &format!("{name}.key")])
+                .args(["--output-key-prefix", &format!("{name}-cosign")])
+                .output()
+                .unwrap(),
+            "cosign import-key-pair",
+        );
+    };
+    leaf("leaf", "extendedKeyUsage=codeSigning\n");
+    leaf("no-eku-leaf", "");
+    let chain = [
+        std::fs::read_to_string(s.join("inter.pem")).unwrap(),
+        std::fs::read_to_string(s.join("byo-root.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(s.join("chain.pem"), chain).unwrap();
+    let signed = |leaf: &str| {
+        let repo = fresh_repo("byo");
+        crane_copy(
+            &registry,
+            &format!("{ours}@{digest}"),
+            &format!("{repo}:v1"),
+        );
+        ok(
+            cosign("WHARF_TEST_COSIGN", s)
+                .args(["sign", "--key", &format!("{leaf}-cosign.key")])
+                .args([
+                    "--cert",
+                    &format!("{leaf}.pem"),
+                    "--cert-chain",
+                    "chain.pem",
+                ])
+                .args(["--tlog-upload=false", "--allow-http-registry"])
+                .arg(format!("{registry}/{repo}@{digest}"))
+                .output()
+                .unwrap(),
+            &format!("cosign sign with {leaf}"),
+        );
+        repo
+    };
+    let repo = signed("leaf");
+    ok(
+        cosign("WHARF_TEST_COSIGN", s)
+            .args(["verify", "--certificate-chain", "chain.pem"])
+            .args(["--certificate-identity", "release@acme.example"])
+            .args(["--certificate-oidc-issuer-regexp", ".*"])
+            .args([
+                "--insecure-ignore-tlog",
+                "--insecure-ignore-sct",
+                "--allow-http-registry",
+            ])
+            .arg(format!("{registry}/{repo}@{digest}"))
+            .output()
+            .unwrap(),
+        "cosign verifies its own BYO-PKI signature",
+    );
+    let verify = |repo: &str, roots: &str, identity: &str, skips: &[&str]| {
+        xtask(s, "verify")
+            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            .args(["--ca-roots", &s.join(roots).display().to_string()])
+            .args(["--certificate-identity", identity])
+            .args(["--certificate-oidc-issuer-regexp", ".*"])
+            .args(skips)
+            .arg(format!("{repo}@{digest}"))
+            .output()
+            .unwrap()
+    };
+    let skips = ["--insecure-ignore-tlog", "--insecure-ignore-sct"];
+    let out = verify(&repo, "byo-root.pem", "release@acme.example", &skips);
+    let said = expect(
+        &out,
+        0,
+        &[
+            "VERIFIED",
+            "transparency log NOT checked",
+            "SCTs NOT checked",
+        ],
+    );
+    assert!(said.contains("by release@acme.example"), "{said}");
+    for (why, out, needle) in [
+        (
+            "no log entry, without --insecure-ignore-tlog",
+            verify(
+                &repo,
+                "byo-root.pem",
+                "release@acme.example",
+                &["--insecure-ignore-sct"],
+            ),
+            "has no dev.sigstore.cosign/bundle annotation",
+        ),
+        (
+            "another root",
+            verify(&repo, "other-root.pem", "release@acme.example", &skips),
+            "does not chain to a certificate authority",
+        ),
+        (
+            "another identity",
+            verify(&repo, "byo-root.pem", "eve@acme.example", &skips),
+            "not to the required identity",
+        ),
+        (
+            "a leaf not for code signing",
+            verify(
+                &signed("no-eku-leaf"),
+                "byo-root.pem",
+                "release@acme.example",
+                &skips,
+            ),
+            "is not for code signing",
+        ),
+    ] {
+        assert_exit(&out, 1, why);
+        assert!(text(&out.stdout).contains(needle), "{why}: {}", show(&out));
+    }
+}

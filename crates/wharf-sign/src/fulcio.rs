@@ -69,6 +69,29 @@ impl Identity {
         })
     }
 
+    /// A subject and an issuer each matching a pattern (the whole value) — cosign's
+    /// `--certificate-identity-regexp` with `--certificate-oidc-issuer-regexp`. A
+    /// certificate of one's own PKI carries no OIDC issuer: it matches an issuer pattern
+    /// that accepts the empty string, such as `.*`.
+    pub fn matching_issuer(subject_regex: &str, issuer_regex: &str) -> Result<Self> {
+        Ok(Self {
+            subject: Match::pattern(subject_regex, "certificate identity")?,
+            issuer: Match::pattern(issuer_regex, "certificate OIDC issuer")?,
+        })
+    }
+
+    /// Exactly this subject, from an issuer matching `issuer_regex` (the whole issuer) —
+    /// cosign's `--certificate-identity` with `--certificate-oidc-issuer-regexp`.
+    pub fn exact_with_issuer_pattern(
+        subject: impl Into<String>,
+        issuer_regex: &str,
+    ) -> Result<Self> {
+        Ok(Self {
+            subject: Match::Exact(subject.into()),
+            issuer: Match::pattern(issuer_regex, "certificate OIDC issuer")?,
+        })
+    }
+
     /// Whether `other` — an exact identity, as a certificate states it — satisfies this one.
     pub fn accepts(&self, other: &Identity) -> bool {
         match (&other.subject, &other.issuer) {
@@ -111,6 +134,14 @@ pub fn verify_certificate(
     at: i64,
     identity: &Identity,
 ) -> Result<VerifiedCertificate> {
+    if !leaf
+        .extended_key_usages()
+        .is_some_and(|ekus| ekus.contains(&EKU_CODE_SIGNING))
+    {
+        return Err(Error::integrity(
+            "the signing certificate is not for code signing (no extended key usage 1.3.6.1.5.5.7.3.3)",
+        ));
+    }
     let (not_before, not_after) = leaf.validity();
     if at < not_before || at > not_after {
         return Err(Error::integrity(format!(
@@ -148,7 +179,10 @@ pub fn verify_certificate(
             &[anchor],
             &inter,
             time,
-            webpki::KeyUsage::required(EKU_CODE_SIGNING),
+            // Intermediates without an EKU extension may issue for any purpose (as Go's
+            // x509 and so cosign take them: private CAs rarely set one); the signing
+            // certificate itself must be for code signing, checked below.
+            webpki::KeyUsage::required_if_present(EKU_CODE_SIGNING),
             None,
             None,
         ) {
@@ -196,11 +230,18 @@ pub fn verify_certificate(
         }
         n
     };
-    let issuer_claim = leaf.oidc_issuer().ok_or_else(|| {
-        Error::integrity(
-            "the certificate names no OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8)",
-        )
-    })?;
+    // A certificate of one's own PKI names no OIDC issuer: it is the empty string, which
+    // only an issuer pattern that accepts it (`.*`) matches.
+    let issuer_claim = match leaf.oidc_issuer() {
+        Some(issuer) => issuer,
+        None if identity.issuer.matches("") => String::new(),
+        None => {
+            return Err(Error::integrity(format!(
+                "the certificate names no OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8), so it cannot be from the required issuer {}; for certificates of your own PKI, require an issuer pattern such as `.*`",
+                identity.issuer
+            )));
+        }
+    };
     let names = leaf.subject_names();
     let subject = names
         .iter()

@@ -280,6 +280,9 @@ pub struct TrustedRoot {
     /// Certificates are accepted without checking their SCTs: set only by
     /// [`TrustedRoot::insecure_ignore_sct`], and reported by every verification.
     pub(crate) ignore_sct: bool,
+    /// Certificate-signed signatures are accepted without a transparency-log entry: set
+    /// only by [`TrustedRoot::insecure_ignore_tlog`].
+    pub(crate) ignore_tlog: bool,
 }
 
 impl TrustedRoot {
@@ -291,6 +294,55 @@ impl TrustedRoot {
     pub fn insecure_ignore_sct(mut self) -> Self {
         self.ignore_sct = true;
         self
+    }
+
+    /// Accept certificate-signed signatures that were never logged, as cosign's
+    /// `--insecure-ignore-tlog` does: for certificates of one's own PKI (see
+    /// [`TrustedRoot::from_ca_pems`]). The certificate's validity is then checked at the
+    /// time of verification, not at a logged time. Results say so
+    /// (`VerifiedSignature::integrated_time` is `None`).
+    pub fn insecure_ignore_tlog(mut self) -> Self {
+        self.ignore_tlog = true;
+        self
+    }
+
+    /// Whether [`TrustedRoot::insecure_ignore_tlog`] is in force.
+    pub fn ignores_tlog(&self) -> bool {
+        self.ignore_tlog
+    }
+
+    /// A trust root of one's own PKI ("bring your own PKI"): `pem` holds the root
+    /// certificates and any intermediates (cosign's `--ca-roots` with `--ca-intermediates`,
+    /// or a `--certificate-chain`), each root a certificate authority. It names no logs:
+    /// verification needs [`TrustedRoot::insecure_ignore_tlog`] and
+    /// [`TrustedRoot::insecure_ignore_sct`] unless the signatures carry evidence for logs
+    /// added otherwise.
+    pub fn from_ca_pems(pem: &str, origin: &str) -> Result<Self> {
+        let certs = crate::x509::Certificate::from_pem_chain(pem, origin)?;
+        let (roots, intermediates): (Vec<_>, Vec<_>) = certs
+            .into_iter()
+            .partition(|c| c.issuer_der() == c.subject_der());
+        if roots.is_empty() {
+            return Err(Error::invalid(format!(
+                "{origin} holds no root (self-signed) certificate to trust"
+            )));
+        }
+        Ok(Self {
+            tlogs: Vec::new(),
+            ctlogs: Vec::new(),
+            certificate_authorities: roots
+                .into_iter()
+                .enumerate()
+                .map(|(i, root)| CertificateAuthority {
+                    uri: format!("{origin} (root {})", i + 1),
+                    chain: intermediates.iter().cloned().chain([root]).collect(),
+                    valid_for: (None, None),
+                })
+                .collect(),
+            skipped: Vec::new(),
+            ignore_sct: false,
+            ignore_tlog: false,
+        })
     }
 
     /// Whether [`TrustedRoot::insecure_ignore_sct`] is in force.
@@ -350,6 +402,7 @@ impl TrustedRoot {
             }],
             skipped: Vec::new(),
             ignore_sct: false,
+            ignore_tlog: false,
         })
     }
 
@@ -369,6 +422,7 @@ impl TrustedRoot {
             certificate_authorities: Vec::new(),
             skipped: Vec::new(),
             ignore_sct: false,
+            ignore_tlog: false,
         };
         let b64 = |field: &str, s: &serde_json::Value| {
             STANDARD

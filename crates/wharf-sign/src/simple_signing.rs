@@ -384,22 +384,33 @@ pub async fn verify_payload_keyless(
     };
     crate::fulcio::verify_with_certificate(&leaf, payload, &sig)?;
     let parsed = check_payload(payload, expected, reference)?;
-    let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
-    let log = root.log_of(&bundle)?;
-    verify_bundle(&bundle, &log.key, payload, sig_b64).await?;
-    let cert = crate::fulcio::verify_certificate(
-        &leaf,
-        &chain,
-        root,
-        bundle.payload.integrated_time,
-        identity,
-    )?;
+    // The log entry, unless the root says to do without (one's own PKI): then the
+    // certificate must be valid now.
+    let logged = if root.ignores_tlog() {
+        None
+    } else {
+        let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
+        let log = root.log_of(&bundle)?;
+        verify_bundle(&bundle, &log.key, payload, sig_b64).await?;
+        Some(bundle.payload)
+    };
+    let at = logged
+        .as_ref()
+        .map_or_else(now_unix, |entry| entry.integrated_time);
+    let cert = crate::fulcio::verify_certificate(&leaf, &chain, root, at, identity)?;
     Ok(VerifiedSignature {
         payload: parsed,
         key_id: cert.subject,
-        integrated_time: Some(bundle.payload.integrated_time),
-        log_index: Some(bundle.payload.log_index),
+        integrated_time: logged.as_ref().map(|entry| entry.integrated_time),
+        log_index: logged.as_ref().map(|entry| entry.log_index),
     })
+}
+
+/// Now, in Unix seconds.
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Parse a simple-signing payload and check it names `expected` (and `docker_reference`).

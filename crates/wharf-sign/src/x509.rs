@@ -321,6 +321,20 @@ impl Certificate {
             .map(|e| &self.der[e.value.0..e.value.1])
     }
 
+    /// The key purposes of its extended-key-usage extension (each the OID's DER value);
+    /// `None` when it has no such extension.
+    pub(crate) fn extended_key_usages(&self) -> Option<Vec<&[u8]>> {
+        const OID_EKU: &[u8] = &[0x55, 0x1d, 0x25];
+        let (seq, _) = read(self.extension(OID_EKU)?)?;
+        Some(
+            children(seq.body)?
+                .into_iter()
+                .filter(|t| t.tag == 0x06)
+                .map(|t| t.body)
+                .collect(),
+        )
+    }
+
     /// The subject alternative names (the identities the certificate was issued to).
     pub fn subject_names(&self) -> Vec<SubjectName> {
         let Some(names) = self
