@@ -133,28 +133,29 @@ impl VerifyCmd {
     /// Whom the signatures must come from: the flags, else `[sign]`.
     fn trust_material(&self, config: &Config) -> anyhow::Result<How> {
         let s = &config.sign;
-        let issuer_re = self.certificate_oidc_issuer_regexp.as_deref();
         let identity = match (
             &self.certificate_identity,
             &self.certificate_identity_regexp,
-            &self.certificate_oidc_issuer,
+            // The issuer, exact or as a pattern (clap lets only one be given).
+            self.certificate_oidc_issuer
+                .as_deref()
+                .map(Ok)
+                .or(self.certificate_oidc_issuer_regexp.as_deref().map(Err)),
         ) {
-            (Some(id), None, None) if issuer_re.is_some() => Some(
-                Identity::exact_with_issuer_pattern(id, issuer_re.unwrap_or(".*"))?,
-            ),
-            (None, Some(re), None) if issuer_re.is_some() => {
-                Some(Identity::matching_issuer(re, issuer_re.unwrap_or(".*"))?)
+            (Some(id), None, Some(Ok(iss))) => Some(Identity::exact(id, iss)),
+            (None, Some(re), Some(Ok(iss))) => Some(Identity::matching(re, iss)?),
+            (Some(id), None, Some(Err(iss_re))) => {
+                Some(Identity::exact_with_issuer_pattern(id, iss_re)?)
             }
-            (Some(id), None, Some(iss)) => Some(Identity::exact(id, iss)),
-            (None, Some(re), Some(iss)) => Some(Identity::matching(re, iss.clone())?),
+            (None, Some(re), Some(Err(iss_re))) => Some(Identity::matching_issuer(re, iss_re)?),
             (Some(_), _, None) | (_, Some(_), None) => {
                 bail!(
-                    "--certificate-identity needs --certificate-oidc-issuer: the issuer that vouched for it"
+                    "--certificate-identity needs --certificate-oidc-issuer (or --certificate-oidc-issuer-regexp): the issuer that vouched for it"
                 )
             }
             (None, None, Some(_)) => {
                 bail!(
-                    "--certificate-oidc-issuer needs --certificate-identity or --certificate-identity-regexp"
+                    "--certificate-oidc-issuer[-regexp] needs --certificate-identity or --certificate-identity-regexp"
                 )
             }
             (None, None, None) if self.key.is_none() && s.key.as_deref() == Some("keyless") => {

@@ -86,6 +86,23 @@ fn crane_copy(registry: &str, from: &str, to: &str) {
     ok(out, "crane copy");
 }
 
+/// `openssl ARGS…` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    ok(out, &format!("openssl {args:?}"));
+}
+
+/// `cargo xtask verify` against the harness registry; callers add the trust and the image.
+fn wharf_verify(scratch: &Path, registry: &str) -> Command {
+    let mut cmd = xtask(scratch, "verify");
+    cmd.env("WHARF__REGISTRY__URL", format!("http://{registry}"));
+    cmd
+}
+
 const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 const MODEL_EVALUATION: &str = "https://wharf.dev/attestation/model-evaluation/v1";
 
@@ -141,11 +158,22 @@ fn cosign_2_and_3_verify_what_the_pipeline_signs_and_attests_with_a_key() {
             ),
             "verify-attestation with another key",
         );
-        let unsigned = format!("{registry}/{repo}@sha256:{}", "0".repeat(64));
-        failed(
-            verify(&["verify"], &public, &unsigned),
-            "verify of another digest",
+        // The same image in a repository where nobody signed it: no signature to accept.
+        let unsigned_repo = fresh_repo("unsigned");
+        crane_copy(
+            &registry,
+            &format!("{repo}@{digest}"),
+            &format!("{unsigned_repo}:v1"),
         );
+        let said = failed(
+            verify(
+                &["verify"],
+                &public,
+                &format!("{registry}/{unsigned_repo}@{digest}"),
+            ),
+            "verify of an image nobody signed",
+        );
+        assert!(said.contains("no signatures found"), "{said}");
     }
     // Where cosign looks is where we stored them.
     let tree = ok(
@@ -308,8 +336,7 @@ fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
                 .unwrap(),
             &format!("{which} attest --type slsaprovenance"),
         );
-        let v02 = xtask(s, "verify")
-            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+        let v02 = wharf_verify(s, &registry)
             .arg("--key")
             .arg(keys.join("cosign.pub"))
             .args([
@@ -327,8 +354,7 @@ fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
             "{v}"
         );
         let verify = |key: &Path, image: &str| {
-            xtask(s, "verify")
-                .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            wharf_verify(s, &registry)
                 .arg("--key")
                 .arg(key)
                 .args(["--attestation", SLSA_V1, "--json"])
@@ -538,8 +564,7 @@ fn wharf_verifies_cosign_2_and_3_keyless_signatures_and_attestations() {
             &format!("{which} keyless attest"),
         );
         let verify = |identity: &str| {
-            xtask(s, "verify")
-                .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            wharf_verify(s, &registry)
                 .args(["--certificate-identity", identity])
                 .args(["--certificate-oidc-issuer", TOKEN_ISSUER])
                 .arg("--trusted-root")
@@ -571,8 +596,7 @@ fn wharf_verifies_cosign_2_and_3_keyless_signatures_and_attestations() {
         let no_ct = s.join("no-ct-logs.json");
         std::fs::write(&no_ct, stripped.to_string()).unwrap();
         let without_ct = |extra: &[&str]| {
-            xtask(s, "verify")
-                .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+            wharf_verify(s, &registry)
                 .args(["--certificate-identity", TOKEN_SUBJECT])
                 .args(["--certificate-oidc-issuer", TOKEN_ISSUER])
                 .arg("--trusted-root")
@@ -609,14 +633,7 @@ fn wharf_verifies_cosign_signatures_made_with_p384_p521_and_rsa_keys() {
     let registry = backend("WHARF_TEST_REGISTRY");
     let ours = fresh_repo("key-kinds-source");
     let digest = push_and_sign(s, &registry, &ours, "legacy");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(s)
-            .output()
-            .unwrap();
-        ok(out, &format!("openssl {args:?}"));
-    };
+    let openssl = |args: &[&str]| openssl(s, args);
     openssl(&[
         "genpkey",
         "-algorithm",
@@ -673,8 +690,7 @@ fn wharf_verifies_cosign_signatures_made_with_p384_p521_and_rsa_keys() {
         publics.push((kind, s.join(format!("imported-{kind}.pub")), repo));
     }
     let verify = |key: &Path, repo: &str| {
-        xtask(s, "verify")
-            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+        wharf_verify(s, &registry)
             .arg("--key")
             .arg(key)
             .arg(format!("{repo}@{digest}"))
@@ -807,14 +823,7 @@ fn certificates_of_ones_own_pki_verify_only_with_the_explicit_skips() {
     let registry = backend("WHARF_TEST_REGISTRY");
     let ours = fresh_repo("byo-source");
     let digest = push_and_sign(s, &registry, &ours, "legacy");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(s)
-            .output()
-            .unwrap();
-        ok(out, &format!("openssl {args:?}"));
-    };
+    let openssl = |args: &[&str]| openssl(s, args);
     let root = |name: &str| {
         openssl(&[
             "req",
@@ -972,8 +981,7 @@ fn certificates_of_ones_own_pki_verify_only_with_the_explicit_skips() {
         "cosign verifies its own BYO-PKI signature",
     );
     let verify = |repo: &str, roots: &str, identity: &str, skips: &[&str]| {
-        xtask(s, "verify")
-            .env("WHARF__REGISTRY__URL", format!("http://{registry}"))
+        wharf_verify(s, &registry)
             .args(["--ca-roots", &s.join(roots).display().to_string()])
             .args(["--certificate-identity", identity])
             .args(["--certificate-oidc-issuer-regexp", ".*"])
@@ -982,6 +990,17 @@ fn certificates_of_ones_own_pki_verify_only_with_the_explicit_skips() {
             .output()
             .unwrap()
     };
+    // An issuer pattern without an identity is a mistake, named, never a silent key check.
+    let out = wharf_verify(s, &registry)
+        .args(["--certificate-oidc-issuer-regexp", ".*"])
+        .arg(format!("{repo}@{digest}"))
+        .output()
+        .unwrap();
+    expect(
+        &out,
+        2,
+        &["needs --certificate-identity or --certificate-identity-regexp"],
+    );
     let skips = ["--insecure-ignore-tlog", "--insecure-ignore-sct"];
     let out = verify(&repo, "byo-root.pem", "release@acme.example", &skips);
     let said = expect(

@@ -204,8 +204,7 @@ async fn verify_keyless_layer(
     identity: &crate::fulcio::Identity,
     root: &crate::rekor::TrustedRoot,
 ) -> Result<VerifiedAttestation> {
-    use crate::cosign::{ANNOTATION_BUNDLE, ANNOTATION_CERTIFICATE, ANNOTATION_CHAIN};
-    use crate::x509::Certificate;
+    use crate::simple_signing::{ANNOTATION_BUNDLE, ANNOTATION_CERTIFICATE};
     let annotation = |name: &str| {
         annotations.get(name).ok_or_else(|| {
             Error::invalid(format!(
@@ -215,13 +214,10 @@ async fn verify_keyless_layer(
     };
     let envelope: Envelope = serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid(format!("not a DSSE envelope: {e}")))?;
-    let leaf =
-        Certificate::from_pem_chain(annotation(ANNOTATION_CERTIFICATE)?, ANNOTATION_CERTIFICATE)?
-            .remove(0);
-    let chain = match annotations.get(ANNOTATION_CHAIN) {
-        Some(pem) => Certificate::from_pem_chain(pem, ANNOTATION_CHAIN)?,
-        None => Vec::new(),
-    };
+    let (leaf, chain) = crate::simple_signing::certificate_and_chain(
+        annotation(ANNOTATION_CERTIFICATE)?,
+        annotations,
+    )?;
     // The envelope's signature, checked with the certificate's key.
     let cert_key =
         crate::PublicKey::from_spki_der(leaf.spki_der(), "the attestation's certificate key")?;

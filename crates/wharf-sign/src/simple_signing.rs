@@ -375,13 +375,7 @@ pub async fn verify_payload_keyless(
             "the {ANNOTATION_SIGNATURE} annotation is not base64: {e}"
         ))
     })?;
-    let leaf =
-        Certificate::from_pem_chain(annotation(ANNOTATION_CERTIFICATE)?, ANNOTATION_CERTIFICATE)?
-            .remove(0);
-    let chain = match annotations.get(ANNOTATION_CHAIN) {
-        Some(pem) => Certificate::from_pem_chain(pem, ANNOTATION_CHAIN)?,
-        None => Vec::new(),
-    };
+    let (leaf, chain) = certificate_and_chain(annotation(ANNOTATION_CERTIFICATE)?, annotations)?;
     crate::fulcio::verify_with_certificate(&leaf, payload, &sig)?;
     let parsed = check_payload(payload, expected, reference)?;
     // The log entry, unless the root says to do without (one's own PKI): then the
@@ -404,6 +398,20 @@ pub async fn verify_payload_keyless(
         integrated_time: logged.as_ref().map(|entry| entry.integrated_time),
         log_index: logged.as_ref().map(|entry| entry.log_index),
     })
+}
+
+/// The signing certificate (the first of the `certificate` annotation's PEM) and the chain
+/// the layer's `dev.sigstore.cosign/chain` annotation carries (none: empty).
+pub(crate) fn certificate_and_chain(
+    certificate: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(Certificate, Vec<Certificate>)> {
+    let leaf = Certificate::from_pem_chain(certificate, ANNOTATION_CERTIFICATE)?.remove(0);
+    let chain = match annotations.get(ANNOTATION_CHAIN) {
+        Some(pem) => Certificate::from_pem_chain(pem, ANNOTATION_CHAIN)?,
+        None => Vec::new(),
+    };
+    Ok((leaf, chain))
 }
 
 /// Now, in Unix seconds.
