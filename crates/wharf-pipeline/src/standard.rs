@@ -496,10 +496,9 @@ async fn sign_stage(
                 .await
                 .map_err(|e| setup(format!("[sign] key {k}"), e))?
         }
-        _ => {
-            let path = config
-                .signing_key_file()
-                .expect("neither keyless nor KMS: a key file");
+        other => {
+            // Neither keyless nor KMS: a key file (the default one when `[sign]` names none).
+            let path = config.resolve(Path::new(other.unwrap_or(DEFAULT_SIGNING_KEY)));
             let password_env = config
                 .sign
                 .password_env
