@@ -624,10 +624,11 @@ fn wharf_verifies_cosign_2_and_3_keyless_signatures_and_attestations() {
 }
 
 /// Keys of the kinds cosign signs with besides its own P-256 (`cosign import-key-pair` of
-/// an openssl key): P-384, P-521 and RSA signatures cosign made verify with their public
-/// keys and not with another's; Ed25519 (cosign signs with Ed25519ph) is refused naming why.
+/// an openssl key): P-384, P-521, RSA and Ed25519 (which cosign signs with Ed25519ph)
+/// signatures cosign made verify with their public keys and not with another's; so does an
+/// attestation cosign made with the Ed25519 key (Ed25519ph over the DSSE envelope).
 #[test]
-fn wharf_verifies_cosign_signatures_made_with_p384_p521_and_rsa_keys() {
+fn wharf_verifies_cosign_signatures_made_with_p384_p521_rsa_and_ed25519_keys() {
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
     let registry = backend("WHARF_TEST_REGISTRY");
@@ -699,20 +700,50 @@ fn wharf_verifies_cosign_signatures_made_with_p384_p521_and_rsa_keys() {
     };
     for (i, (kind, public, repo)) in publics.iter().enumerate() {
         let out = verify(public, repo);
-        if *kind == "ed25519" {
-            assert_exit(&out, 1, "Ed25519ph");
-            assert!(
-                text(&out.stdout).contains("Ed25519ph, is not supported yet"),
-                "{}",
-                show(&out)
-            );
-            continue;
-        }
         assert_exit(&out, 0, &format!("a {kind} signature cosign made"));
         // The next kind's key (another kind, another key): refused.
         let (_, other, _) = &publics[(i + 1) % publics.len()];
         assert_exit(&verify(other, repo), 1, &format!("{kind} with another key"));
     }
+    // An attestation cosign made with the Ed25519 key: Ed25519ph over the DSSE envelope.
+    let (_, ed_public, ed_repo) = &publics[3];
+    std::fs::write(
+        s.join("predicate.json"),
+        r#"{"buildDefinition":{"buildType":"https://example.com/ed25519"},"runDetails":{"builder":{"id":"https://example.com/ed25519-builder"}}}"#,
+    )
+    .unwrap();
+    ok(
+        cosign("WHARF_TEST_COSIGN", s)
+            .args(["attest", "--key", "imported-ed25519.key"])
+            .args(["--type", "slsaprovenance1", "--predicate", "predicate.json"])
+            .args(["--tlog-upload=false", "--allow-http-registry"])
+            .arg(format!("{registry}/{ed_repo}@{digest}"))
+            .output()
+            .unwrap(),
+        "cosign attest with ed25519",
+    );
+    let attested = |key: &Path| {
+        wharf_verify(s, &registry)
+            .arg("--key")
+            .arg(key)
+            .args(["--attestation", SLSA_V1, "--json"])
+            .arg(format!("{ed_repo}@{digest}"))
+            .output()
+            .unwrap()
+    };
+    let out = attested(ed_public);
+    assert_exit(&out, 0, "an attestation cosign made with an Ed25519 key");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["attestations"][0]["predicate"]["runDetails"]["builder"]["id"],
+        "https://example.com/ed25519-builder",
+        "{v}"
+    );
+    assert_exit(
+        &attested(&publics[0].1),
+        1,
+        "the Ed25519 attestation with a P-384 key",
+    );
 }
 
 /// An SBOM (CycloneDX) and a vulnerability scan attested with wharf-sign's library on a

@@ -464,7 +464,7 @@ pub struct PublicKey {
 /// checked against: the curve's own hash and SHA-256 for ECDSA (cosign's
 /// `--signature-digest-algorithm` defaults to SHA-256 whatever the curve; Sigstore bundles
 /// use the curve's hash), PKCS#1 v1.5 and PSS with SHA-256 for RSA of 2048 bits or more,
-/// and pure Ed25519.
+/// and Ed25519 (pure, and Ed25519ph as cosign signs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     EcdsaP256,
@@ -617,11 +617,35 @@ impl PublicKey {
         &self.key_id
     }
 
-    /// Whether `signature` (ASN.1 DER) over `message` verifies with this key.
+    /// Whether `signature` (ASN.1 DER for ECDSA) over `message` verifies with this key. An
+    /// Ed25519 key takes pure Ed25519 and Ed25519ph (RFC 8032 §5.1: SHA-512 of the
+    /// message, empty context) — what cosign signs with for Ed25519 keys.
     pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         self.keys
             .iter()
             .any(|key| key.verify_sig(message, signature).is_ok())
+            || (self.kind == KeyKind::Ed25519 && self.verifies_ed25519ph(message, signature))
+    }
+
+    fn verifies_ed25519ph(&self, message: &[u8], signature: &[u8]) -> bool {
+        use sha2::Digest as _;
+        // An Ed25519 SubjectPublicKeyInfo ends with the 32-byte key.
+        let Some(raw) = self
+            .spki_der
+            .len()
+            .checked_sub(32)
+            .and_then(|at| <[u8; 32]>::try_from(&self.spki_der[at..]).ok())
+        else {
+            return false;
+        };
+        let (Ok(key), Ok(sig)) = (
+            ed25519_dalek::VerifyingKey::from_bytes(&raw),
+            ed25519_dalek::Signature::from_slice(signature),
+        ) else {
+            return false;
+        };
+        key.verify_prehashed(sha2::Sha512::new().chain_update(message), None, &sig)
+            .is_ok()
     }
 
     /// Whether `signature` verifies over the message whose SHA-256 is `digest`, with any
@@ -662,15 +686,10 @@ impl PublicKey {
     ) -> Result<Verified> {
         check_signature_meta(signature, opts)?;
         if !self.verifies(payload, &signature.bytes) {
-            // cosign signs with Ed25519ph by default, which aws-lc-rs does not verify.
-            let hint = if self.kind == KeyKind::Ed25519 {
-                " (an Ed25519 key verifies pure Ed25519 signatures; cosign's default for Ed25519 keys, Ed25519ph, is not supported yet)"
-            } else {
-                ""
-            };
             return Err(Error::integrity(format!(
-                "the signature does not verify with key {}{hint}",
-                self.key_id
+                "the signature does not verify with key {} ({})",
+                self.key_id,
+                self.kind.name()
             )));
         }
         Ok(Verified::new(self.key_id.clone()))
@@ -731,8 +750,9 @@ impl Verifier for PublicKey {
             Ok(Verified::new(self.key_id.clone()))
         } else {
             Err(Error::integrity(format!(
-                "the signature does not verify with key {}",
-                self.key_id
+                "the signature does not verify with key {} ({})",
+                self.key_id,
+                self.kind.name()
             )))
         }
     }
@@ -798,6 +818,29 @@ mod tests {
             let again = PublicKey::from_pem(&key.to_pem(), name).unwrap();
             assert_eq!(again.key_id(), key.key_id());
         }
+        // Ed25519ph (what cosign signs with for Ed25519 keys): RFC 8032 §7.3's test vector.
+        let unhex = |h: &str| crate::b64::unhex(h).unwrap();
+        let spki = [
+            unhex("302a300506032b6570032100"),
+            unhex("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf"),
+        ]
+        .concat();
+        let ph = Signature::new(
+            unhex(concat!(
+                "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41",
+                "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
+            )),
+            ALGORITHM,
+            "",
+        );
+        let key = PublicKey::from_spki_der(&spki, "rfc8032").unwrap();
+        key.verify_bytes(b"abc", &ph, &VerifyOptions::default())
+            .expect("RFC 8032 Ed25519ph vector");
+        let err = key
+            .verify_bytes(b"abd", &ph, &VerifyOptions::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("(Ed25519)"), "{err}");
+
         // One key's signature does not verify with another key of the same kind.
         let other = EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_ASN1_SIGNING).unwrap();
         let other =
