@@ -1079,4 +1079,69 @@ fn certificates_of_ones_own_pki_verify_only_with_the_explicit_skips() {
         assert_exit(&out, 1, why);
         assert!(text(&out.stdout).contains(needle), "{why}: {}", show(&out));
     }
+    // cosign 3's bundle of a blob signed with the same leaf and no log (it writes the leaf
+    // as a v0.3 `x509CertificateChain`): wharf-sign verifies it with the same explicit skips
+    // and refuses it without `insecure_ignore_tlog`, naming the missing entry.
+    std::fs::write(s.join("model.bin"), b"weights").unwrap();
+    ok(
+        cosign("WHARF_TEST_COSIGN3", s)
+            .args(["sign-blob", "--key", "leaf-cosign.key"])
+            .args([
+                "--certificate",
+                "leaf.pem",
+                "--certificate-chain",
+                "chain.pem",
+            ])
+            .args(["--tlog-upload=false", "--use-signing-config=false"])
+            .args([
+                "--new-bundle-format",
+                "--bundle",
+                "model.sigstore.json",
+                "-y",
+            ])
+            .arg("model.bin")
+            .output()
+            .unwrap(),
+        "cosign 3 sign-blob with one's own PKI",
+    );
+    let bundle = wharf_sign::bundle::Bundle::parse(
+        &std::fs::read(s.join("model.sigstore.json")).unwrap(),
+        "model.sigstore.json",
+    )
+    .unwrap();
+    let ca = wharf_sign::rekor::TrustedRoot::from_ca_pems(
+        &std::fs::read_to_string(s.join("chain.pem")).unwrap(),
+        "chain.pem",
+    )
+    .unwrap()
+    .insecure_ignore_sct();
+    let identity =
+        wharf_sign::fulcio::Identity::exact_with_issuer_pattern("release@acme.example", ".*")
+            .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let verify_blob = |root: &wharf_sign::rekor::TrustedRoot, file: &str| {
+        runtime.block_on(wharf_sign::bundle::verify_file(
+            &bundle,
+            &s.join(file),
+            wharf_sign::bundle::SignedBy::Identity(&identity),
+            root,
+        ))
+    };
+    let v = verify_blob(&ca.clone().insecure_ignore_tlog(), "model.bin").unwrap();
+    assert_eq!(v.log_index, None);
+    let cert = v.certificate.unwrap();
+    assert_eq!(
+        (cert.subject.as_str(), cert.sct_ignored),
+        ("release@acme.example", true)
+    );
+    let err = verify_blob(&ca, "model.bin").unwrap_err().to_string();
+    assert!(err.contains("has no transparency-log entry"), "{err}");
+    std::fs::write(s.join("other.bin"), b"other weights").unwrap();
+    let err = verify_blob(&ca.insecure_ignore_tlog(), "other.bin")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("signs another artifact"), "{err}");
 }

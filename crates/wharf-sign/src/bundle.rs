@@ -158,10 +158,12 @@ pub struct VerifiedBundle {
     /// The signing key's id (`sha256:` of its SubjectPublicKeyInfo; for keyless, the
     /// certificate's key).
     pub key_id: String,
-    /// The log entry's index.
-    pub log_index: u64,
-    /// When the log integrated it.
-    pub integrated_time: i64,
+    /// The log entry's index; `None` when the trust root does without a log
+    /// ([`TrustedRoot::insecure_ignore_tlog`]) and the entry was not checked.
+    pub log_index: Option<u64>,
+    /// When the log integrated it (Unix seconds); `None` as for `log_index`, and the
+    /// certificate was then checked at the time of verification.
+    pub integrated_time: Option<i64>,
     /// For keyless bundles: the certificate's identity, issuer and authority.
     pub certificate: Option<VerifiedCertificate>,
     /// For DSSE bundles: the in-toto statement.
@@ -472,112 +474,121 @@ pub async fn verify(
             ));
         }
     };
-    // 2. The log entry records this signature (and certificate) over this content.
-    let vm = &bundle.verification_material;
-    let entry = vm
-        .tlog_entries
-        .first()
-        .ok_or_else(|| Error::integrity("the bundle has no transparency-log entry"))?;
-    let log_index = int(&entry.log_index, "logIndex")? as u64;
-    let integrated_time = int(&entry.integrated_time, "integratedTime")?;
-    let body_bytes = b64s(&entry.canonicalized_body, "canonicalizedBody")?;
-    let body: serde_json::Value = serde_json::from_slice(&body_bytes)
-        .map_err(|e| Error::invalid(format!("bundle log entry body is not JSON: {e}")))?;
-    let same_verifier = |b64_pem: &serde_json::Value| -> bool {
-        let Some(cert) = leaf else {
-            return true; // keyed: the signature match below binds the key
-        };
-        b64_pem
-            .as_str()
-            .and_then(|s| crate::b64::decode(s).ok())
-            .and_then(|pem| String::from_utf8(pem).ok())
-            .and_then(|pem| Certificate::from_pem_chain(&pem, "log entry").ok())
-            .is_some_and(|c| c.first().is_some_and(|c| c == cert))
-    };
-    let matches = match (body["kind"].as_str(), &payload) {
-        (Some("hashedrekord"), None) => {
-            let recorded = body["spec"]["signature"]["content"]
+    // 2-3. Unless the trust root does without a log (one's own PKI, cosign's
+    // `--insecure-ignore-tlog`): the entry records this signature and is in a trusted log.
+    let logged = if root.ignores_tlog() {
+        None
+    } else {
+        // 2. The log entry records this signature (and certificate) over this content.
+        let vm = &bundle.verification_material;
+        let entry = vm
+            .tlog_entries
+            .first()
+            .ok_or_else(|| Error::integrity("the bundle has no transparency-log entry"))?;
+        let log_index = int(&entry.log_index, "logIndex")? as u64;
+        let integrated_time = int(&entry.integrated_time, "integratedTime")?;
+        let body_bytes = b64s(&entry.canonicalized_body, "canonicalizedBody")?;
+        let body: serde_json::Value = serde_json::from_slice(&body_bytes)
+            .map_err(|e| Error::invalid(format!("bundle log entry body is not JSON: {e}")))?;
+        let same_verifier = |b64_pem: &serde_json::Value| -> bool {
+            let Some(cert) = leaf else {
+                return true; // keyed: the signature match below binds the key
+            };
+            b64_pem
                 .as_str()
-                .and_then(|s| crate::b64::decode(s).ok());
-            body["spec"]["data"]["hash"]["value"].as_str() == Some(digest.hex())
-                && recorded.as_deref() == Some(&signature[..])
-                && same_verifier(&body["spec"]["signature"]["publicKey"]["content"])
-        }
-        // What cosign and sigstore-go log for DSSE (`dsse`), and older cosign `attest`
-        // (`intoto` 0.0.2).
-        (Some("dsse" | "intoto"), Some(payload)) => {
-            crate::rekor::envelope_entry_verifiers(&body, payload, &signature)?
-                .into_iter()
-                .any(same_verifier)
-        }
-        (kind, _) => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "log entry kind {} is not supported for this bundle content (hashedrekord for message signatures, dsse or intoto for DSSE envelopes)",
-                    kind.unwrap_or("(none)")
-                ),
-            ));
-        }
-    };
-    if !matches {
-        return Err(Error::integrity(
-            "the bundle's log entry does not match its signature: it records another digest, signature or signer",
-        ));
-    }
-    // 3. The entry is in a log the trust root names: SET, inclusion proof, checkpoint.
-    let log_id = b64(&entry.log_id["keyId"], "logId.keyId")?;
-    let log = root.log(&log_id).ok_or_else(|| {
-        Error::integrity(format!(
-            "the bundle's log ({}) is not in the trusted root",
-            STANDARD.encode(&log_id)
-        ))
-    })?;
-    let promised = match &entry.inclusion_promise {
-        Some(promise) => {
-            verify_set(
-                &entry.canonicalized_body,
-                integrated_time,
-                log_index,
-                &hex(&log_id),
-                promise["signedEntryTimestamp"].as_str().unwrap_or_default(),
-                &log.key,
-            )
-            .await?;
-            true
-        }
-        None => false,
-    };
-    if leaf.is_some() && !promised {
-        return Err(Error::integrity(
-            "the bundle's log entry has no signed entry timestamp: the time the certificate is checked at cannot be trusted",
-        ));
-    }
-    match &entry.inclusion_proof {
-        Some(proof) => verify_inclusion(proof, &body_bytes, log).await?,
-        // v0.1 bundles may carry only the log's promise.
-        None if promised && bundle.media_type.ends_with("version=0.1") => {}
-        None => {
+                .and_then(|s| crate::b64::decode(s).ok())
+                .and_then(|pem| String::from_utf8(pem).ok())
+                .and_then(|pem| Certificate::from_pem_chain(&pem, "log entry").ok())
+                .is_some_and(|c| c.first().is_some_and(|c| c == cert))
+        };
+        let matches = match (body["kind"].as_str(), &payload) {
+            (Some("hashedrekord"), None) => {
+                let recorded = body["spec"]["signature"]["content"]
+                    .as_str()
+                    .and_then(|s| crate::b64::decode(s).ok());
+                body["spec"]["data"]["hash"]["value"].as_str() == Some(digest.hex())
+                    && recorded.as_deref() == Some(&signature[..])
+                    && same_verifier(&body["spec"]["signature"]["publicKey"]["content"])
+            }
+            // What cosign and sigstore-go log for DSSE (`dsse`), and older cosign `attest`
+            // (`intoto` 0.0.2).
+            (Some("dsse" | "intoto"), Some(payload)) => {
+                crate::rekor::envelope_entry_verifiers(&body, payload, &signature)?
+                    .into_iter()
+                    .any(same_verifier)
+            }
+            (kind, _) => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "log entry kind {} is not supported for this bundle content (hashedrekord for message signatures, dsse or intoto for DSSE envelopes)",
+                        kind.unwrap_or("(none)")
+                    ),
+                ));
+            }
+        };
+        if !matches {
             return Err(Error::integrity(
-                "the bundle's log entry has no inclusion proof",
+                "the bundle's log entry does not match its signature: it records another digest, signature or signer",
             ));
         }
-    }
+        // 3. The entry is in a log the trust root names: SET, inclusion proof, checkpoint.
+        let log_id = b64(&entry.log_id["keyId"], "logId.keyId")?;
+        let log = root.log(&log_id).ok_or_else(|| {
+            Error::integrity(format!(
+                "the bundle's log ({}) is not in the trusted root",
+                STANDARD.encode(&log_id)
+            ))
+        })?;
+        let promised = match &entry.inclusion_promise {
+            Some(promise) => {
+                verify_set(
+                    &entry.canonicalized_body,
+                    integrated_time,
+                    log_index,
+                    &hex(&log_id),
+                    promise["signedEntryTimestamp"].as_str().unwrap_or_default(),
+                    &log.key,
+                )
+                .await?;
+                true
+            }
+            None => false,
+        };
+        if leaf.is_some() && !promised {
+            return Err(Error::integrity(
+                "the bundle's log entry has no signed entry timestamp: the time the certificate is checked at cannot be trusted",
+            ));
+        }
+        match &entry.inclusion_proof {
+            Some(proof) => verify_inclusion(proof, &body_bytes, log).await?,
+            // v0.1 bundles may carry only the log's promise.
+            None if promised && bundle.media_type.ends_with("version=0.1") => {}
+            None => {
+                return Err(Error::integrity(
+                    "the bundle's log entry has no inclusion proof",
+                ));
+            }
+        }
+        Some((log_index, integrated_time))
+    };
     // 4. The certificate: chain, time, SCT, identity.
+    // Without a logged time the certificate must be valid now.
+    let at = logged.map_or_else(crate::simple_signing::now_unix, |(_, t)| t);
     let certificate = match (&chain, signed_by) {
         (Some(chain), Some(SignedBy::Identity(identity))) => Some(verify_certificate(
             &chain[0],
             &chain[1..],
             root,
-            integrated_time,
+            at,
             identity,
         )?),
         _ => None,
     };
     Ok(VerifiedBundle {
         key_id,
-        log_index,
-        integrated_time,
+        log_index: logged.map(|(index, _)| index),
+        integrated_time: logged.map(|(_, t)| t),
         certificate,
         statement,
     })

@@ -144,8 +144,14 @@ pub fn verify_certificate(
     }
     let (not_before, not_after) = leaf.validity();
     if at < not_before || at > not_after {
+        // Without a log (one's own PKI) `at` is the time of verification.
+        let when = if root.ignores_tlog() {
+            "now (the transparency log is ignored, so there is no logged time)"
+        } else {
+            "when the signature was logged"
+        };
         return Err(Error::integrity(format!(
-            "the certificate was not valid when the signature was logged: valid {} to {}, logged at {}",
+            "the certificate was not valid {when}: valid {} to {}, checked at {}",
             rfc3339(not_before),
             rfc3339(not_after),
             rfc3339(at)

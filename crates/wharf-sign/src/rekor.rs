@@ -300,7 +300,8 @@ impl TrustedRoot {
     /// `--insecure-ignore-tlog` does: for certificates of one's own PKI (see
     /// [`TrustedRoot::from_ca_pems`]). The certificate's validity is then checked at the
     /// time of verification, not at a logged time. Results say so
-    /// (`VerifiedSignature::integrated_time` is `None`).
+    /// (`integrated_time` is `None` in `VerifiedSignature` and `VerifiedBundle`). Any log
+    /// entry a signature or bundle carries is then not checked either.
     pub fn insecure_ignore_tlog(mut self) -> Self {
         self.ignore_tlog = true;
         self

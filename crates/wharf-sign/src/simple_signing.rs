@@ -415,7 +415,7 @@ pub(crate) fn certificate_and_chain(
 }
 
 /// Now, in Unix seconds.
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -79,9 +79,62 @@ async fn the_keyed_bundle_verifies_offline() {
     let v = verify_with_key(&bundle, &read("a.txt"), Some(&key), &production())
         .await
         .unwrap();
-    assert_eq!(v.log_index, 771488337);
-    assert_eq!(v.integrated_time, 1766077479);
+    assert_eq!(v.log_index, Some(771488337));
+    assert_eq!(v.integrated_time, Some(1766077479));
     assert_eq!(v.key_id, key.key_id());
+}
+
+/// A bundle without a log entry (a key or one's own PKI, never logged) verifies only when
+/// the trust root says to do without the log, as cosign's `--insecure-ignore-tlog`, and the
+/// result says the log was not checked. A keyless one is then checked at the time of
+/// verification: a ten-minute Fulcio certificate from 2025 has expired.
+#[tokio::test]
+async fn a_bundle_without_a_log_entry_verifies_only_when_the_log_is_ignored_explicitly() {
+    let (mut bundle, key) = managed();
+    bundle.verification_material.tlog_entries.clear();
+    let err = verify_with_key(&bundle, &read("a.txt"), Some(&key), &production())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("has no transparency-log entry"),
+        "{err}"
+    );
+    let v = verify_with_key(
+        &bundle,
+        &read("a.txt"),
+        Some(&key),
+        &production().insecure_ignore_tlog(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((v.log_index, v.integrated_time), (None, None));
+    // The signature is still checked.
+    let err = verify_with_key(
+        &bundle,
+        b"another artifact",
+        Some(&key),
+        &production().insecure_ignore_tlog(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("signs another artifact"), "{err}");
+
+    let mut keyless =
+        Bundle::parse(&read("happy-path-v0.3/bundle.sigstore.json"), "bundle").unwrap();
+    keyless.verification_material.tlog_entries.clear();
+    let err = verify_with_identity(
+        &keyless,
+        &read("a.txt"),
+        &beacon(),
+        &production().insecure_ignore_tlog(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the certificate was not valid now (the transparency log is ignored"),
+        "{err}"
+    );
 }
 
 /// The same checks as plain functions, on a plain thread: no executor.
@@ -95,7 +148,7 @@ fn offline_verification_is_a_plain_function() {
         &production(),
     )
     .unwrap();
-    assert_eq!(v.log_index, 771488337);
+    assert_eq!(v.log_index, Some(771488337));
     let err = wharf_sign::bundle::verify_with_key_blocking(
         &bundle,
         b"not a.txt",
