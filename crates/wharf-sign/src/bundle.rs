@@ -452,9 +452,7 @@ pub async fn verify(
             };
             let sig = b64s(&s.sig, "dsseEnvelope.signatures[0].sig")?;
             let key_id = check_sig(&pae(&env.payload_type, &payload), &sig).await?;
-            let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
-                Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
-            })?;
+            let statement = Statement::from_payload(&payload)?;
             if !statement.is_about(&digest) {
                 return Err(Error::integrity(format!(
                     "the bundle's statement is not about {digest}: it names {}",
@@ -501,6 +499,21 @@ pub async fn verify(
                 .and_then(|pem| Certificate::from_pem_chain(&pem, "log entry").ok())
                 .is_some_and(|c| c.first().is_some_and(|c| c == cert))
         };
+        // Rekor v2 entries (hashedrekord and dsse 0.0.2, proven by checkpoints and RFC 3161
+        // timestamps) have other bodies: name them rather than fail to match.
+        let kind = entry.kind_version["kind"].as_str().unwrap_or_default();
+        let version = entry.kind_version["version"].as_str().unwrap_or_default();
+        if !matches!(
+            (kind, version),
+            ("hashedrekord" | "dsse", "0.0.1") | ("intoto", "0.0.2")
+        ) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "log entry kind {kind} version {version} is not supported (Rekor v1 entries are: hashedrekord 0.0.1, dsse 0.0.1, intoto 0.0.2; Rekor v2 entries are not yet)"
+                ),
+            ));
+        }
         let matches = match (body["kind"].as_str(), &payload) {
             (Some("hashedrekord"), None) => {
                 let recorded = body["spec"]["signature"]["content"]
@@ -540,6 +553,7 @@ pub async fn verify(
                 STANDARD.encode(&log_id)
             ))
         })?;
+        check_log_valid_at(log, integrated_time)?;
         let promised = match &entry.inclusion_promise {
             Some(promise) => {
                 verify_set(
@@ -592,6 +606,22 @@ pub async fn verify(
         certificate,
         statement,
     })
+}
+
+/// The trust root vouches for `log`'s key only within its `validFor` (both ends
+/// inclusive): an entry integrated outside it is refused.
+pub(crate) fn check_log_valid_at(log: &crate::rekor::TransparencyLog, t: i64) -> Result<()> {
+    if log.valid_at(t) {
+        return Ok(());
+    }
+    let end = |t: Option<i64>| t.map_or_else(|| "open".to_owned(), crate::fulcio::rfc3339);
+    Err(Error::integrity(format!(
+        "the log entry was integrated at {}, outside the time the trusted root vouches for log {} ({} to {})",
+        crate::fulcio::rfc3339(t),
+        log.base_url,
+        end(log.valid_for.0),
+        end(log.valid_for.1)
+    )))
 }
 
 /// An inclusion proof leads from the entry to the root of a checkpoint `log` signed.

@@ -20,6 +20,9 @@ pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// in-toto Statement v1.
 pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 
+/// in-toto Statement v0.1 (what cosign 2 writes), read like v1.
+pub const STATEMENT_V0_1: &str = "https://in-toto.io/Statement/v0.1";
+
 /// SLSA provenance v1.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 
@@ -118,6 +121,31 @@ impl Statement {
             predicate_type: predicate_type.into(),
             predicate,
         }
+    }
+
+    /// Read a DSSE payload as a statement: JSON with `_type` in-toto Statement v1 or v0.1
+    /// (the same shape). Another `_type` is refused, never read as if it were v1 — its
+    /// semantics are unknown.
+    pub fn from_payload(payload: &[u8]) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+            Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
+        })?;
+        match v.get("_type").and_then(|t| t.as_str()) {
+            Some(STATEMENT_V1 | STATEMENT_V0_1) => {}
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "the DSSE payload's statement _type {other:?} is not an in-toto statement this verifier knows ({STATEMENT_V1}, {STATEMENT_V0_1})"
+                )));
+            }
+            None => {
+                return Err(Error::invalid(
+                    "the DSSE payload's statement has no _type: it is not an in-toto statement",
+                ));
+            }
+        }
+        serde_json::from_value(v).map_err(|e| {
+            Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
+        })
     }
 
     /// True when one subject has `image`'s digest.
@@ -221,9 +249,7 @@ pub(crate) async fn verify_envelope_parts(
             .await
         {
             Ok(v) => {
-                let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
-                    Error::invalid(format!("the DSSE payload is not an in-toto statement: {e}"))
-                })?;
+                let statement = Statement::from_payload(&payload)?;
                 return Ok(VerifiedEnvelope {
                     statement,
                     key_id: v.key_id,

@@ -192,13 +192,21 @@ pub fn verify_certificate(
             None,
             None,
         ) {
-            Ok(_) => {
-                let issuer = ca
-                    .chain
-                    .iter()
-                    .chain(chain)
-                    .find(|c| c.subject_der() == leaf.issuer_der())
-                    .cloned();
+            Ok(path) => {
+                // The leaf's issuer is the one the verified path went through — never a
+                // certificate picked by subject name: two intermediates may share a name
+                // (a rotation, a decoy), and the SCT is bound to the real issuer's key.
+                let issuer = match path.intermediate_certificates().next() {
+                    Some(issuer) => {
+                        let der = issuer.der();
+                        ca.chain
+                            .iter()
+                            .chain(chain)
+                            .find(|c| c.der() == der.as_ref())
+                            .cloned()
+                    }
+                    None => Some(anchor_cert.clone()),
+                };
                 trusted = Some((ca, issuer));
                 break;
             }
@@ -345,7 +353,7 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
     crate::b64::unhex(hex).unwrap_or_default()
 }
 
-fn rfc3339(t: i64) -> String {
+pub(crate) fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|t| {

@@ -508,7 +508,8 @@ impl TrustedRoot {
     }
 }
 
-/// `validFor {start, end}` (RFC 3339) as Unix seconds.
+/// `validFor {start, end}` (RFC 3339) as Unix seconds; absent is open, a `validFor`
+/// without `start` is an error (the field is required in Sigstore's `TimeRange`).
 fn valid_for(
     v: &serde_json::Value,
     origin: &str,
@@ -528,6 +529,12 @@ fn valid_for(
             }
         }
     };
+    // A `validFor` without its required start is a malformed root, not an open bound.
+    if v.is_object() && v.get("start").is_none() {
+        return Err(Error::invalid(format!(
+            "{origin}: {field}.validFor has no start (required): fix the trusted root"
+        )));
+    }
     Ok((at("start")?, at("end")?))
 }
 

@@ -385,6 +385,7 @@ pub async fn verify_payload_keyless(
     } else {
         let bundle = RekorBundle::parse(annotation(ANNOTATION_BUNDLE)?)?;
         let log = root.log_of(&bundle)?;
+        crate::bundle::check_log_valid_at(log, bundle.payload.integrated_time)?;
         verify_bundle(&bundle, &log.key, payload, sig_b64).await?;
         Some(bundle.payload)
     };

@@ -301,11 +301,13 @@ impl Certificate {
         &self.der[self.spki.0..self.spki.1]
     }
 
-    pub(crate) fn issuer_der(&self) -> &[u8] {
+    /// Its issuer's distinguished name (DER), byte for byte.
+    pub fn issuer_der(&self) -> &[u8] {
         &self.der[self.issuer.0..self.issuer.1]
     }
 
-    pub(crate) fn subject_der(&self) -> &[u8] {
+    /// Its subject's distinguished name (DER), byte for byte.
+    pub fn subject_der(&self) -> &[u8] {
         &self.der[self.subject.0..self.subject.1]
     }
 
