@@ -62,6 +62,23 @@ pub struct Change {
     pub to: String,
 }
 
+impl Change {
+    /// `object`'s `field` goes `from` (`None`: it is created) `to`.
+    pub fn new(
+        object: impl Into<String>,
+        field: impl Into<String>,
+        from: Option<String>,
+        to: impl Into<String>,
+    ) -> Self {
+        Self {
+            object: object.into(),
+            field: field.into(),
+            from,
+            to: to.into(),
+        }
+    }
+}
+
 /// A readable diff of what [`DeployTarget::apply`] would do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

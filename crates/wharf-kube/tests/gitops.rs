@@ -1,0 +1,269 @@
+#![allow(clippy::unwrap_used)]
+//! The GitOps target on real git repositories: the `DeployTarget` contract, the layout and
+//! commit trailers, a no-op second deployment, rollback as a revert, pushing to a remote,
+//! and several processes deploying into one repository at once — one of them killed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures::executor::block_on;
+use wharf_core::deploy::DeployRequest;
+use wharf_core::{DeployTarget, Digest, Environment, Reference};
+use wharf_kube::gitops::{GitOps, TRAILER_IMAGE, TRAILER_ROLLBACK_OF, TRAILER_RUN_ID};
+use wharf_kube::render::{SETTING_RUN_ID, Workload};
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn image(content: &[u8]) -> Reference {
+    format!(
+        "registry.example/models/fraud@{}",
+        Digest::sha256_of(content)
+    )
+    .parse()
+    .unwrap()
+}
+
+fn request(app: &str, content: &[u8], run: &str) -> DeployRequest {
+    let mut r = DeployRequest::new(app, image(content), Environment::Dev).unwrap();
+    r.settings.insert(SETTING_RUN_ID.into(), run.into());
+    r
+}
+
+fn deploy(target: &GitOps, req: &DeployRequest) -> wharf_core::Deployment {
+    block_on(async { target.apply(&target.plan(req).await?).await }).unwrap()
+}
+
+#[test]
+fn gitops_meets_the_deploy_target_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = GitOps::open(dir.path().join("repo"), Workload::default()).unwrap();
+    let repo: Reference = "registry.example/models/fraud".parse().unwrap();
+    block_on(wharf_core::conformance::deploy_target(
+        &target, "fraud", &repo,
+    ));
+}
+
+#[test]
+fn each_deployment_is_one_commit_with_trailers_and_the_same_digest_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let target = GitOps::open(&repo, Workload::default()).unwrap();
+    let d1 = deploy(&target, &request("fraud", b"v1", "run-1"));
+    for file in ["deployment.yaml", "service.yaml", "kustomization.yaml"] {
+        assert!(repo.join("dev/fraud").join(file).is_file(), "{file}");
+    }
+    let kustomization = std::fs::read_to_string(repo.join("dev/fraud/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("- deployment.yaml\n- service.yaml"),
+        "{kustomization}"
+    );
+    let trailer = |key: &str| {
+        git(
+            &repo,
+            &[
+                "log",
+                "-1",
+                &format!("--format=%(trailers:key={key},valueonly)"),
+            ],
+        )
+    };
+    assert_eq!(trailer(TRAILER_IMAGE), image(b"v1").to_string());
+    assert_eq!(trailer(TRAILER_RUN_ID), "run-1");
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), d1.revision);
+    assert!(
+        git(&repo, &["log", "-1", "--format=%s"]).contains(&Digest::sha256_of(b"v1").to_string())
+    );
+
+    // The same digest from another run: no changes planned, no commit.
+    let again = request("fraud", b"v1", "run-2");
+    let plan = block_on(target.plan(&again)).unwrap();
+    assert!(plan.is_noop(), "{plan}");
+    let d = block_on(target.apply(&plan)).unwrap();
+    assert_eq!(d.revision, d1.revision);
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]), "1");
+
+    // A new digest: the plan names the image field, old and new.
+    let plan = block_on(target.plan(&request("fraud", b"v2", "run-3"))).unwrap();
+    let text = plan.to_string();
+    assert!(
+        text.contains("Deployment/fraud spec.template.spec.containers[0].image")
+            && text.contains(&Digest::sha256_of(b"v1").to_string())
+            && text.contains(&Digest::sha256_of(b"v2").to_string()),
+        "{text}"
+    );
+    let d2 = block_on(target.apply(&plan)).unwrap();
+    assert_eq!(d2.previous_revision.as_deref(), Some(d1.revision.as_str()));
+
+    // Rollback: a revert commit that says what it reverts; the files are v1's again.
+    let back = block_on(target.rollback(&d2)).unwrap();
+    assert_eq!(trailer(TRAILER_ROLLBACK_OF), d2.revision);
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]), "3");
+    assert!(
+        block_on(target.plan(&request("fraud", b"v1", "run-4")))
+            .unwrap()
+            .is_noop()
+    );
+    assert_eq!(
+        back.previous_revision.as_deref(),
+        Some(d2.revision.as_str())
+    );
+}
+
+#[test]
+fn commits_are_pushed_to_the_remote_and_a_failed_push_fails_the_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("remote.git");
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&remote)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let target = GitOps::open(dir.path().join("repo"), Workload::default())
+        .unwrap()
+        .with_remote(remote.display().to_string());
+    let d = deploy(&target, &request("fraud", b"v1", "run-1"));
+    assert_eq!(git(&remote, &["rev-parse", "main"]), d.revision);
+
+    let gone = GitOps::open(dir.path().join("repo2"), Workload::default())
+        .unwrap()
+        .with_remote(dir.path().join("no-such-remote").display().to_string());
+    let err = block_on(async {
+        gone.apply(&gone.plan(&request("fraud", b"v1", "r")).await?)
+            .await
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("committed in") && err.contains("but the push to"),
+        "{err}"
+    );
+}
+
+/// A bad workload is refused before anything is written.
+#[test]
+fn a_bad_workload_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let workload: Workload =
+        serde_json::from_str(r#"{"resources": {"limits": {"memory": "lots"}}}"#).unwrap();
+    let target = GitOps::open(&repo, workload).unwrap();
+    let err = block_on(target.plan(&request("fraud", b"v1", "r")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("deploy.workload.resources.limits.memory"),
+        "{err}"
+    );
+    assert!(!repo.join("dev").exists());
+}
+
+/// The child side of the process tests: deploy `WHARF_KUBE_CHILD_APP` into
+/// `WHARF_KUBE_CHILD_REPO` `WHARF_KUBE_CHILD_ROUNDS` times (a new digest each round).
+#[test]
+fn child_process_deployer() {
+    let (Ok(repo), Ok(app), Ok(rounds)) = (
+        std::env::var("WHARF_KUBE_CHILD_REPO"),
+        std::env::var("WHARF_KUBE_CHILD_APP"),
+        std::env::var("WHARF_KUBE_CHILD_ROUNDS"),
+    ) else {
+        return; // run as a test of its own: nothing to do (the parent tests drive it)
+    };
+    let target = GitOps::open(&repo, Workload::default()).unwrap();
+    for i in 0..rounds.parse::<u32>().unwrap() {
+        deploy(
+            &target,
+            &request(
+                &app,
+                format!("{app}-{i}").as_bytes(),
+                &format!("{app}-run-{i}"),
+            ),
+        );
+    }
+}
+
+fn child(repo: &Path, app: &str, rounds: u32) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", "child_process_deployer", "--nocapture"])
+        .env("WHARF_KUBE_CHILD_REPO", repo)
+        .env("WHARF_KUBE_CHILD_APP", app)
+        .env("WHARF_KUBE_CHILD_ROUNDS", rounds.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Four processes deploying into one repository at once: every deployment is a commit of its
+/// own, none lost, the history linear.
+#[test]
+fn processes_side_by_side_each_get_their_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    GitOps::open(&repo, Workload::default()).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|i| child(&repo, &format!("app-{i}"), 3).spawn().unwrap())
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]), "12");
+    assert_eq!(
+        git(&repo, &["rev-list", "--merges", "--count", "HEAD"]),
+        "0"
+    );
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+}
+
+/// A deployer killed with SIGKILL mid-run: the next deployment succeeds, and every commit in
+/// the history is whole (each names its image).
+#[test]
+fn a_killed_deployer_leaves_nothing_that_blocks_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let target = GitOps::open(&repo, Workload::default()).unwrap();
+    for delay in [50u64, 120, 250] {
+        let mut c = child(&repo, "victim", 1000).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        deploy(
+            &target,
+            &request("survivor", format!("{delay}").as_bytes(), "r"),
+        );
+    }
+    let images = git(
+        &repo,
+        &[
+            "log",
+            &format!("--format=%(trailers:key={TRAILER_IMAGE},valueonly)"),
+        ],
+    );
+    assert!(
+        images
+            .lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| l.contains("@sha256:")),
+        "{images}"
+    );
+    assert!(images.lines().filter(|l| !l.is_empty()).count() >= 3);
+    git(&repo, &["fsck", "--no-progress"]);
+}
