@@ -27,6 +27,7 @@ fn xtask(scratch: &Path, subcommand: &str, key: &Path) -> Command {
         .env("WHARF__SIGN__KEY", key)
         .env("COSIGN_PASSWORD", PASSWORD)
         .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"))
+        .env("WHARF__DEPLOY__GITOPS_REPO", scratch.join("gitops"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -164,6 +165,24 @@ fn signers_at_once_on_the_oci_layout_keep_every_signature() {
     assert_eq!(manifest["layers"].as_array().unwrap().len(), keys.len());
     assert_eq!(records(scratch.path(), &keys[0]).len(), keys.len());
     assert_chain_intact(scratch.path(), &keys[0], keys.len());
+    // Every run deployed the same digest into one GitOps repository at once: one commit,
+    // the others found it there; nothing half-written is left.
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(scratch.path().join("gitops"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(git(&["rev-list", "--count", "HEAD"]), "1");
+    assert!(
+        git(&["log", "-1", "--format=%s"]).contains(&digest),
+        "one deploy of {digest}"
+    );
+    assert_eq!(git(&["status", "--porcelain"]), "");
 }
 
 #[test]

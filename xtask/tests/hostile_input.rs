@@ -35,7 +35,8 @@ fn pipeline(scratch: &Path) -> Command {
         )
         .env("WHARF__SIGN__KEY", scratch.join("keys/cosign.key"))
         .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
-        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"));
+        .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"))
+        .env("WHARF__DEPLOY__GITOPS_REPO", scratch.join("gitops"));
     cmd
 }
 

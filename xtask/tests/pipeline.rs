@@ -1044,6 +1044,7 @@ fn keyless_pipeline(project: &Path, token: Option<&str>) -> Command {
         "WHARF__AUDIT__CHECKPOINT_KEY",
         "WHARF__SIGN__KEY",
         "WHARF__REGISTRY__LAYOUT",
+        "WHARF__DEPLOY__GITOPS_REPO",
         "COSIGN_PASSWORD",
         "SIGSTORE_ID_TOKEN",
     ] {
@@ -1157,7 +1158,7 @@ fn keyless_signing_on_the_oci_layout_in_both_formats() {
         assert_exit(&first, 0, format);
         let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
         let stages = &v["run"]["stages"];
-        let names: Vec<&str> = (0..5)
+        let names: Vec<&str> = (0..6)
             .map(|i| stages[i]["name"].as_str().unwrap())
             .collect();
         assert_eq!(
@@ -1167,10 +1168,11 @@ fn keyless_signing_on_the_oci_layout_in_both_formats() {
                 "package",
                 "sign",
                 "attest",
-                "verify-signature"
+                "verify-signature",
+                "deploy"
             ]
         );
-        for i in 0..5 {
+        for i in 0..6 {
             assert_eq!(stages[i]["status"], "passed", "{format}: {}", stages[i]);
         }
         let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();

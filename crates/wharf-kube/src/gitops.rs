@@ -55,7 +55,13 @@ impl GitOps {
                     ),
                 )
             })?;
-            git(&repo, &["init", "-q", "-b", "main"])?;
+            // Processes opening a new repository at once: one `git init` wins, and the
+            // others find the repository it made.
+            if let Err(e) = git(&repo, &["init", "-q", "-b", "main"])
+                && !repo.join(".git").join("HEAD").is_file()
+            {
+                return Err(e);
+            }
         }
         Ok(Self {
             repo,

@@ -227,10 +227,14 @@ pub struct EnvironmentConfig {
 pub struct DeployConfig {
     /// Target: `gitops` (embedded default), `kubernetes`, `sagemaker`.
     pub target: Option<String>,
-    /// The GitOps repository directory.
+    /// The GitOps repository directory (default `.wharf/gitops` beside the config).
     pub gitops_repo: Option<PathBuf>,
-    /// Kubernetes namespace.
+    /// A remote every GitOps commit is pushed to (a name or URL git knows).
+    pub gitops_remote: Option<String>,
+    /// Kubernetes namespace (the workload's `namespace` wins).
     pub namespace: Option<String>,
+    /// `[deploy.workload]`: how the model runs (replicas, resources, probes, GPU nodes…).
+    pub workload: Option<wharf_kube::render::Workload>,
 }
 
 impl Config {

@@ -52,7 +52,8 @@ pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use project::ProjectAuditLog;
 pub use stage::{Stage, StageOutcome};
 pub use standard::{
-    DEFAULT_PASSWORD_ENV, DEFAULT_SIGNING_KEY, DEFAULT_TOKEN_ENV, RunOptions, StandardPipeline,
+    DEFAULT_GITOPS_REPO, DEFAULT_PASSWORD_ENV, DEFAULT_SIGNING_KEY, DEFAULT_TOKEN_ENV, RunOptions,
+    StandardPipeline,
 };
 pub use wharf_audit::FileAuditLog;
 

@@ -1,4 +1,4 @@
-//! The standard pipeline of a project — governance, package, sign, attest, verify — composed
+//! The standard pipeline of a project — governance, package, sign, attest, verify, deploy — composed
 //! from its `wharf.toml` alone: the registry `[registry]` names (the OCI layout on disk,
 //! any OCI registry, or ECR), the key `[sign]` names (a key file, AWS KMS, or keyless), the
 //! audit log `[audit]` names. This is what `cargo xtask pipeline` runs; a program of one's
@@ -17,7 +17,8 @@ use wharf_sign::attest::{MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1};
 
 use crate::project::project_builder;
 use crate::stages::{
-    AttestStage, BaseImageRef, GovernanceStage, PackageStage, SignFormat, SignStage, TagPolicy,
+    AttestStage, BaseImageRef, DeployStage, GovernanceStage, PackageStage, SignFormat, SignStage,
+    TagPolicy,
 };
 use crate::{Config, Pipeline, PipelineBuilder, PipelineError, RunContext, Stage, StageOutcome};
 
@@ -27,6 +28,8 @@ pub const DEFAULT_SIGNING_KEY: &str = ".wharf/keys/cosign.key";
 pub const DEFAULT_PASSWORD_ENV: &str = "COSIGN_PASSWORD";
 /// Where keyless signing reads the OIDC ID token by default: cosign's own variable.
 pub const DEFAULT_TOKEN_ENV: &str = "SIGSTORE_ID_TOKEN";
+/// The GitOps repository the deploy stage commits to when `[deploy]` names none.
+pub const DEFAULT_GITOPS_REPO: &str = ".wharf/gitops";
 /// The OCI layout directory when `[registry]` names neither `url` nor `layout`.
 const DEFAULT_LAYOUT: &str = ".wharf/oci";
 
@@ -191,12 +194,51 @@ async fn standard_stages(
         .clone()
         .unwrap_or_else(default_builder_id);
     let attest = AttestStage::new(&sign, &manifest, builder_id);
+    let deploy = DeployStage::new(
+        deploy_target(config)?,
+        config.project.name.clone(),
+        config.docker_reference(&config.repository()),
+    );
     Ok(builder
         .stage(GovernanceStage::new(config.governance(env), manifest))
         .stage(package)
         .stage(sign)
         .stage(attest)
-        .stage(verify))
+        .stage(verify)
+        .stage(deploy))
+}
+
+/// The target `[deploy]` names: the GitOps repository by default.
+fn deploy_target(config: &Config) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
+    let d = &config.deploy;
+    match d.target.as_deref().unwrap_or("gitops") {
+        "gitops" => {
+            let mut workload = d.workload.clone().unwrap_or_default();
+            if workload.namespace.is_none() {
+                workload.namespace = d.namespace.clone();
+            }
+            let repo = config.resolve(
+                d.gitops_repo
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_GITOPS_REPO)),
+            );
+            let mut target = wharf_kube::gitops::GitOps::open(&repo, workload)
+                .map_err(|e| setup(format!("[deploy] gitops_repo {}", repo.display()), e))?;
+            if let Some(remote) = &d.gitops_remote {
+                target = target.with_remote(remote.clone());
+            }
+            Ok(Arc::new(target))
+        }
+        other => Err(setup(
+            "[deploy] target",
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "deploy target {other:?} is not available yet: use \"gitops\" (the default); clusters come with wharf-kube's cluster target"
+                ),
+            ),
+        )),
+    }
 }
 
 fn setup(what: impl Into<String>, source: impl Into<Error>) -> PipelineError {

@@ -54,6 +54,29 @@ pub(super) enum Install {
         /// The program's name in `<dir>/bin/`.
         binary: &'static str,
     },
+    /// Go programs built in a scratch module of the harness's own (`go mod tidy`, `go
+    /// build`), for what `go install` refuses: a module with `replace` lines
+    /// (k8s.io/kubernetes points its `k8s.io/*` staging modules at its own tree) or one
+    /// without the main package (etcd's server). Same Go, caches and flags as [`Install::Go`];
+    /// backends that name the same `dir` share one build.
+    GoModule {
+        /// The directory's name in the cache dir.
+        dir: &'static str,
+        /// The module required, and its exact version.
+        module: &'static str,
+        version: &'static str,
+        /// Replace each of the module's `=> ./staging/src/<m>` lines by `<m> <this version>`
+        /// (k8s.io/kubernetes v1.37.2's staging modules are published as v0.37.2).
+        staging: Option<&'static str>,
+        /// Main packages to build, each into `<dir>/bin/<its last path element>`.
+        packages: &'static [&'static str],
+        /// A main program of our own, `(binary, Go source)`, built beside them.
+        main: Option<(&'static str, &'static str)>,
+        /// `-ldflags` for the build (version stamps the upstream build scripts set).
+        ldflags: &'static str,
+        /// The program this backend runs, in `<dir>/bin/`.
+        binary: &'static str,
+    },
 }
 
 impl Install {
@@ -65,7 +88,9 @@ impl Install {
             Install::Npm { dir, entry, .. } => {
                 ctx.cache_dir.join(dir).join("node_modules").join(entry)
             }
-            Install::Go { dir, binary, .. } => ctx.cache_dir.join(dir).join("bin").join(binary),
+            Install::Go { dir, binary, .. } | Install::GoModule { dir, binary, .. } => {
+                ctx.cache_dir.join(dir).join("bin").join(binary)
+            }
         }
     }
 
@@ -73,14 +98,20 @@ impl Install {
     pub(super) fn node_modules(&self, ctx: &Ctx) -> Option<PathBuf> {
         match self {
             Install::Npm { dir, .. } => Some(ctx.cache_dir.join(dir).join("node_modules")),
-            Install::Apt { .. } | Install::Venv { .. } | Install::Go { .. } => None,
+            Install::Apt { .. }
+            | Install::Venv { .. }
+            | Install::Go { .. }
+            | Install::GoModule { .. } => None,
         }
     }
 
     /// The interpreter that runs [`Install::program`], if it is not run directly.
     pub(super) fn interpreter(&self) -> Option<&'static str> {
         match self {
-            Install::Apt { .. } | Install::Venv { .. } | Install::Go { .. } => None,
+            Install::Apt { .. }
+            | Install::Venv { .. }
+            | Install::Go { .. }
+            | Install::GoModule { .. } => None,
             Install::Npm { .. } => Some("node"),
         }
     }
@@ -116,6 +147,32 @@ impl Install {
                     && fs::read_to_string(ctx.cache_dir.join(dir).join(INSTALL_MARKER))
                         .is_ok_and(|m| m == format!("{package}@{version}"))
             }
+            Install::GoModule { dir, .. } => {
+                self.program(ctx).is_file()
+                    && fs::read_to_string(ctx.cache_dir.join(dir).join(INSTALL_MARKER))
+                        .is_ok_and(|m| m == self.go_module_marker())
+            }
+        }
+    }
+
+    /// What a [`Install::GoModule`] build is of: rebuilt when this changes.
+    fn go_module_marker(&self) -> String {
+        match self {
+            Install::GoModule {
+                module,
+                version,
+                staging,
+                packages,
+                main,
+                ldflags,
+                ..
+            } => format!(
+                "{module}@{version} staging={} packages={} main={} ldflags={ldflags}",
+                staging.unwrap_or("-"),
+                packages.join(","),
+                main.map_or("-", |(binary, _)| binary)
+            ),
+            _ => String::new(),
         }
     }
 
@@ -209,21 +266,11 @@ impl Install {
                 let Some((_lock, dir)) = self.clear_cache_dir(ctx, name, dir)? else {
                     return Ok(()); // another checkout installed it while we waited
                 };
-                let caches = ctx.cache_dir.join("go");
-                let mut install = Command::new("go");
+                let mut install = go_command(ctx);
                 install
                     .arg("install")
                     .arg(format!("{package}@{version}"))
-                    .env("GOBIN", dir.join("bin"))
-                    .env("GOPATH", caches.join("path"))
-                    .env("GOMODCACHE", caches.join("mod"))
-                    .env("GOCACHE", caches.join("build"))
-                    // The machine's Go, never one downloaded behind our back; static
-                    // binaries; reproducible paths and no VCS stamping (there is no checkout).
-                    .env("GOTOOLCHAIN", "local")
-                    .env("CGO_ENABLED", "0")
-                    .env("GOFLAGS", "-buildvcs=false -trimpath")
-                    .env("GO111MODULE", "on");
+                    .env("GOBIN", dir.join("bin"));
                 writeln!(OpenOptions::new().append(true).open(log)?, "{go}")?;
                 run_logged(name, install, log, ctx)?;
                 let program = self.program(ctx);
@@ -235,6 +282,102 @@ impl Install {
                 );
                 let marker = dir.join(INSTALL_MARKER);
                 fs::write(&marker, format!("{package}@{version}"))
+                    .with_context(|| format!("writing {}", marker.display()))?;
+            }
+            Install::GoModule {
+                dir,
+                module,
+                version,
+                staging,
+                packages,
+                main,
+                ldflags,
+                ..
+            } => {
+                let go = go_version()?;
+                let Some((_lock, dir)) = self.clear_cache_dir(ctx, name, dir)? else {
+                    return Ok(());
+                };
+                let scratch = dir.join("module");
+                fs::create_dir_all(&scratch)
+                    .with_context(|| format!("creating {}", scratch.display()))?;
+                let go_cmd = |args: &[&str]| {
+                    let mut c = go_command(ctx);
+                    c.args(args).current_dir(&scratch);
+                    c
+                };
+                writeln!(OpenOptions::new().append(true).open(log)?, "{go}")?;
+                // Which Go the module asks for, and (for staging) its replace lines.
+                let mut download = go_cmd(&["mod", "download", "-json"]);
+                download.arg(format!("{module}@{version}"));
+                let out = download
+                    .output()
+                    .with_context(|| format!("{name}: running `go mod download`"))?;
+                ensure!(
+                    out.status.success(),
+                    "{name}: `go mod download {module}@{version}` failed: {}",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                );
+                let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .with_context(|| format!("{name}: reading `go mod download -json`"))?;
+                let go_mod_path = info["GoMod"].as_str().unwrap_or_default();
+                let upstream = fs::read_to_string(go_mod_path)
+                    .with_context(|| format!("{name}: reading {go_mod_path}"))?;
+                let go_line = upstream
+                    .lines()
+                    .find(|l| l.starts_with("go "))
+                    .unwrap_or("go 1.26.0");
+                let mut go_mod = format!(
+                    "module wharf.local/{name}-build\n\n{go_line}\n\nrequire {module} {version}\n"
+                );
+                if let Some(staging) = staging {
+                    go_mod.push_str("\nreplace (\n");
+                    for line in upstream.lines() {
+                        if let Some((from, to)) = line.trim().split_once(" => ")
+                            && to.starts_with("./staging/")
+                        {
+                            go_mod.push_str(&format!("\t{from} => {from} {staging}\n"));
+                        }
+                    }
+                    go_mod.push_str(")\n");
+                }
+                fs::write(scratch.join("go.mod"), go_mod)?;
+                // Imports of the packages so `go mod tidy` records what they need.
+                let mut imports = String::from("//go:build tools\n\npackage tools\n\nimport (\n");
+                for p in *packages {
+                    imports.push_str(&format!("\t_ \"{p}\"\n"));
+                }
+                imports.push_str(")\n");
+                fs::write(scratch.join("tools.go"), imports)?;
+                if let Some((binary, source)) = main {
+                    let main_dir = scratch.join("cmd").join(binary);
+                    fs::create_dir_all(&main_dir)?;
+                    fs::write(main_dir.join("main.go"), source)?;
+                }
+                run_logged(name, go_cmd(&["mod", "tidy"]), log, ctx)?;
+                let bin = dir.join("bin");
+                fs::create_dir_all(&bin)?;
+                let mut build = go_cmd(&["build"]);
+                if !ldflags.is_empty() {
+                    build.arg(format!("-ldflags={ldflags}"));
+                }
+                build
+                    .arg("-o")
+                    .arg(format!("{}/", bin.display()))
+                    .args(*packages);
+                if let Some((binary, _)) = main {
+                    build.arg(format!("./cmd/{binary}"));
+                }
+                run_logged(name, build, log, ctx)?;
+                let program = self.program(ctx);
+                ensure!(
+                    program.is_file(),
+                    "{name}: the build of {module}@{version} succeeded but left no {}; its output is in {}",
+                    program.display(),
+                    ctx.show(log)
+                );
+                let marker = dir.join(INSTALL_MARKER);
+                fs::write(&marker, self.go_module_marker())
                     .with_context(|| format!("writing {}", marker.display()))?;
             }
         }
@@ -270,6 +413,22 @@ impl Install {
         }
         Ok(Some((lock, dir)))
     }
+}
+
+/// `go` with the harness's caches (`<cache dir>/go/`) and flags: the machine's Go, never
+/// one downloaded behind our back; static binaries; reproducible paths and no VCS stamping
+/// (there is no checkout).
+fn go_command(ctx: &Ctx) -> Command {
+    let caches = ctx.cache_dir.join("go");
+    let mut go = Command::new("go");
+    go.env("GOPATH", caches.join("path"))
+        .env("GOMODCACHE", caches.join("mod"))
+        .env("GOCACHE", caches.join("build"))
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-buildvcs=false -trimpath")
+        .env("GO111MODULE", "on");
+    go
 }
 
 /// The machine's Go (`go version`), or an error naming what to install: Go tools are built

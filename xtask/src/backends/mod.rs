@@ -72,6 +72,37 @@ use registry::{
 use sigstore::{SIGSTORE_MOCK_JS, sigstore_mock_args};
 use token_server::{TOKEN_SERVER_PY, token_server_args};
 
+/// The Kubernetes release the harness builds, and the version its `k8s.io/*` staging
+/// modules are published under.
+const KUBERNETES: &str = "v1.37.2";
+const KUBERNETES_STAGING: &str = "v0.37.2";
+
+/// One of the programs of the Kubernetes build (they share `kubernetes-go`).
+const fn kubernetes(binary: &'static str) -> Install {
+    Install::GoModule {
+        dir: "kubernetes-go",
+        module: "k8s.io/kubernetes",
+        version: KUBERNETES,
+        staging: Some(KUBERNETES_STAGING),
+        packages: &[
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kubectl",
+        ],
+        main: None,
+        // What hack/lib/version.sh stamps: kubectl and kwok read the server's version.
+        ldflags: concat!(
+            "-X k8s.io/component-base/version.gitVersion=v1.37.2",
+            " -X k8s.io/component-base/version.gitMajor=1",
+            " -X k8s.io/component-base/version.gitMinor=37",
+            " -X k8s.io/client-go/pkg/version.gitVersion=v1.37.2",
+            " -X k8s.io/client-go/pkg/version.gitMajor=1",
+            " -X k8s.io/client-go/pkg/version.gitMinor=37"
+        ),
+        binary,
+    }
+}
+
 /// The backends `up` installs and starts, in start order (a service comes after those it
 /// depends on). Add a backend by adding an entry.
 const BACKENDS: &[Backend] = &[
@@ -305,6 +336,58 @@ const BACKENDS: &[Backend] = &[
         },
         kind: Kind::Tool,
         env: &[("WHARF_TEST_CRANE", Value::Program)],
+    },
+    // A real Kubernetes control plane for wharf-kube (issue 13), one release for all three
+    // programs (one build), with etcd and kwok playing the nodes.
+    Backend {
+        name: "kube-apiserver",
+        install: kubernetes("kube-apiserver"),
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_KUBE_APISERVER", Value::Program)],
+    },
+    Backend {
+        name: "kube-controller-manager",
+        install: kubernetes("kube-controller-manager"),
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_KUBE_CONTROLLER_MANAGER", Value::Program)],
+    },
+    Backend {
+        // The peer for plans and rollbacks (`kubectl diff --server-side`, `rollout undo`)
+        // and, as `kubectl kustomize`, for the GitOps output.
+        name: "kubectl",
+        install: kubernetes("kubectl"),
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_KUBECTL", Value::Program)],
+    },
+    Backend {
+        // etcd's server module has no main package of its own: a three-line one.
+        name: "etcd",
+        install: Install::GoModule {
+            dir: "etcd-go",
+            module: "go.etcd.io/etcd/server/v3",
+            version: "v3.7.3",
+            staging: None,
+            packages: &[],
+            main: Some((
+                "etcd",
+                "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n",
+            )),
+            ldflags: "",
+            binary: "etcd",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_ETCD", Value::Program)],
+    },
+    Backend {
+        name: "kwok",
+        install: Install::Go {
+            dir: "kwok-go",
+            package: "sigs.k8s.io/kwok/cmd/kwok",
+            version: "v0.8.0",
+            binary: "kwok",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_KWOK", Value::Program)],
     },
     Backend {
         name: "umoci",

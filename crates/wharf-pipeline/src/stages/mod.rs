@@ -1,9 +1,11 @@
 //! Stages that ship with wharf.
 
+mod deploy;
 mod governance;
 mod package;
 mod sign;
 
+pub use deploy::DeployStage;
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
 pub use sign::{

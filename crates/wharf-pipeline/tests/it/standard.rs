@@ -65,7 +65,8 @@ async fn the_standard_pipeline_packages_signs_attests_and_verifies_into_the_layo
             "package",
             "sign",
             "attest",
-            "verify-signature"
+            "verify-signature",
+            "deploy"
         ]
     );
     assert_eq!(

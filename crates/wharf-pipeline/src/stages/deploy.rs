@@ -1,0 +1,111 @@
+//! The deploy stage: the verified image, by digest, to a [`DeployTarget`] — plan, apply,
+//! check health, and roll back when it is not healthy. It runs after `verify-signature`, so
+//! in prod nothing unverified reaches it; the run record carries the plan, the revision and
+//! any rollback.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+use wharf_core::deploy::{DeployRequest, HealthState};
+use wharf_core::{DeployTarget, Error, Reference};
+use wharf_kube::render::{SETTING_MODEL, SETTING_MODEL_VERSION, SETTING_RUN_ID};
+
+use crate::{RunContext, Stage, StageOutcome};
+
+/// Deploy the run's image to `target` as application `app`.
+#[derive(Debug, Clone)]
+pub struct DeployStage {
+    target: Arc<dyn DeployTarget>,
+    app: String,
+    repository: String,
+}
+
+impl DeployStage {
+    /// Deploy `repository@<the run's digest>` (the name the image is pulled by) as `app`.
+    pub fn new(
+        target: Arc<dyn DeployTarget>,
+        app: impl Into<String>,
+        repository: impl Into<String>,
+    ) -> Self {
+        Self {
+            target,
+            app: app.into(),
+            repository: repository.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Stage for DeployStage {
+    fn name(&self) -> &str {
+        "deploy"
+    }
+
+    async fn run(&self, ctx: &mut RunContext) -> wharf_core::Result<StageOutcome> {
+        let digest = ctx
+            .image_digest
+            .clone()
+            .ok_or_else(|| Error::invalid("nothing to deploy: no earlier stage pushed an image"))?;
+        let image: Reference = format!("{}@{digest}", self.repository)
+            .parse()
+            .map_err(|e| Error::invalid(format!("{}@{digest}: {e}", self.repository)))?;
+        let mut request = DeployRequest::new(&self.app, image, ctx.environment)?;
+        request.replicas = ctx.policy.replicas;
+        request
+            .settings
+            .insert(SETTING_RUN_ID.into(), ctx.run_id.clone());
+        if let Some(model) = &ctx.model {
+            request
+                .settings
+                .insert(SETTING_MODEL.into(), model.name.clone());
+            request
+                .settings
+                .insert(SETTING_MODEL_VERSION.into(), model.version.clone());
+        }
+        let target = self.target.name().to_owned();
+        let plan = self.target.plan(&request).await?;
+        let changes: Vec<String> = plan.to_string().lines().map(str::to_owned).collect();
+        let deployed = self.target.apply(&plan).await?;
+        let health = self.target.status(&deployed).await?;
+        let mut data = json!({
+            "target": target,
+            "image": request.image.to_string(),
+            "plan": plan.changes,
+            "revision": deployed.revision,
+            "previous_revision": deployed.previous_revision,
+            "health": {"state": health.state, "message": health.message},
+        });
+        if health.state == HealthState::Unhealthy {
+            let rollback = match self.target.rollback(&deployed).await {
+                Ok(back) => format!("rolled back to {}", back.revision),
+                Err(e) => format!("and the rollback failed: {e}"),
+            };
+            data["rollback"] = rollback.clone().into();
+            return Err(Error::new(
+                wharf_core::ErrorKind::Internal,
+                format!(
+                    "{} on {target} is unhealthy ({}); {rollback}",
+                    self.app, health.message
+                ),
+            ));
+        }
+        let summary = if plan.is_noop() {
+            format!(
+                "{} already at {digest} on {target} ({})",
+                self.app, health.message
+            )
+        } else {
+            format!(
+                "{} → {digest} on {target}: {} change(s), {}",
+                self.app,
+                plan.changes.len(),
+                health.message
+            )
+        };
+        ctx.outputs.insert("deploy".into(), data.clone());
+        Ok(StageOutcome::passed(summary)
+            .with_details(changes)
+            .with_data(data))
+    }
+}
