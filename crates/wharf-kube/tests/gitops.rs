@@ -267,3 +267,48 @@ fn a_killed_deployer_leaves_nothing_that_blocks_the_next() {
     assert!(images.lines().filter(|l| !l.is_empty()).count() >= 3);
     git(&repo, &["fsck", "--no-progress"]);
 }
+
+/// Every commit builds with kustomize (`kubectl kustomize`, the harness's kubectl 1.37 built
+/// from its module), and what it builds is what was rendered: the image by digest, the
+/// InferenceService's canary share.
+#[test]
+fn kustomize_builds_every_commit() {
+    let kubectl = std::env::var("WHARF_TEST_KUBECTL").expect(
+        "WHARF_TEST_KUBECTL is not set: run `cargo xtask test`, or `cargo xtask backends up` and eval \"$(cargo xtask backends env)\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let kserve: Workload =
+        serde_json::from_str(r#"{"kind": "inference-service", "canary_traffic_percent": 10}"#)
+            .unwrap();
+    let deployments = GitOps::open(&repo, Workload::default()).unwrap();
+    let inference = GitOps::open(&repo, kserve).unwrap();
+    let build = |app: &str| {
+        let out = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(repo.join("dev").join(app))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {app}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (i, content) in [b"v1", b"v2"].into_iter().enumerate() {
+        deploy(
+            &deployments,
+            &request("fraud", content, &format!("run-{i}")),
+        );
+        deploy(&inference, &request("scorer", content, &format!("run-{i}")));
+        let built = build("fraud");
+        assert!(built.contains(&image(content).to_string()), "{built}");
+        assert!(built.contains("kind: Deployment") && built.contains("kind: Service"));
+        let built = build("scorer");
+        assert!(
+            built.contains("kind: InferenceService") && built.contains("canaryTrafficPercent: 10"),
+            "{built}"
+        );
+    }
+}
