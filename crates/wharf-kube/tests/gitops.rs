@@ -312,3 +312,102 @@ fn kustomize_builds_every_commit() {
         );
     }
 }
+
+/// What a GitOps commit holds applies to a real API server (kube-apiserver 1.37 on etcd,
+/// from the harness) as Argo CD or Flux would apply it (`kubectl apply --server-side -k`),
+/// giving a Deployment with the image by digest; after the next deployment, `kubectl diff
+/// --server-side` against the live objects shows the image change our plan named.
+#[test]
+fn gitops_commits_apply_to_a_real_api_server() {
+    let kubectl =
+        std::env::var("WHARF_TEST_KUBECTL").expect("WHARF_TEST_KUBECTL: run `cargo xtask test`");
+    let kubeconfig = std::env::var("WHARF_TEST_KUBECONFIG")
+        .expect("WHARF_TEST_KUBECONFIG: run `cargo xtask test`");
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let namespace = format!(
+        "gitops-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let (code, _, err) = run(&["create", "namespace", &namespace]);
+    assert_eq!(code, Some(0), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let workload: Workload =
+        serde_json::from_str(&format!(r#"{{"namespace": "{namespace}", "replicas": 2}}"#)).unwrap();
+    let target = GitOps::open(&repo, workload).unwrap();
+    let app = repo.join("dev/fraud").display().to_string();
+
+    deploy(&target, &request("fraud", b"v1", "run-1"));
+    let (code, _, err) = run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=argocd",
+        "-k",
+        &app,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, live, _) = run(&[
+        "get",
+        "deployment",
+        "fraud",
+        "-n",
+        &namespace,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image} {.spec.replicas}",
+    ]);
+    assert_eq!(live, format!("{} 2", image(b"v1")));
+
+    let plan = block_on(target.plan(&request("fraud", b"v2", "run-2"))).unwrap();
+    deploy(&target, &request("fraud", b"v2", "run-2"));
+    let (code, diff, err) = run(&[
+        "diff",
+        "--server-side",
+        "--field-manager=argocd",
+        "-k",
+        &app,
+    ]);
+    assert_eq!(
+        code,
+        Some(1),
+        "kubectl diff exits 1 when there are differences: {err}"
+    );
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| (l.starts_with('+') || l.starts_with('-')) && l.contains("image:"))
+        .collect();
+    assert_eq!(changed.len(), 2, "{diff}");
+    assert!(
+        changed
+            .iter()
+            .any(|l| l.starts_with('-') && l.contains(&Digest::sha256_of(b"v1").hex()[..]))
+    );
+    assert!(
+        changed
+            .iter()
+            .any(|l| l.starts_with('+') && l.contains(&Digest::sha256_of(b"v2").hex()[..]))
+    );
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.field == "spec.template.spec.containers[0].image"),
+        "{plan}"
+    );
+    let (code, _, err) = run(&["delete", "namespace", &namespace, "--wait=false"]);
+    assert_eq!(code, Some(0), "{err}");
+}

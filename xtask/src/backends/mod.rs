@@ -39,6 +39,7 @@ mod aws;
 mod azurite;
 mod http;
 mod install;
+mod kubernetes;
 mod lifecycle;
 mod process;
 mod registry;
@@ -76,6 +77,21 @@ use token_server::{TOKEN_SERVER_PY, token_server_args};
 /// modules are published under.
 const KUBERNETES: &str = "v1.37.2";
 const KUBERNETES_STAGING: &str = "v0.37.2";
+
+/// etcd's server module has no main package of its own: a three-line one.
+const ETCD: Install = Install::GoModule {
+    dir: "etcd-go",
+    module: "go.etcd.io/etcd/server/v3",
+    version: "v3.7.3",
+    staging: None,
+    packages: &[],
+    main: Some((
+        "etcd",
+        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n",
+    )),
+    ldflags: "",
+    binary: "etcd",
+};
 
 /// One of the programs of the Kubernetes build (they share `kubernetes-go`).
 const fn kubernetes(binary: &'static str) -> Install {
@@ -115,6 +131,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/v2/",
                 status: 200,
                 header: Some(API_VERSION),
+                tls: false,
             },
             depends_on: &[],
             files: &[],
@@ -135,6 +152,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/moto-api/",
                 status: 200,
                 header: None,
+                tls: false,
             },
             depends_on: &[],
             files: &[],
@@ -154,6 +172,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/v2/",
                 status: 401,
                 header: Some(API_VERSION),
+                tls: false,
             },
             depends_on: &[],
             files: &[],
@@ -178,6 +197,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/health",
                 status: 200,
                 header: None,
+                tls: false,
             },
             depends_on: &[],
             files: &[("token_server.py", TOKEN_SERVER_PY)],
@@ -194,6 +214,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/v2/",
                 status: 401,
                 header: Some(API_VERSION),
+                tls: false,
             },
             depends_on: &["token-server"],
             files: &[],
@@ -214,6 +235,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/devstoreaccount1?comp=list",
                 status: 403,
                 header: Some(AZURITE_UNSIGNED),
+                tls: false,
             },
             depends_on: &[],
             files: &[],
@@ -280,6 +302,7 @@ const BACKENDS: &[Backend] = &[
                 path: "/health",
                 status: 200,
                 header: None,
+                tls: false,
             },
             depends_on: &[],
             files: &[("sigstore_mock.js", SIGSTORE_MOCK_JS)],
@@ -340,12 +363,49 @@ const BACKENDS: &[Backend] = &[
     // A real Kubernetes control plane for wharf-kube (issue 13), one release for all three
     // programs (one build), with etcd and kwok playing the nodes.
     Backend {
-        name: "kube-apiserver",
-        install: kubernetes("kube-apiserver"),
-        kind: Kind::Tool,
-        env: &[("WHARF_TEST_KUBE_APISERVER", Value::Program)],
+        // etcd for the API server (client port only).
+        name: "etcd-server",
+        install: ETCD,
+        kind: Kind::Service {
+            args: kubernetes::etcd_args,
+            probe: Probe {
+                path: "/health",
+                status: 200,
+                header: None,
+                tls: false,
+            },
+            depends_on: &[],
+            files: &[],
+            script: None,
+        },
+        env: &[],
     },
     Backend {
+        // A real API server: RBAC, the test user's static token, a kubeconfig for the tests.
+        name: "kube-apiserver",
+        install: kubernetes("kube-apiserver"),
+        kind: Kind::Service {
+            args: kubernetes::apiserver_args,
+            probe: Probe {
+                path: "/readyz",
+                status: 200,
+                header: None,
+                tls: true,
+            },
+            depends_on: &["etcd-server"],
+            files: &[],
+            script: None,
+        },
+        env: &[
+            ("WHARF_TEST_KUBE_APISERVER", Value::Addr("https://")),
+            (
+                "WHARF_TEST_KUBECONFIG",
+                Value::WorkFile(kubernetes::KUBECONFIG),
+            ),
+        ],
+    },
+    Backend {
+        // Started by the cluster tests themselves (next part of issue 13): built here.
         name: "kube-controller-manager",
         install: kubernetes("kube-controller-manager"),
         kind: Kind::Tool,
@@ -360,21 +420,8 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_KUBECTL", Value::Program)],
     },
     Backend {
-        // etcd's server module has no main package of its own: a three-line one.
         name: "etcd",
-        install: Install::GoModule {
-            dir: "etcd-go",
-            module: "go.etcd.io/etcd/server/v3",
-            version: "v3.7.3",
-            staging: None,
-            packages: &[],
-            main: Some((
-                "etcd",
-                "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n",
-            )),
-            ldflags: "",
-            binary: "etcd",
-        },
+        install: ETCD,
         kind: Kind::Tool,
         env: &[("WHARF_TEST_ETCD", Value::Program)],
     },
@@ -657,6 +704,8 @@ enum Value {
     User,
     /// The test user's password (generated once per checkout).
     Password,
+    /// A file the service writes into its work dir (the API server's kubeconfig).
+    WorkFile(&'static str),
 }
 
 impl Backend {
@@ -675,6 +724,12 @@ impl Backend {
                     Value::Program => self.install.program(ctx).display().to_string(),
                     Value::User => TEST_USER.to_owned(),
                     Value::Password => test_password(ctx)?,
+                    Value::WorkFile(file) => ctx
+                        .state_dir
+                        .join(self.name)
+                        .join(file)
+                        .display()
+                        .to_string(),
                 };
                 Ok(((*name).to_owned(), value))
             })
@@ -724,11 +779,17 @@ struct Probe {
     status: u16,
     /// A header (name, exact value) the answer must carry.
     header: Option<(&'static str, &'static str)>,
+    /// Over TLS (the server's own certificate, not checked: a readiness probe on loopback),
+    /// and the body must be `ok` (Kubernetes' `/readyz`).
+    tls: bool,
 }
 
 impl Probe {
     /// `Ok` if the backend at `addr` answers as expected, else why not.
     fn check(&self, addr: SocketAddr) -> Result<(), String> {
+        if self.tls {
+            return kubernetes::tls_ready(addr, self.path);
+        }
         let response = http_get(addr, self.path).map_err(|err| format!("{err:#}"))?;
         if response.status != self.status {
             let body = String::from_utf8_lossy(&response.body);
