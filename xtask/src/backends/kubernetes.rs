@@ -137,3 +137,33 @@ pub(super) fn tls_ready(addr: SocketAddr, path: &str) -> Result<(), String> {
         }
     })
 }
+
+/// kube-controller-manager on the API server (the test kubeconfig, which the API server's
+/// work dir holds): Deployments make ReplicaSets and pods, rollouts progress. Its own
+/// serving certificate is self-made too; `/healthz` is always allowed.
+pub(super) fn controller_manager_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    let apiserver = launch.work_dir_of("kube-apiserver");
+    let arg = |k: &str, v: String| -> OsString { format!("--{k}={v}").into() };
+    Ok(vec![
+        arg(
+            "kubeconfig",
+            apiserver.join(KUBECONFIG).display().to_string(),
+        ),
+        arg("bind-address", "127.0.0.1".into()),
+        arg("secure-port", launch.port.to_string()),
+        arg(
+            "cert-dir",
+            launch.work_dir.join("certs").display().to_string(),
+        ),
+        arg("leader-elect", "false".into()),
+        arg(
+            "service-account-private-key-file",
+            apiserver.join("service-accounts.key").display().to_string(),
+        ),
+        arg(
+            "root-ca-file",
+            apiserver.join("certs/apiserver.crt").display().to_string(),
+        ),
+        arg("use-service-account-credentials", "false".into()),
+    ])
+}

@@ -405,11 +405,22 @@ const BACKENDS: &[Backend] = &[
         ],
     },
     Backend {
-        // Started by the cluster tests themselves (next part of issue 13): built here.
+        // Deployments → ReplicaSets → pods; rollouts and their conditions.
         name: "kube-controller-manager",
         install: kubernetes("kube-controller-manager"),
-        kind: Kind::Tool,
-        env: &[("WHARF_TEST_KUBE_CONTROLLER_MANAGER", Value::Program)],
+        kind: Kind::Service {
+            args: kubernetes::controller_manager_args,
+            probe: Probe {
+                path: "/healthz",
+                status: 200,
+                header: None,
+                tls: true,
+            },
+            depends_on: &["kube-apiserver"],
+            files: &[],
+            script: None,
+        },
+        env: &[],
     },
     Backend {
         // The peer for plans and rollbacks (`kubectl diff --server-side`, `rollout undo`)
