@@ -395,12 +395,12 @@ fn gitops_commits_apply_to_a_real_api_server() {
     assert!(
         changed
             .iter()
-            .any(|l| l.starts_with('-') && l.contains(&Digest::sha256_of(b"v1").hex()[..]))
+            .any(|l| l.starts_with('-') && l.contains(Digest::sha256_of(b"v1").hex()))
     );
     assert!(
         changed
             .iter()
-            .any(|l| l.starts_with('+') && l.contains(&Digest::sha256_of(b"v2").hex()[..]))
+            .any(|l| l.starts_with('+') && l.contains(Digest::sha256_of(b"v2").hex()))
     );
     assert!(
         plan.changes
