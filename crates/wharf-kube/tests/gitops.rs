@@ -372,6 +372,17 @@ fn gitops_commits_apply_to_a_real_api_server() {
         "jsonpath={.spec.template.spec.containers[0].image} {.spec.replicas}",
     ]);
     assert_eq!(live, format!("{} 2", image(b"v1")));
+    // The harness's controller manager, scheduler and kwok node roll it out to Ready.
+    let (code, out, err) = run(&[
+        "rollout",
+        "status",
+        "deployment/fraud",
+        "-n",
+        &namespace,
+        "--timeout=60s",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("successfully rolled out"), "{out}");
 
     let plan = block_on(target.plan(&request("fraud", b"v2", "run-2"))).unwrap();
     deploy(&target, &request("fraud", b"v2", "run-2"));

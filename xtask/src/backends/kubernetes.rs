@@ -167,3 +167,92 @@ pub(super) fn controller_manager_args(launch: &Launch<'_>) -> anyhow::Result<Vec
         arg("use-service-account-credentials", "false".into()),
     ])
 }
+
+/// kube-scheduler on the test kubeconfig: pods get the (kwok) node.
+pub(super) fn scheduler_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    let apiserver = launch.work_dir_of("kube-apiserver");
+    let arg = |k: &str, v: String| -> OsString { format!("--{k}={v}").into() };
+    Ok(vec![
+        arg(
+            "kubeconfig",
+            apiserver.join(KUBECONFIG).display().to_string(),
+        ),
+        arg("bind-address", "127.0.0.1".into()),
+        arg("secure-port", launch.port.to_string()),
+        arg(
+            "cert-dir",
+            launch.work_dir.join("certs").display().to_string(),
+        ),
+        arg("leader-elect", "false".into()),
+    ])
+}
+
+/// The node kwok plays: 32 CPUs, 256 GiB, 110 pods, and 8 GPUs (for GPU workloads'
+/// node selectors and tolerations).
+const KWOK_NODE: &str = r#"{"apiVersion": "v1", "kind": "Node",
+ "metadata": {"name": "kwok-node-0", "annotations": {"kwok.x-k8s.io/node": "fake"},
+   "labels": {"type": "kwok", "kubernetes.io/hostname": "kwok-node-0", "nvidia.com/gpu.present": "true"}},
+ "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"},
+   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"}}}"#;
+
+/// kwok playing one node and its kubelet: pods scheduled to it become Running and Ready
+/// (kwok's default stages). The node is created here, before kwok starts.
+pub(super) fn kwok_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
+    let kubeconfig = launch.work_dir_of("kube-apiserver").join(KUBECONFIG);
+    let kubectl = super::BACKENDS
+        .iter()
+        .find(|b| b.name == "kubectl")
+        .context("the kubectl backend")?
+        .install
+        .program(launch.ctx);
+    let node = launch.work_dir.join("node.json");
+    fs::write(&node, KWOK_NODE).context("writing the kwok node")?;
+    let out = Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager=wharf-harness",
+            "-f",
+        ])
+        .arg(&node)
+        .output()
+        .with_context(|| format!("running {}", kubectl.display()))?;
+    ensure!(
+        out.status.success(),
+        "creating the kwok node: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    // kwok's own "fast" stages (node initialize; pod ready, complete, delete), from its
+    // module as the harness fetched it: the `kwok` program embeds none.
+    let stages_dir = launch
+        .ctx
+        .cache_dir
+        .join("go/mod/sigs.k8s.io/kwok@v0.8.0/kustomize/stage");
+    let mut stages = String::new();
+    for file in [
+        "node/fast/node-initialize.yaml",
+        "pod/fast/pod-ready.yaml",
+        "pod/fast/pod-complete.yaml",
+        "pod/fast/pod-delete.yaml",
+    ] {
+        let path = stages_dir.join(file);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading kwok's stage {}", path.display()))?;
+        stages.push_str("---\n");
+        stages.push_str(&text);
+        stages.push('\n');
+    }
+    let config = launch.work_dir.join("stages.yaml");
+    fs::write(&config, stages).context("writing kwok's stages")?;
+    let arg = |k: &str, v: String| -> OsString { format!("--{k}={v}").into() };
+    Ok(vec![
+        arg("kubeconfig", kubeconfig.display().to_string()),
+        arg("config", config.display().to_string()),
+        arg("manage-all-nodes", "true".into()),
+        arg("server-address", format!("127.0.0.1:{}", launch.port)),
+        arg("cidr", "10.244.0.0/16".into()),
+        arg("node-ip", "10.244.0.1".into()),
+    ])
+}

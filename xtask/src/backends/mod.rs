@@ -103,6 +103,7 @@ const fn kubernetes(binary: &'static str) -> Install {
         packages: &[
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
             "k8s.io/kubernetes/cmd/kubectl",
         ],
         main: None,
@@ -378,7 +379,7 @@ const BACKENDS: &[Backend] = &[
             files: &[],
             script: None,
         },
-        env: &[],
+        env: &[("WHARF_TEST_ETCD_SERVER", Value::Addr("http://"))],
     },
     Backend {
         // A real API server: RBAC, the test user's static token, a kubeconfig for the tests.
@@ -420,7 +421,10 @@ const BACKENDS: &[Backend] = &[
             files: &[],
             script: None,
         },
-        env: &[],
+        env: &[(
+            "WHARF_TEST_KUBE_CONTROLLER_MANAGER",
+            Value::Addr("https://"),
+        )],
     },
     Backend {
         // The peer for plans and rollbacks (`kubectl diff --server-side`, `rollout undo`)
@@ -437,6 +441,26 @@ const BACKENDS: &[Backend] = &[
         env: &[("WHARF_TEST_ETCD", Value::Program)],
     },
     Backend {
+        // Pods get a node.
+        name: "kube-scheduler",
+        install: kubernetes("kube-scheduler"),
+        kind: Kind::Service {
+            args: kubernetes::scheduler_args,
+            probe: Probe {
+                path: "/healthz",
+                status: 200,
+                header: None,
+                tls: true,
+            },
+            depends_on: &["kube-apiserver"],
+            files: &[],
+            script: None,
+        },
+        env: &[("WHARF_TEST_KUBE_SCHEDULER", Value::Addr("https://"))],
+    },
+    Backend {
+        // The node and its kubelet: scheduled pods become Running and Ready, without
+        // containers.
         name: "kwok",
         install: Install::Go {
             dir: "kwok-go",
@@ -444,8 +468,19 @@ const BACKENDS: &[Backend] = &[
             version: "v0.8.0",
             binary: "kwok",
         },
-        kind: Kind::Tool,
-        env: &[("WHARF_TEST_KWOK", Value::Program)],
+        kind: Kind::Service {
+            args: kubernetes::kwok_args,
+            probe: Probe {
+                path: "/healthz",
+                status: 200,
+                header: None,
+                tls: false,
+            },
+            depends_on: &["kube-apiserver"],
+            files: &[],
+            script: None,
+        },
+        env: &[("WHARF_TEST_KWOK", Value::Addr("http://"))],
     },
     Backend {
         name: "umoci",
