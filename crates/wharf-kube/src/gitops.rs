@@ -55,13 +55,7 @@ impl GitOps {
                     ),
                 )
             })?;
-            // Processes opening a new repository at once: one `git init` wins, and the
-            // others find the repository it made.
-            if let Err(e) = git(&repo, &["init", "-q", "-b", "main"])
-                && !repo.join(".git").join("HEAD").is_file()
-            {
-                return Err(e);
-            }
+            init(&repo)?;
         }
         Ok(Self {
             repo,
@@ -207,7 +201,13 @@ impl GitOps {
                 self.repo.display()
             )));
         }
-        let dirty = git(&self.repo, &["status", "--porcelain"])?;
+        // Under the lock, so another deployment's half-written files are not taken for ours;
+        // untracked files never reach Argo CD or Flux, only changes to tracked ones matter.
+        let _lock = self.lock()?;
+        let dirty = git(
+            &self.repo,
+            &["status", "--porcelain", "--untracked-files=no"],
+        )?;
         Ok(if dirty.is_empty() {
             Health::new(
                 HealthState::Healthy,
@@ -297,6 +297,29 @@ impl GitOps {
     }
 }
 
+/// `git init` into a scratch directory beside the repository and rename its `.git` into
+/// place, so a process that sees `<repo>/.git` always sees a whole repository. Processes
+/// creating it at once: one rename wins, and the others use the repository it made.
+fn init(repo: &Path) -> Result<()> {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let full = fs::canonicalize(repo).map_err(|e| write_error(repo, &e))?;
+    let name = full.file_name().unwrap_or_default().to_string_lossy();
+    let scratch = full.with_file_name(format!(".{name}.wharf-init-{}-{nanos}", std::process::id()));
+    fs::create_dir_all(&scratch).map_err(|e| write_error(&scratch, &e))?;
+    let made = git(&scratch, &["init", "-q", "-b", "main"]).and_then(|_| {
+        match fs::rename(scratch.join(".git"), repo.join(".git")) {
+            Ok(()) => Ok(()),
+            Err(_) if repo.join(".git").join("HEAD").is_file() => Ok(()),
+            Err(e) => Err(write_error(&repo.join(".git"), &e)),
+        }
+    });
+    let _ = fs::remove_dir_all(&scratch);
+    made
+}
+
 #[async_trait]
 impl DeployTarget for GitOps {
     fn name(&self) -> &str {
@@ -360,9 +383,15 @@ fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
 
+/// git that never prompts, and whose read-only commands (`status`, `diff`) take no optional
+/// index lock: only deployments, one at a time under [`GitOps::lock`], write the index, so a
+/// health check beside a deployment cannot make its `git add` fail on `index.lock`.
 fn git_command(repo: &Path) -> Command {
     let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(repo).env("GIT_TERMINAL_PROMPT", "0");
+    cmd.arg("-C")
+        .arg(repo)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_OPTIONAL_LOCKS", "0");
     cmd
 }
 

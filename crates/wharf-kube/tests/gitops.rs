@@ -154,6 +154,30 @@ fn commits_are_pushed_to_the_remote_and_a_failed_push_fails_the_deployment() {
     );
 }
 
+/// The health of a GitOps deployment is what Argo CD or Flux would sync: a stray untracked
+/// file does not matter, an uncommitted edit of a tracked manifest does, and says which.
+#[test]
+fn health_counts_uncommitted_edits_not_untracked_files() {
+    use wharf_core::deploy::HealthState;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let target = GitOps::open(&repo, Workload::default()).unwrap();
+    let d = deploy(&target, &request("fraud", b"v1", "r"));
+    std::fs::write(repo.join("dev/fraud/notes.txt"), "scratch").unwrap();
+    let health = block_on(target.status(&d)).unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+    let manifest = repo.join("dev/fraud/deployment.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("replicas: 1", "replicas: 9")).unwrap();
+    let health = block_on(target.status(&d)).unwrap();
+    assert_eq!(health.state, HealthState::Unhealthy);
+    assert!(
+        health.message.contains("dev/fraud/deployment.yaml"),
+        "{}",
+        health.message
+    );
+}
+
 /// A bad workload is refused before anything is written.
 #[test]
 fn a_bad_workload_writes_nothing() {
@@ -207,13 +231,13 @@ fn child(repo: &Path, app: &str, rounds: u32) -> Command {
     c
 }
 
-/// Four processes deploying into one repository at once: every deployment is a commit of its
-/// own, none lost, the history linear.
+/// Four processes deploying at once into one repository that none of them has created yet:
+/// one creates it and the others find it whole, every deployment is a commit of its own,
+/// none lost, the history linear.
 #[test]
 fn processes_side_by_side_each_get_their_commits() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    GitOps::open(&repo, Workload::default()).unwrap();
     let children: Vec<_> = (0..4)
         .map(|i| child(&repo, &format!("app-{i}"), 3).spawn().unwrap())
         .collect();
