@@ -191,6 +191,16 @@ pub trait DeployTarget: fmt::Debug + Send + Sync + 'static {
     /// Current health.
     async fn status(&self, deployment: &Deployment) -> Result<Health>;
 
+    /// Health once the rollout of `deployment` has finished — rolled out, or failed — or
+    /// `timeout` has passed (then [`HealthState::Progressing`], saying how far it got).
+    /// The default returns [`status`](Self::status) at once, right for targets whose
+    /// `apply` finishes the rollout itself (a GitOps commit); clusters and endpoints that
+    /// roll out asynchronously override it.
+    async fn wait(&self, deployment: &Deployment, timeout: std::time::Duration) -> Result<Health> {
+        let _ = timeout;
+        self.status(deployment).await
+    }
+
     /// Return to the previous revision; an error when there is none.
     async fn rollback(&self, deployment: &Deployment) -> Result<Deployment>;
 }

@@ -5,6 +5,8 @@
 //!   [`DeployRequest`](wharf_core::deploy::DeployRequest), image pinned by digest, labelled
 //!   and annotated with the run, model and digest.
 //! - [`plan`]: field-level differences between what exists and what is rendered.
+//! - `cluster::Cluster` (feature `cluster`): a Kubernetes API server through kube-rs —
+//!   server-side apply, a rollout watch, rollback to the previous ReplicaSet revision.
 //! - [`gitops::GitOps`]: the embedded default [`DeployTarget`](wharf_core::DeployTarget) —
 //!   a git repository in the `<env>/<app>/` layout Argo CD and Flux sync from, one commit per
 //!   deployment, revert commits for rollbacks.
@@ -26,6 +28,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod gitops;
 pub mod plan;
 pub mod render;

@@ -233,6 +233,16 @@ pub struct DeployConfig {
     pub gitops_remote: Option<String>,
     /// Kubernetes namespace (the workload's `namespace` wins).
     pub namespace: Option<String>,
+    /// `kubernetes`: the kubeconfig file (default `KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// `kubernetes`: the kubeconfig context (default its current context).
+    pub context: Option<String>,
+    /// `kubernetes`: use the pod's service account instead of a kubeconfig.
+    pub in_cluster: Option<bool>,
+    /// `kubernetes`: take fields another field manager owns instead of failing.
+    pub force_conflicts: Option<bool>,
+    /// Seconds to wait for a rollout (and a rollback's) before rolling back (600).
+    pub rollout_timeout_seconds: Option<u64>,
     /// `[deploy.workload]`: how the model runs (replicas, resources, probes, GPU nodes…).
     pub workload: Option<wharf_kube::render::Workload>,
 }

@@ -194,11 +194,14 @@ async fn standard_stages(
         .clone()
         .unwrap_or_else(default_builder_id);
     let attest = AttestStage::new(&sign, &manifest, builder_id);
-    let deploy = DeployStage::new(
-        deploy_target(config)?,
+    let mut deploy = DeployStage::new(
+        deploy_target(config).await?,
         config.project.name.clone(),
         config.docker_reference(&config.repository()),
     );
+    if let Some(secs) = config.deploy.rollout_timeout_seconds {
+        deploy = deploy.with_timeout(std::time::Duration::from_secs(secs));
+    }
     Ok(builder
         .stage(GovernanceStage::new(config.governance(env), manifest))
         .stage(package)
@@ -209,14 +212,16 @@ async fn standard_stages(
 }
 
 /// The target `[deploy]` names: the GitOps repository by default.
-fn deploy_target(config: &Config) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
+async fn deploy_target(
+    config: &Config,
+) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
     let d = &config.deploy;
+    let mut workload = d.workload.clone().unwrap_or_default();
+    if workload.namespace.is_none() {
+        workload.namespace = d.namespace.clone();
+    }
     match d.target.as_deref().unwrap_or("gitops") {
         "gitops" => {
-            let mut workload = d.workload.clone().unwrap_or_default();
-            if workload.namespace.is_none() {
-                workload.namespace = d.namespace.clone();
-            }
             let repo = config.resolve(
                 d.gitops_repo
                     .as_deref()
@@ -229,16 +234,52 @@ fn deploy_target(config: &Config) -> Result<Arc<dyn wharf_core::DeployTarget>, P
             }
             Ok(Arc::new(target))
         }
+        "kubernetes" => kubernetes_target(config, workload).await,
         other => Err(setup(
             "[deploy] target",
             Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "deploy target {other:?} is not available yet: use \"gitops\" (the default); clusters come with wharf-kube's cluster target"
+                    "deploy target {other:?} is not one wharf knows: use \"gitops\" (the default) or \"kubernetes\""
                 ),
             ),
         )),
     }
+}
+
+/// `[deploy] target = "kubernetes"`: the kubeconfig's (or the pod's own) cluster.
+#[cfg(feature = "kubernetes")]
+async fn kubernetes_target(
+    config: &Config,
+    workload: wharf_kube::render::Workload,
+) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
+    use wharf_kube::cluster::Cluster;
+    let d = &config.deploy;
+    let cluster = if d.in_cluster.unwrap_or(false) {
+        Cluster::in_cluster(workload).map_err(|e| setup("[deploy] in_cluster", e))?
+    } else {
+        let path = d.kubeconfig.as_deref().map(|p| config.resolve(p));
+        Cluster::from_kubeconfig(path.as_deref(), d.context.as_deref(), workload)
+            .await
+            .map_err(|e| setup("[deploy] kubeconfig", e))?
+    };
+    Ok(Arc::new(
+        cluster.force_conflicts(d.force_conflicts.unwrap_or(false)),
+    ))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+async fn kubernetes_target(
+    _config: &Config,
+    _workload: wharf_kube::render::Workload,
+) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
+    Err(setup(
+        "[deploy] target",
+        Error::new(
+            ErrorKind::Unsupported,
+            "deploy target \"kubernetes\" needs wharf-pipeline's `kubernetes` feature (cargo xtask pipeline has it)",
+        ),
+    ))
 }
 
 fn setup(what: impl Into<String>, source: impl Into<Error>) -> PipelineError {

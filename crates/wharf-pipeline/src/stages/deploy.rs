@@ -4,6 +4,7 @@
 //! any rollback.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -19,7 +20,11 @@ pub struct DeployStage {
     target: Arc<dyn DeployTarget>,
     app: String,
     repository: String,
+    timeout: Duration,
 }
+
+/// How long the stage waits for a rollout (and for a rollback's) when not configured.
+pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl DeployStage {
     /// Deploy `repository@<the run's digest>` (the name the image is pulled by) as `app`.
@@ -32,7 +37,14 @@ impl DeployStage {
             target,
             app: app.into(),
             repository: repository.into(),
+            timeout: DEFAULT_ROLLOUT_TIMEOUT,
         }
+    }
+
+    /// Wait at most `timeout` for the rollout; one still progressing then is rolled back.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -67,7 +79,7 @@ impl Stage for DeployStage {
         let plan = self.target.plan(&request).await?;
         let changes: Vec<String> = plan.to_string().lines().map(str::to_owned).collect();
         let deployed = self.target.apply(&plan).await?;
-        let health = self.target.status(&deployed).await?;
+        let health = self.target.wait(&deployed, self.timeout).await?;
         let mut data = json!({
             "target": target,
             "image": request.image.to_string(),
@@ -76,9 +88,18 @@ impl Stage for DeployStage {
             "previous_revision": deployed.previous_revision,
             "health": {"state": health.state, "message": health.message},
         });
-        if health.state == HealthState::Unhealthy {
+        if health.state != HealthState::Healthy {
             let rollback = match self.target.rollback(&deployed).await {
-                Ok(back) => format!("rolled back to {}", back.revision),
+                Ok(back) => match self.target.wait(&back, self.timeout).await {
+                    Ok(h) if h.state == HealthState::Healthy => {
+                        format!("rolled back to {} ({})", back.revision, h.message)
+                    }
+                    Ok(h) => format!(
+                        "rolled back to {}, which is not healthy either: {}",
+                        back.revision, h.message
+                    ),
+                    Err(e) => format!("rolled back to {}, then: {e}", back.revision),
+                },
                 Err(e) => format!("and the rollback failed: {e}"),
             };
             data["rollback"] = rollback.clone().into();

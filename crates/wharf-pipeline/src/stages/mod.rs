@@ -5,7 +5,7 @@ mod governance;
 mod package;
 mod sign;
 
-pub use deploy::DeployStage;
+pub use deploy::{DEFAULT_ROLLOUT_TIMEOUT, DeployStage};
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
 pub use sign::{

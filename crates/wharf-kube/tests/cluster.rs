@@ -1,0 +1,377 @@
+#![allow(clippy::unwrap_used)]
+//! The `cluster` target against the harness's real control plane — kube-apiserver 1.37 on
+//! etcd, kube-controller-manager, kube-scheduler, and kwok playing a node with 8 GPUs and
+//! its kubelet (pods become Running and Ready without containers): a clean rollout, a
+//! rollout that cannot become available rolled back to the previous ReplicaSet revision, a
+//! conflict with another field manager, and RBAC refusing a service account. Each test works
+//! in a namespace of its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment as KubeDeployment, ReplicaSet};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+use wharf_core::deploy::{Change, DeployRequest, HealthState, Plan};
+use wharf_core::{DeployTarget, Digest, Environment, ErrorKind, Reference};
+use wharf_kube::cluster::{ANNOTATION_REVISION, Cluster};
+use wharf_kube::render::{SETTING_RUN_ID, Workload};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn kubeconfig() -> PathBuf {
+    std::env::var_os("WHARF_TEST_KUBECONFIG")
+        .expect("WHARF_TEST_KUBECONFIG is not set: run `cargo xtask test`, or `cargo xtask backends up` and eval \"$(cargo xtask backends env)\"")
+        .into()
+}
+
+fn image(content: &[u8]) -> Reference {
+    format!(
+        "registry.example/models/fraud@{}",
+        Digest::sha256_of(content)
+    )
+    .parse()
+    .unwrap()
+}
+
+fn request(content: &[u8], run: &str) -> DeployRequest {
+    let mut r = DeployRequest::new("fraud", image(content), Environment::Dev).unwrap();
+    r.replicas = 2;
+    r.settings.insert(SETTING_RUN_ID.into(), run.into());
+    r
+}
+
+fn workload(namespace: &str, extra: serde_json::Value) -> Workload {
+    let mut w = json!({"namespace": namespace, "progress_deadline_seconds": 4});
+    w.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(w).unwrap()
+}
+
+/// The test user's client (system:masters) and a fresh namespace.
+async fn admin(prefix: &str) -> (kube::Client, String) {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig()).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let name = format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    );
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    (client, name)
+}
+
+async fn target(namespace: &str, extra: serde_json::Value) -> Cluster {
+    Cluster::from_kubeconfig(Some(&kubeconfig()), None, workload(namespace, extra))
+        .await
+        .unwrap()
+}
+
+fn template_image(d: &KubeDeployment) -> String {
+    let v = serde_json::to_value(d).unwrap();
+    v["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A first rollout that kwok's node makes ready, a plan of nothing for the same digest,
+/// then a rollout whose pods can never be scheduled (100 GPUs asked of a node with 8) past
+/// its progress deadline: the wait says so, with watches the server closed every second
+/// resumed on the way, and the rollback returns to revision 1's pod template — read back
+/// from the ReplicaSets — rolls out, and leaves the next deployment free of conflicts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_rollout_is_rolled_back_to_the_previous_replica_set() {
+    let (client, ns) = admin("rollout").await;
+    let good = target(&ns, json!({}))
+        .await
+        .watch_timeout(Duration::from_secs(1));
+    let plan = good.plan(&request(b"v1", "run-1")).await.unwrap();
+    assert!(
+        plan.to_string()
+            .contains("+ Deployment/fraud (object): created with image"),
+        "{plan}"
+    );
+    let first = good.apply(&plan).await.unwrap();
+    assert_eq!(first.previous_revision, None);
+    let health = good.wait(&first, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+    assert!(
+        health.message.contains("2 of 2 replicas available"),
+        "{}",
+        health.message
+    );
+
+    let again = good.plan(&request(b"v1", "run-2")).await.unwrap();
+    assert!(again.is_noop(), "{again}");
+
+    let greedy = target(
+        &ns,
+        json!({"resources": {"requests": {"nvidia.com/gpu": "100"}, "limits": {"nvidia.com/gpu": "100"}}}),
+    )
+    .await
+    .watch_timeout(Duration::from_secs(1));
+    let plan = greedy.plan(&request(b"v2", "run-3")).await.unwrap();
+    let text = plan.to_string();
+    assert!(
+        text.contains("spec.template.spec.containers[0].image")
+            && text.contains(&image(b"v2").to_string()),
+        "{text}"
+    );
+    let second = greedy.apply(&plan).await.unwrap();
+    assert_eq!(second.previous_revision.as_deref(), Some("1"));
+    let health = greedy.wait(&second, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Unhealthy, "{}", health.message);
+    assert!(
+        health.message.contains("exceeded its progress deadline"),
+        "{}",
+        health.message
+    );
+    assert!(greedy.watch_resumes() >= 1, "the server closed no watch");
+
+    let back = greedy.rollback(&second).await.unwrap();
+    assert_eq!(back.previous_revision.as_deref(), Some("2"));
+    let health = greedy.wait(&back, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+
+    let deployments: Api<KubeDeployment> = Api::namespaced(client.clone(), &ns);
+    let live = deployments.get("fraud").await.unwrap();
+    assert_eq!(template_image(&live), image(b"v1").to_string());
+    // As with `kubectl rollout undo`: revision 1's ReplicaSet becomes revision 3 and
+    // carries the pods again; revision 2's is scaled to zero.
+    let sets = Api::<ReplicaSet>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let by_revision: Vec<(String, String, i64)> = sets
+        .items
+        .iter()
+        .map(|rs| {
+            let v = serde_json::to_value(rs).unwrap();
+            (
+                v["metadata"]["annotations"][ANNOTATION_REVISION]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["spec"]["replicas"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(
+        by_revision.contains(&("3".into(), image(b"v1").to_string(), 2)),
+        "{by_revision:?}"
+    );
+    assert!(
+        by_revision.contains(&("2".into(), image(b"v2").to_string(), 0)),
+        "{by_revision:?}"
+    );
+
+    // The rollback was applied as wharf: the next deployment has no conflict to force.
+    let third = good
+        .apply(&good.plan(&request(b"v3", "run-4")).await.unwrap())
+        .await
+        .unwrap();
+    let health = good.wait(&third, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+    assert_eq!(
+        template_image(&deployments.get("fraud").await.unwrap()),
+        image(b"v3").to_string()
+    );
+}
+
+/// Another field manager took `spec.replicas`: the plan and the apply both refuse, naming
+/// that manager and the field; with force_conflicts wharf takes the field back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_names_the_other_field_manager_and_force_takes_the_field() {
+    let (client, ns) = admin("conflict").await;
+    let wharf = target(&ns, json!({})).await;
+    let first = wharf
+        .apply(&wharf.plan(&request(b"v1", "r1")).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        wharf.wait(&first, WAIT).await.unwrap().state,
+        HealthState::Healthy
+    );
+    let deployments: Api<KubeDeployment> = Api::namespaced(client, &ns);
+    deployments
+        .patch(
+            "fraud",
+            &PatchParams::apply("platform-autoscaler").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "fraud"}, "spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+
+    let err = wharf.plan(&request(b"v2", "r2")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("platform-autoscaler") && text.contains(".spec.replicas"),
+        "{text}"
+    );
+    assert!(text.contains("force_conflicts"), "{text}");
+    assert!(!text.contains('\n'), "one line: {text}");
+    // Applied without a plan (one made before the other manager took the field).
+    let change = Change::new(
+        "Deployment/fraud",
+        "spec.template.spec.containers[0].image",
+        None,
+        "v2",
+    );
+    let plan = Plan::new(request(b"v2", "r2"), vec![change]);
+    let err = wharf.apply(&plan).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+
+    let forced = target(&ns, json!({})).await.force_conflicts(true);
+    let plan = forced.plan(&request(b"v2", "r2")).await.unwrap();
+    assert!(plan.to_string().contains("spec.replicas: 5 -> 2"), "{plan}");
+    forced.apply(&plan).await.unwrap();
+    let live = deployments.get("fraud").await.unwrap();
+    assert_eq!(serde_json::to_value(&live).unwrap()["spec"]["replicas"], 2);
+}
+
+/// A service account that may read Deployments but not patch them: the plan fails with
+/// Denied, and the message says which verb on which resource is missing and what wharf
+/// needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_refusal_names_the_missing_verb_and_resource() {
+    let (client, ns) = admin("rbac").await;
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("deployer".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    accounts.create(&PostParams::default(), &sa).await.unwrap();
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some("read-only".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["apps".into(), String::new()]),
+            resources: Some(vec!["deployments".into(), "services".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..Default::default()
+        }]),
+    };
+    Api::<Role>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("deployer-read-only".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: "read-only".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "deployer".into(),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let token = accounts
+        .create_token_request(
+            "deployer",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: None,
+                    expiration_seconds: Some(600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.token)
+        .unwrap();
+
+    // The test kubeconfig with the service account's token as its user.
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig()).unwrap()).unwrap();
+    config["users"][0]["user"] = serde_yaml::to_value(json!({"token": token})).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let limited = Cluster::from_kubeconfig(Some(&path), None, workload(&ns, json!({})))
+        .await
+        .unwrap();
+
+    let err = limited.plan(&request(b"v1", "r1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("system:serviceaccount:{ns}:deployer"))
+            && text.contains("cannot patch resource \"deployments\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("wharf needs get, list, watch and patch on deployments.apps"),
+        "{text}"
+    );
+    assert!(!text.contains(&token), "the token leaked: {text}");
+}
+
+/// A kubeconfig that does not exist, and a context it does not have: one-line errors that
+/// name the file and the context.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_kubeconfig_or_context_is_named() {
+    let err = Cluster::from_kubeconfig(
+        Some("/nonexistent/kubeconfig".as_ref()),
+        None,
+        Workload::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    let err = Cluster::from_kubeconfig(Some(&kubeconfig()), Some("prod-eu"), Workload::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prod-eu"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
