@@ -68,6 +68,7 @@ fn the_pipeline_deploys_to_a_cluster_and_rolls_back_a_rollout_that_cannot_finish
     assert_eq!(deploy["details"]["target"], "kubernetes", "{deploy}");
     assert_eq!(deploy["details"]["health"]["state"], "healthy", "{deploy}");
     let digest = v["run"]["image_digest"].as_str().unwrap();
+    assert_eq!(deploy["details"]["verified"]["image"], digest, "{deploy}");
     let image = kubectl(&[
         "-n",
         &namespace,
@@ -94,6 +95,16 @@ fn the_pipeline_deploys_to_a_cluster_and_rolls_back_a_rollout_that_cannot_finish
     assert!(
         summary.contains("exceeded its progress deadline") && summary.contains("rolled back to"),
         "{summary}"
+    );
+    assert_eq!(
+        deploy["details"]["health"]["state"], "unhealthy",
+        "{deploy}"
+    );
+    assert_eq!(deploy["details"]["previous_revision"], "1", "{deploy}");
+    assert_eq!(deploy["details"]["rollback"]["to"], "1", "{deploy}");
+    assert_eq!(
+        deploy["details"]["rollback"]["health"]["state"], "healthy",
+        "{deploy}"
     );
     let selector = kubectl(&[
         "-n",

@@ -539,7 +539,8 @@ fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-/// A Deployment's rollout, decided as `kubectl rollout status` does.
+/// A Deployment's rollout, decided as `kubectl rollout status` does — except that a
+/// complete rollout is healthy even while the previous rollout's deadline condition lingers.
 pub fn deployment_health(d: &Value, generation: i64) -> Health {
     let name = d["metadata"]["name"].as_str().unwrap_or_default();
     let status = &d["status"];
@@ -556,9 +557,36 @@ pub fn deployment_health(d: &Value, generation: i64) -> Health {
             "waiting for the Deployment controller to see generation {generation} of {name}"
         ));
     }
+    // Complete first: a rollback to a revision whose pods are all up is done even while
+    // the controller still shows the previous rollout's stale ProgressDeadlineExceeded
+    // (kubectl rollout status reports that race as a failure).
+    if updated >= desired && replicas <= updated && available >= updated {
+        return Health::new(
+            HealthState::Healthy,
+            format!(
+                "{name} revision {revision} rolled out: {available} of {desired} replicas available"
+            ),
+        );
+    }
+    // A deadline is passed at least a second after the apply that started the rollout;
+    // one marked before or in the second of wharf's last apply (server times, RFC 3339 UTC,
+    // whole seconds) belongs to an earlier rollout.
+    let applied_at = d["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|e| e["manager"] == MANAGER && e["operation"] == "Apply")
+        })
+        .and_then(|e| e["time"].as_str());
     let deadline = status["conditions"].as_array().and_then(|c| {
-        c.iter()
-            .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+        c.iter().find(|c| {
+            c["type"] == "Progressing"
+                && c["reason"] == "ProgressDeadlineExceeded"
+                && match (c["lastUpdateTime"].as_str(), applied_at) {
+                    (Some(updated), Some(applied)) => updated > applied,
+                    _ => true,
+                }
+        })
     });
     if let Some(c) = deadline {
         return Health::new(
@@ -581,17 +609,9 @@ pub fn deployment_health(d: &Value, generation: i64) -> Health {
             replicas - updated
         ));
     }
-    if available < updated {
-        return progress(format!(
-            "{name} revision {revision}: {available} of {updated} updated replicas available"
-        ));
-    }
-    Health::new(
-        HealthState::Healthy,
-        format!(
-            "{name} revision {revision} rolled out: {available} of {desired} replicas available"
-        ),
-    )
+    progress(format!(
+        "{name} revision {revision}: {available} of {updated} updated replicas available"
+    ))
 }
 
 /// An InferenceService's readiness: its `Ready` condition once the generation is observed.
@@ -791,6 +811,22 @@ mod tests {
         assert_eq!(state(d(3, 2, 3, 2, false)), HealthState::Progressing);
         assert_eq!(state(d(3, 2, 2, 1, false)), HealthState::Progressing);
         assert_eq!(state(d(3, 2, 2, 2, false)), HealthState::Healthy);
+        assert_eq!(
+            state(d(3, 2, 2, 2, true)),
+            HealthState::Healthy,
+            "a stale deadline"
+        );
+        let mut stale = d(3, 2, 3, 1, true);
+        stale["status"]["conditions"][1]["lastUpdateTime"] = json!("2026-12-05T21:51:11Z");
+        stale["metadata"]["managedFields"] = json!([{"manager": "wharf", "operation": "Apply",
+            "time": "2026-12-05T21:51:11Z"}]);
+        assert_eq!(
+            state(stale.clone()),
+            HealthState::Progressing,
+            "an earlier rollout's"
+        );
+        stale["status"]["conditions"][1]["lastUpdateTime"] = json!("2026-12-05T21:51:15Z");
+        assert_eq!(state(stale), HealthState::Unhealthy);
         let h = deployment_health(&d(3, 2, 3, 1, true), 3);
         assert_eq!(h.state, HealthState::Unhealthy);
         assert!(

@@ -35,6 +35,12 @@ impl StageOutcome {
         Self::new(StageStatus::Warned, summary)
     }
 
+    /// The stage's work failed — a rollout that was rolled back, say — and the run fails;
+    /// unlike an `Err`, the outcome keeps its details and data in the run record.
+    pub fn failed(summary: impl Into<String>) -> Self {
+        Self::new(StageStatus::Failed, summary)
+    }
+
     /// A gate blocked the run.
     pub fn blocked(summary: impl Into<String>) -> Self {
         Self::new(StageStatus::Blocked, summary)

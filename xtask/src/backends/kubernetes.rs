@@ -224,8 +224,10 @@ pub(super) fn kwok_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
         "creating the kwok node: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    // kwok's own "fast" stages (node initialize; pod ready, complete, delete), from its
-    // module as the harness fetched it: the `kwok` program embeds none.
+    // kwok's own "fast" stages (node initialize; pod ready, complete, delete) and its node
+    // heartbeat, from its module as the harness fetched it: the `kwok` program embeds none.
+    // With a node lease renewed (as a kubelet does) and the heartbeat, the node lifecycle
+    // controller never finds the node gone stale and marks its pods not ready mid-test.
     let stages_dir = launch
         .ctx
         .cache_dir
@@ -233,6 +235,7 @@ pub(super) fn kwok_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
     let mut stages = String::new();
     for file in [
         "node/fast/node-initialize.yaml",
+        "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
         "pod/fast/pod-ready.yaml",
         "pod/fast/pod-complete.yaml",
         "pod/fast/pod-delete.yaml",
@@ -251,6 +254,7 @@ pub(super) fn kwok_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
         arg("kubeconfig", kubeconfig.display().to_string()),
         arg("config", config.display().to_string()),
         arg("manage-all-nodes", "true".into()),
+        arg("node-lease-duration-seconds", "40".into()),
         arg("server-address", format!("127.0.0.1:{}", launch.port)),
         arg("cidr", "10.244.0.0/16".into()),
         arg("node-ip", "10.244.0.1".into()),

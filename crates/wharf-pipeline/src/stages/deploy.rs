@@ -12,6 +12,7 @@ use wharf_core::deploy::{DeployRequest, HealthState};
 use wharf_core::{DeployTarget, Error, Reference};
 use wharf_kube::render::{SETTING_MODEL, SETTING_MODEL_VERSION, SETTING_RUN_ID};
 
+use crate::stages::VERIFIED_OUTPUT;
 use crate::{RunContext, Stage, StageOutcome};
 
 /// Deploy the run's image to `target` as application `app`.
@@ -62,6 +63,19 @@ impl Stage for DeployStage {
         let image: Reference = format!("{}@{digest}", self.repository)
             .parse()
             .map_err(|e| Error::invalid(format!("{}@{digest}: {e}", self.repository)))?;
+        // Only what this run verified reaches an environment that requires a signature —
+        // whoever composed the stages (a pipeline without VerifySignatureStage is refused).
+        let verified = ctx
+            .outputs
+            .get(VERIFIED_OUTPUT)
+            .filter(|v| v["image"] == digest.to_string())
+            .cloned();
+        if verified.is_none() && ctx.policy.require_signature {
+            return Ok(StageOutcome::blocked(format!(
+                "refusing to deploy {digest} to {}: no stage of this run verified its signature ({} requires one); run verify-signature before deploy",
+                ctx.environment, ctx.environment
+            )));
+        }
         let mut request = DeployRequest::new(&self.app, image, ctx.environment)?;
         request.replicas = ctx.policy.replicas;
         request
@@ -87,29 +101,46 @@ impl Stage for DeployStage {
             "revision": deployed.revision,
             "previous_revision": deployed.previous_revision,
             "health": {"state": health.state, "message": health.message},
+            "verified": verified,
         });
         if health.state != HealthState::Healthy {
-            let rollback = match self.target.rollback(&deployed).await {
-                Ok(back) => match self.target.wait(&back, self.timeout).await {
-                    Ok(h) if h.state == HealthState::Healthy => {
-                        format!("rolled back to {} ({})", back.revision, h.message)
-                    }
-                    Ok(h) => format!(
-                        "rolled back to {}, which is not healthy either: {}",
-                        back.revision, h.message
-                    ),
-                    Err(e) => format!("rolled back to {}, then: {e}", back.revision),
-                },
-                Err(e) => format!("and the rollback failed: {e}"),
+            let to = deployed
+                .previous_revision
+                .clone()
+                .unwrap_or_else(|| "the previous revision".into());
+            let (rollback, record) = match self.target.rollback(&deployed).await {
+                Ok(back) => {
+                    let after = self.target.wait(&back, self.timeout).await;
+                    let text = match &after {
+                        Ok(h) if h.state == HealthState::Healthy => {
+                            format!("rolled back to {to} ({})", h.message)
+                        }
+                        Ok(h) => format!(
+                            "rolled back to {to}, which is not healthy either: {}",
+                            h.message
+                        ),
+                        Err(e) => format!("rolled back to {to}, then: {e}"),
+                    };
+                    let record = json!({
+                        "to": to,
+                        "revision": back.revision,
+                        "health": after.as_ref().map(|h| json!({"state": h.state, "message": h.message})).unwrap_or_else(|e| json!({"error": e.to_string()})),
+                    });
+                    (text, record)
+                }
+                Err(e) => {
+                    let text = format!("and the rollback failed: {e}");
+                    (text.clone(), json!({"to": to, "error": text}))
+                }
             };
-            data["rollback"] = rollback.clone().into();
-            return Err(Error::new(
-                wharf_core::ErrorKind::Internal,
-                format!(
-                    "{} on {target} is unhealthy ({}); {rollback}",
-                    self.app, health.message
-                ),
-            ));
+            data["rollback"] = record;
+            ctx.outputs.insert("deploy".into(), data.clone());
+            return Ok(StageOutcome::failed(format!(
+                "{} on {target} is not healthy ({}); {rollback}",
+                self.app, health.message
+            ))
+            .with_details(changes)
+            .with_data(data));
         }
         let summary = if plan.is_noop() {
             format!(

@@ -9,5 +9,6 @@ pub use deploy::{DEFAULT_ROLLOUT_TIMEOUT, DeployStage};
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
 pub use sign::{
-    AttestStage, SBOM_OUTPUT, SCAN_OUTPUT, SignFormat, SignStage, VerifySignatureStage,
+    AttestStage, SBOM_OUTPUT, SCAN_OUTPUT, SignFormat, SignStage, VERIFIED_OUTPUT,
+    VerifySignatureStage,
 };

@@ -451,6 +451,15 @@ impl Stage for VerifySignatureStage {
                         Err(e) => return Err(e),
                     }
                 }
+                ctx.outputs.insert(
+                    VERIFIED_OUTPUT.into(),
+                    serde_json::json!({
+                        "image": image.to_string(),
+                        "signatures": verified.len(),
+                        "signed_by": keys,
+                        "attestations": attested,
+                    }),
+                );
                 Ok(StageOutcome::passed(format!(
                     "{} signature{} on {} verified ({} {}){}",
                     verified.len(),
@@ -518,6 +527,12 @@ impl Signer for NoSigner {
 fn short_key(key_id: &str) -> String {
     key_id.chars().take(19).collect()
 }
+
+/// The [`RunContext::outputs`] key under which [`VerifySignatureStage`] leaves the digest
+/// it verified (`{"image": "sha256:…", "signatures": n, "signed_by": […],
+/// "attestations": […]}`); [`DeployStage`](crate::stages::DeployStage) deploys only that
+/// digest where the environment requires a signature.
+pub const VERIFIED_OUTPUT: &str = "verified_image";
 
 /// The [`RunContext::outputs`] key under which a stage leaves a CycloneDX SBOM (JSON) for
 /// [`AttestStage`] to attest.

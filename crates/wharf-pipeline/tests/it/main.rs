@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 
 mod config;
+mod deploy;
 mod governance;
 mod package;
 mod runs;
