@@ -48,6 +48,8 @@ pub struct Cluster {
     workload: Workload,
     force_conflicts: bool,
     watch_timeout: u32,
+    health_url: Option<String>,
+    health_timeout: Duration,
     resumes: Arc<AtomicU64>,
 }
 
@@ -57,6 +59,7 @@ impl fmt::Debug for Cluster {
             .field("server", &self.server)
             .field("namespace", &self.namespace())
             .field("force_conflicts", &self.force_conflicts)
+            .field("health_url", &self.health_url)
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +74,8 @@ impl Cluster {
             workload,
             force_conflicts: false,
             watch_timeout: 290,
+            health_url: None,
+            health_timeout: Duration::from_secs(120),
             resumes: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -138,6 +143,21 @@ impl Cluster {
     /// (290 s by default, as kube-rs's watcher).
     pub fn watch_timeout(mut self, timeout: Duration) -> Self {
         self.watch_timeout = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX).max(1);
+        self
+    }
+
+    /// After the rollout, GET `url` (the model server's health endpoint, through its
+    /// ingress or service) until it answers 2xx; a rollout whose check has not passed
+    /// within [`health_timeout`](Self::health_timeout) is unhealthy. Without it, health is
+    /// the pods' readiness.
+    pub fn health_url(mut self, url: impl Into<String>) -> Self {
+        self.health_url = Some(url.into());
+        self
+    }
+
+    /// How long the HTTP health check may keep failing (120 s by default).
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
         self
     }
 
@@ -291,6 +311,54 @@ impl Cluster {
             .map_err(|e| self.error("get", &what, e))?;
         obj.map(|o| serde_json::to_value(o).map_err(|e| Error::internal(e.to_string())))
             .transpose()
+    }
+
+    /// GET `url` once a second until it answers 2xx or the health timeout passes; `last`
+    /// keeps the latest failure for the wait's timeout message.
+    async fn check_http(&self, url: &str, rolled_out: &Health, last: &mut Health) -> Health {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return Health::new(
+                    HealthState::Unhealthy,
+                    format!("cannot make an HTTP client for the health check: {e}"),
+                );
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.health_timeout;
+        loop {
+            let failure = match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    return Health::new(
+                        HealthState::Healthy,
+                        format!(
+                            "{}; health check GET {url} answered {}",
+                            rolled_out.message,
+                            r.status()
+                        ),
+                    );
+                }
+                Ok(r) => format!("answered {}", r.status()),
+                Err(e) => format!("failed: {}", without_url(&e)),
+            };
+            *last = Health::new(
+                HealthState::Unhealthy,
+                format!(
+                    "{} but the health check GET {url} {failure}",
+                    rolled_out.message
+                ),
+            );
+            if tokio::time::Instant::now() >= deadline {
+                return Health::new(
+                    HealthState::Unhealthy,
+                    format!("{} (for {}s)", last.message, self.health_timeout.as_secs()),
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Watch the main object until its rollout of `generation` has finished.
@@ -452,6 +520,20 @@ impl Cluster {
         let generation = applied.metadata.generation.unwrap_or_default();
         Ok(Deployment::new(name, generation.to_string(), current))
     }
+}
+
+/// A reqwest error without the URL it repeats (the message names it already).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" ({url})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 fn to_json(obj: &DynamicObject) -> Result<Value> {
@@ -730,13 +812,23 @@ impl DeployTarget for Cluster {
             "the rollout has not been seen yet",
         );
         let generation = generation_of(deployment);
-        match tokio::time::timeout(
-            timeout,
-            self.watch_rollout(&deployment.name, generation, &mut last),
-        )
-        .await
-        {
+        let rollout = async {
+            let health = self
+                .watch_rollout(&deployment.name, generation, &mut last)
+                .await?;
+            match &self.health_url {
+                Some(url) if health.state == HealthState::Healthy => {
+                    Ok(self.check_http(url, &health, &mut last).await)
+                }
+                _ => Ok(health),
+            }
+        };
+        match tokio::time::timeout(timeout, rollout).await {
             Ok(health) => health,
+            Err(_) if last.state == HealthState::Unhealthy => Ok(Health::new(
+                HealthState::Unhealthy,
+                format!("{} (for {}s)", last.message, timeout.as_secs()),
+            )),
             Err(_) => Ok(Health::new(
                 HealthState::Progressing,
                 format!(

@@ -375,3 +375,96 @@ async fn a_bad_kubeconfig_or_context_is_named() {
     assert!(err.contains("prod-eu"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+/// A model server's health endpoint: answers each GET with the status `status` holds, and
+/// counts the requests.
+fn health_server(
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> String {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            hits.fetch_add(1, Ordering::SeqCst);
+            let code = status.load(Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    url
+}
+
+/// With a health URL, a rollout is healthy only once the endpoint answers 2xx (it may fail
+/// at first, as a model loads); one that keeps failing past the health timeout is unhealthy
+/// — its message says what the endpoint answered — and is rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_health_check_decides_and_a_failing_one_is_rolled_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+    let (client, ns) = admin("health").await;
+    let status = Arc::new(AtomicU16::new(503));
+    let hits = Arc::new(AtomicU32::new(0));
+    let url = health_server(status.clone(), hits.clone());
+    let target = target(&ns, json!({}))
+        .await
+        .health_url(&url)
+        .health_timeout(Duration::from_secs(20));
+    // Ready after three failed checks, as a model server loading its weights.
+    let flip = {
+        let (status, hits) = (status.clone(), hits.clone());
+        tokio::spawn(async move {
+            while hits.load(Ordering::SeqCst) < 3 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            status.store(200, Ordering::SeqCst);
+        })
+    };
+    let first = target
+        .apply(&target.plan(&request(b"v1", "r1")).await.unwrap())
+        .await
+        .unwrap();
+    let health = target.wait(&first, WAIT).await.unwrap();
+    flip.await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+    assert!(
+        health
+            .message
+            .contains(&format!("health check GET {url} answered 200")),
+        "{}",
+        health.message
+    );
+    assert!(hits.load(Ordering::SeqCst) >= 4);
+
+    status.store(503, Ordering::SeqCst);
+    let strict = target.health_timeout(Duration::from_secs(2));
+    let second = strict
+        .apply(&strict.plan(&request(b"v2", "r2")).await.unwrap())
+        .await
+        .unwrap();
+    let health = strict.wait(&second, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Unhealthy, "{}", health.message);
+    assert!(
+        health.message.contains("answered 503") && health.message.contains("(for 2s)"),
+        "{}",
+        health.message
+    );
+    status.store(200, Ordering::SeqCst);
+    let back = strict.rollback(&second).await.unwrap();
+    assert_eq!(
+        strict.wait(&back, WAIT).await.unwrap().state,
+        HealthState::Healthy
+    );
+    let live = Api::<KubeDeployment>::namespaced(client, &ns)
+        .get("fraud")
+        .await
+        .unwrap();
+    assert_eq!(template_image(&live), image(b"v1").to_string());
+}

@@ -243,6 +243,11 @@ pub struct DeployConfig {
     pub force_conflicts: Option<bool>,
     /// Seconds to wait for a rollout (and a rollback's) before rolling back (600).
     pub rollout_timeout_seconds: Option<u64>,
+    /// `kubernetes`: after the rollout, GET this URL until it answers 2xx (`{environment}`
+    /// is replaced by the run's environment); without it, health is the pods' readiness.
+    pub health_url: Option<String>,
+    /// `kubernetes`: seconds the health check may keep failing (120).
+    pub health_timeout_seconds: Option<u64>,
     /// `[deploy.workload]`: how the model runs (replicas, resources, probes, GPU nodes…).
     pub workload: Option<wharf_kube::render::Workload>,
 }

@@ -195,7 +195,7 @@ async fn standard_stages(
         .unwrap_or_else(default_builder_id);
     let attest = AttestStage::new(&sign, &manifest, builder_id);
     let mut deploy = DeployStage::new(
-        deploy_target(config).await?,
+        deploy_target(config, env).await?,
         config.project.name.clone(),
         config.docker_reference(&config.repository()),
     );
@@ -214,6 +214,7 @@ async fn standard_stages(
 /// The target `[deploy]` names: the GitOps repository by default.
 async fn deploy_target(
     config: &Config,
+    env: Environment,
 ) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
     let d = &config.deploy;
     let mut workload = d.workload.clone().unwrap_or_default();
@@ -234,7 +235,7 @@ async fn deploy_target(
             }
             Ok(Arc::new(target))
         }
-        "kubernetes" => kubernetes_target(config, workload).await,
+        "kubernetes" => kubernetes_target(config, env, workload).await,
         other => Err(setup(
             "[deploy] target",
             Error::new(
@@ -251,6 +252,7 @@ async fn deploy_target(
 #[cfg(feature = "kubernetes")]
 async fn kubernetes_target(
     config: &Config,
+    env: Environment,
     workload: wharf_kube::render::Workload,
 ) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
     use wharf_kube::cluster::Cluster;
@@ -263,14 +265,20 @@ async fn kubernetes_target(
             .await
             .map_err(|e| setup("[deploy] kubeconfig", e))?
     };
-    Ok(Arc::new(
-        cluster.force_conflicts(d.force_conflicts.unwrap_or(false)),
-    ))
+    let mut cluster = cluster.force_conflicts(d.force_conflicts.unwrap_or(false));
+    if let Some(url) = &d.health_url {
+        cluster = cluster.health_url(url.replace("{environment}", env.as_str()));
+    }
+    if let Some(secs) = d.health_timeout_seconds {
+        cluster = cluster.health_timeout(std::time::Duration::from_secs(secs));
+    }
+    Ok(Arc::new(cluster))
 }
 
 #[cfg(not(feature = "kubernetes"))]
 async fn kubernetes_target(
     _config: &Config,
+    _env: Environment,
     _workload: wharf_kube::render::Workload,
 ) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
     Err(setup(
