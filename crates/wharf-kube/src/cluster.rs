@@ -50,6 +50,7 @@ pub struct Cluster {
     watch_timeout: u32,
     health_url: Option<String>,
     health_timeout: Duration,
+    promote: bool,
     resumes: Arc<AtomicU64>,
 }
 
@@ -76,6 +77,7 @@ impl Cluster {
             watch_timeout: 290,
             health_url: None,
             health_timeout: Duration::from_secs(120),
+            promote: true,
             resumes: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -152,6 +154,14 @@ impl Cluster {
     /// the pods' readiness.
     pub fn health_url(mut self, url: impl Into<String>) -> Self {
         self.health_url = Some(url.into());
+        self
+    }
+
+    /// InferenceService with a canary share: once the canary is ready (and the health
+    /// check passes), promote it to 100 % (the default), or leave it at its share for a
+    /// person to promote (`false`).
+    pub fn promote_canary(mut self, promote: bool) -> Self {
+        self.promote = promote;
         self
     }
 
@@ -487,27 +497,44 @@ impl Cluster {
         if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
             labels.remove("pod-template-hash");
         }
-        // What wharf applied last, with the old pod template: applied as `wharf`, forced,
-        // so wharf keeps owning what it owned and the next deployment applies cleanly.
+        let generation = self
+            .reapply(name, &live, "roll back", |config| {
+                config["spec"]["template"] = template;
+            })
+            .await?;
+        Ok(Deployment::new(name, generation.to_string(), current))
+    }
+
+    /// What wharf applied last to the main object `live` (its fields in `managedFields`),
+    /// changed by `change`, applied again as `wharf`, forced: wharf keeps owning what it
+    /// owned, so the next deployment applies cleanly. The new generation.
+    async fn reapply(
+        &self,
+        name: &str,
+        live: &Value,
+        action: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<i64> {
+        let what = format!("{}/{name}", self.main_kind());
         let owned = live["metadata"]["managedFields"]
             .as_array()
             .and_then(|entries| {
-                entries.iter().find(|e| {
-                    e["manager"] == MANAGER && e["operation"] == "Apply"
-                })
+                entries
+                    .iter()
+                    .find(|e| e["manager"] == MANAGER && e["operation"] == "Apply")
             })
             .map(|e| e["fieldsV1"].clone())
             .ok_or_else(|| {
                 Error::invalid(format!(
-                    "{what} was not applied by wharf (no field manager {MANAGER:?}): roll it back with the tool that deployed it"
+                    "{what} was not applied by wharf (no field manager {MANAGER:?}): {action} it with the tool that deployed it"
                 ))
             })?;
-        let mut config = extract(&owned, &live);
-        config["apiVersion"] = json!("apps/v1");
-        config["kind"] = json!("Deployment");
+        let mut config = extract(&owned, live);
+        config["apiVersion"] = live["apiVersion"].clone();
+        config["kind"] = live["kind"].clone();
         config["metadata"]["name"] = json!(name);
         config["metadata"]["namespace"] = json!(self.namespace());
-        config["spec"]["template"] = template;
+        change(&mut config);
         let applied = self
             .main_api()
             .patch(
@@ -516,9 +543,24 @@ impl Cluster {
                 &Patch::Apply(&config),
             )
             .await
-            .map_err(|e| self.error("roll back", &what, e))?;
-        let generation = applied.metadata.generation.unwrap_or_default();
-        Ok(Deployment::new(name, generation.to_string(), current))
+            .map_err(|e| self.error(action, &what, e))?;
+        Ok(applied.metadata.generation.unwrap_or_default())
+    }
+
+    /// Set the InferenceService's `canaryTrafficPercent` (100 promotes the canary, 0 sends
+    /// every request back to the last revision rolled out to all traffic and pins it there).
+    /// The new generation.
+    pub async fn set_canary_percent(&self, name: &str, percent: u8) -> Result<i64> {
+        let live = self.live(name).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "InferenceService/{name} is not in namespace {}",
+                self.namespace()
+            ))
+        })?;
+        self.reapply(name, &live, "set the canary share of", |config| {
+            config["spec"]["predictor"]["canaryTrafficPercent"] = json!(percent);
+        })
+        .await
     }
 }
 
@@ -764,7 +806,14 @@ impl DeployTarget for Cluster {
         let request = &plan.request;
         let manifests: Vec<Manifest> = render(request, &self.workload)?;
         let before = self.live(&request.name).await?;
-        let previous = before.as_ref().and_then(revision_of);
+        let previous = before.as_ref().and_then(|b| match self.workload.kind {
+            WorkloadKind::InferenceService => {
+                b["status"]["components"]["predictor"]["latestRolledoutRevision"]
+                    .as_str()
+                    .map(str::to_owned)
+            }
+            _ => revision_of(b),
+        });
         if plan.is_noop()
             && let Some(live) = &before
         {
@@ -813,12 +862,38 @@ impl DeployTarget for Cluster {
         );
         let generation = generation_of(deployment);
         let rollout = async {
-            let health = self
+            let mut health = self
                 .watch_rollout(&deployment.name, generation, &mut last)
                 .await?;
-            match &self.health_url {
-                Some(url) if health.state == HealthState::Healthy => {
-                    Ok(self.check_http(url, &health, &mut last).await)
+            if let Some(url) = &self.health_url
+                && health.state == HealthState::Healthy
+            {
+                health = self.check_http(url, &health, &mut last).await;
+            }
+            // Promote only a canary in progress: after a rollback the share is 0, not ours.
+            let canary = match self.workload.canary_traffic_percent {
+                Some(p) if p < 100 && self.promote && health.state == HealthState::Healthy => {
+                    let live = self.live(&deployment.name).await?;
+                    let share = live
+                        .as_ref()
+                        .and_then(|l| l["spec"]["predictor"]["canaryTrafficPercent"].as_u64());
+                    (share == Some(u64::from(p))).then_some(p)
+                }
+                _ => None,
+            };
+            match canary {
+                Some(p) => {
+                    let promoted = self.set_canary_percent(&deployment.name, 100).await?;
+                    let after = self
+                        .watch_rollout(&deployment.name, promoted, &mut last)
+                        .await?;
+                    Ok(Health::new(
+                        after.state,
+                        format!(
+                            "canary passed at {p}% ({}); promoted to 100%: {}",
+                            health.message, after.message
+                        ),
+                    ))
                 }
                 _ => Ok(health),
             }
@@ -841,18 +916,22 @@ impl DeployTarget for Cluster {
     }
 
     async fn rollback(&self, deployment: &Deployment) -> Result<Deployment> {
-        if self.workload.kind == WorkloadKind::InferenceService {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "rolling back an InferenceService is not supported yet: deploy the earlier digest",
-            ));
-        }
         let to = deployment.previous_revision.as_deref().ok_or_else(|| {
             Error::not_found(format!(
                 "{} has no previous revision to roll back to: it was its first deployment",
                 deployment.name
             ))
         })?;
+        if self.workload.kind == WorkloadKind::InferenceService {
+            // As KServe documents it: canaryTrafficPercent 0 sends all traffic back to the
+            // revision last rolled out to 100 % and keeps it there.
+            let generation = self.set_canary_percent(&deployment.name, 0).await?;
+            return Ok(Deployment::new(
+                &deployment.name,
+                generation.to_string(),
+                Some(to.to_owned()),
+            ));
+        }
         self.undo(&deployment.name, to).await
     }
 }

@@ -468,3 +468,226 @@ async fn the_http_health_check_decides_and_a_failing_one_is_rolled_back() {
         .unwrap();
     assert_eq!(template_image(&live), image(b"v1").to_string());
 }
+
+/// The InferenceService CRD (tests/fixtures/inferenceservice-crd.yaml), applied once and
+/// established.
+async fn install_inference_service_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: serde_json::Value =
+        serde_yaml::from_str(include_str!("fixtures/inferenceservice-crd.yaml")).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = "inferenceservices.serving.kserve.io";
+    crds.patch(
+        name,
+        &PatchParams::apply("wharf-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        let c = serde_json::to_value(crds.get(name).await.unwrap()).unwrap();
+        let established = c["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        });
+        if established {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the InferenceService CRD was not established");
+}
+
+/// Plays KServe's controller for the InferenceServices of `ns`: for each new generation,
+/// the status KServe writes (ComponentStatusSpec in kserve's pkg/apis/serving/v1beta1) — a
+/// revision per predictor image; an image of `bad` content fails (Ready False,
+/// RevisionFailed); otherwise the canary share splits traffic between the new revision and
+/// the last one rolled out to 100 %, 100 % rolls the new one out, and 0 % pins traffic to
+/// the last rolled-out revision.
+fn play_kserve(client: kube::Client, ns: String, bad: String) -> tokio::task::JoinHandle<()> {
+    use kube::api::DynamicObject;
+    use kube::core::{ApiResource, GroupVersionKind};
+    tokio::spawn(async move {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"),
+            "inferenceservices",
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
+        loop {
+            for isvc in api.list(&ListParams::default()).await.unwrap().items {
+                let v = serde_json::to_value(&isvc).unwrap();
+                let generation = v["metadata"]["generation"].as_i64().unwrap();
+                if v["status"]["observedGeneration"].as_i64() == Some(generation) {
+                    continue;
+                }
+                let name = v["metadata"]["name"].as_str().unwrap().to_owned();
+                let predictor = &v["spec"]["predictor"];
+                let image = predictor["containers"][0]["image"].as_str().unwrap();
+                let digest = image.rsplit(':').next().unwrap();
+                let revision = format!("{name}-predictor-{}", &digest[..8]);
+                let canary = predictor["canaryTrafficPercent"].as_i64().unwrap_or(100);
+                let old = &v["status"]["components"]["predictor"];
+                let rolled = old["latestRolledoutRevision"].as_str().map(str::to_owned);
+                let mut component = old.clone();
+                if component.is_null() {
+                    component = json!({});
+                }
+                component["latestCreatedRevision"] = json!(revision);
+                let (ready, traffic) = if image.contains(&bad) && canary > 0 {
+                    (
+                        json!({"type": "Ready", "status": "False", "reason": "RevisionFailed",
+                            "message": format!("Revision \"{revision}\" failed with message: Back-off pulling image.")}),
+                        old["traffic"].clone(),
+                    )
+                } else if canary == 0 {
+                    let to = rolled.clone().unwrap();
+                    (
+                        json!({"type": "Ready", "status": "True"}),
+                        json!([{"revisionName": to, "percent": 100, "latestRevision": false, "tag": "prev"}]),
+                    )
+                } else {
+                    component["latestReadyRevision"] = json!(revision);
+                    match &rolled {
+                        Some(prev) if canary < 100 && *prev != revision => (
+                            json!({"type": "Ready", "status": "True"}),
+                            json!([
+                                {"revisionName": revision, "percent": canary, "latestRevision": true, "tag": "latest"},
+                                {"revisionName": prev, "percent": 100 - canary, "latestRevision": false, "tag": "prev"}]),
+                        ),
+                        _ => {
+                            if rolled.as_deref() != Some(revision.as_str()) {
+                                component["previousRolledoutRevision"] = json!(rolled);
+                            }
+                            component["latestRolledoutRevision"] = json!(revision);
+                            (
+                                json!({"type": "Ready", "status": "True"}),
+                                json!([{"revisionName": revision, "percent": 100, "latestRevision": true}]),
+                            )
+                        }
+                    }
+                };
+                component["traffic"] = traffic;
+                let status = json!({"status": {
+                    "observedGeneration": generation,
+                    "url": format!("http://{name}.{ns}.example.com"),
+                    "conditions": [ready],
+                    "components": {"predictor": component},
+                }});
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+fn isvc_request(content: &[u8], run: &str) -> DeployRequest {
+    let mut r = request(content, run);
+    r.name = "scorer".into();
+    r
+}
+
+/// A KServe InferenceService with a 10 % canary: the first model rolls out; the second is
+/// ready at 10 % beside it and promoted to 100 %; a third that fails is rolled back by
+/// setting the canary share to 0 %, which leaves all traffic pinned to the second.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inference_service_canary_is_promoted_or_rolled_back() {
+    let (client, ns) = admin("kserve").await;
+    install_inference_service_crd(&client).await;
+    let bad = Digest::sha256_of(b"bad").to_string();
+    let kserve = play_kserve(
+        client.clone(),
+        ns.clone(),
+        bad["sha256:".len()..].to_owned(),
+    );
+    let target = target(
+        &ns,
+        json!({"kind": "inference-service", "canary_traffic_percent": 10}),
+    )
+    .await;
+    let spec = |client: kube::Client, ns: String| async move {
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client,
+            &ns,
+            &kube::core::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk(
+                    "serving.kserve.io",
+                    "v1beta1",
+                    "InferenceService",
+                ),
+                "inferenceservices",
+            ),
+        );
+        serde_json::to_value(api.get("scorer").await.unwrap()).unwrap()
+    };
+
+    let plan = target.plan(&isvc_request(b"v1", "r1")).await.unwrap();
+    assert!(
+        plan.to_string()
+            .contains("+ InferenceService/scorer (object): created with image"),
+        "{plan}"
+    );
+    let first = target.apply(&plan).await.unwrap();
+    assert_eq!(first.previous_revision, None);
+    let health = target.wait(&first, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+
+    let plan = target.plan(&isvc_request(b"v2", "r2")).await.unwrap();
+    let text = plan.to_string();
+    assert!(
+        text.contains("spec.predictor.canaryTrafficPercent: 100 -> 10"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.predictor.containers[0].image"),
+        "{text}"
+    );
+    let second = target.apply(&plan).await.unwrap();
+    let v1_revision = second.previous_revision.clone().unwrap();
+    assert!(
+        v1_revision.starts_with("scorer-predictor-"),
+        "{v1_revision}"
+    );
+    let health = target.wait(&second, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+    assert!(
+        health.message.contains("canary passed at 10%")
+            && health.message.contains("promoted to 100%"),
+        "{}",
+        health.message
+    );
+    let live = spec(client.clone(), ns.clone()).await;
+    assert_eq!(live["spec"]["predictor"]["canaryTrafficPercent"], 100);
+    let v2_revision = live["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(v2_revision, v1_revision);
+
+    let third = target
+        .apply(&target.plan(&isvc_request(b"bad", "r3")).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        third.previous_revision.as_deref(),
+        Some(v2_revision.as_str())
+    );
+    let health = target.wait(&third, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Unhealthy, "{}", health.message);
+    assert!(
+        health.message.contains("RevisionFailed"),
+        "{}",
+        health.message
+    );
+    let back = target.rollback(&third).await.unwrap();
+    let health = target.wait(&back, WAIT).await.unwrap();
+    assert_eq!(health.state, HealthState::Healthy, "{}", health.message);
+    let live = spec(client.clone(), ns.clone()).await;
+    assert_eq!(live["spec"]["predictor"]["canaryTrafficPercent"], 0);
+    assert_eq!(
+        live["status"]["components"]["predictor"]["traffic"],
+        json!([{"revisionName": v2_revision, "percent": 100, "latestRevision": false, "tag": "prev"}])
+    );
+    kserve.abort();
+}

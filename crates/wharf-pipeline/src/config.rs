@@ -248,6 +248,9 @@ pub struct DeployConfig {
     pub health_url: Option<String>,
     /// `kubernetes`: seconds the health check may keep failing (120).
     pub health_timeout_seconds: Option<u64>,
+    /// `kubernetes`, InferenceService with a canary share: promote a canary that passed to
+    /// 100 % (`true`, the default), or leave it at its share for a person to promote.
+    pub promote: Option<bool>,
     /// `[deploy.workload]`: how the model runs (replicas, resources, probes, GPU nodes…).
     pub workload: Option<wharf_kube::render::Workload>,
 }

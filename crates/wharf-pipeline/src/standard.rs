@@ -265,7 +265,9 @@ async fn kubernetes_target(
             .await
             .map_err(|e| setup("[deploy] kubeconfig", e))?
     };
-    let mut cluster = cluster.force_conflicts(d.force_conflicts.unwrap_or(false));
+    let mut cluster = cluster
+        .force_conflicts(d.force_conflicts.unwrap_or(false))
+        .promote_canary(d.promote.unwrap_or(true));
     if let Some(url) = &d.health_url {
         cluster = cluster.health_url(url.replace("{environment}", env.as_str()));
     }
