@@ -135,10 +135,14 @@ pub struct Workload {
     /// `progressDeadlineSeconds` of the Deployment (600 when absent).
     #[serde(default)]
     pub progress_deadline_seconds: Option<u32>,
+    /// Users' own objects (a ConfigMap, a HorizontalPodAutoscaler, an Ingress…), planned,
+    /// committed and applied after the rendered ones; read them with [`load_manifests`].
+    #[serde(skip)]
+    pub manifests: Vec<Manifest>,
 }
 
 /// One rendered object and the file it is written to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Manifest {
     /// File name in the application's directory (`deployment.yaml`).
@@ -284,7 +288,7 @@ pub fn render(request: &DeployRequest, workload: &Workload) -> Result<Vec<Manife
     }
     let replicas = workload.replicas.unwrap_or(request.replicas);
 
-    Ok(match workload.kind {
+    let mut out = match workload.kind {
         WorkloadKind::Deployment => {
             pod["containers"] = json!([container]);
             let deployment = json!({
@@ -349,7 +353,96 @@ pub fn render(request: &DeployRequest, workload: &Workload) -> Result<Vec<Manife
                 }),
             }]
         }
-    })
+    };
+    for extra in &workload.manifests {
+        if let Some(clash) = out
+            .iter()
+            .find(|m| m.object == extra.object || m.file == extra.file)
+        {
+            return Err(Error::invalid(format!(
+                "the manifest {} is {}, which wharf renders as {}: remove it, or change the rendered object with deploy.workload",
+                extra.file, extra.object, clash.object
+            )));
+        }
+        out.push(extra.clone());
+    }
+    Ok(out)
+}
+
+/// Users' own manifests: each path a YAML file (one or more documents) or a directory of
+/// them (`*.yaml`, `*.yml`, in name order). Each object needs `apiVersion`, `kind` and
+/// `metadata.name`; it is written as `<kind>-<name>.yaml` in a GitOps repository.
+pub fn load_manifests(paths: &[std::path::PathBuf]) -> Result<Vec<Manifest>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "cannot read deploy.manifests {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut out: Vec<Manifest> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            Error::invalid(format!(
+                "cannot read deploy.manifests {}: {e}",
+                file.display()
+            ))
+        })?;
+        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let value = Value::deserialize(doc).map_err(|e| {
+                Error::invalid(format!(
+                    "{} (document {}) is not YAML: {e}",
+                    file.display(),
+                    i + 1
+                ))
+            })?;
+            if value.is_null() {
+                continue;
+            }
+            let field = |f: &str| {
+                value
+                    .pointer(f)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            let (Some(_), Some(kind), Some(name)) = (
+                field("/apiVersion"),
+                field("/kind"),
+                field("/metadata/name"),
+            ) else {
+                return Err(Error::invalid(format!(
+                    "{} (document {}) is not a Kubernetes object: it needs apiVersion, kind and metadata.name",
+                    file.display(),
+                    i + 1
+                )));
+            };
+            let object = format!("{kind}/{name}");
+            if out.iter().any(|m| m.object == object) {
+                return Err(Error::invalid(format!(
+                    "{object} is defined twice in deploy.manifests (again in {})",
+                    file.display()
+                )));
+            }
+            out.push(Manifest {
+                file: format!("{}-{name}.yaml", kind.to_ascii_lowercase()),
+                object,
+                value,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A DNS-1123 label: what Kubernetes accepts as a name.
@@ -499,5 +592,71 @@ mod tests {
 
     fn toml_like(json: &str) -> Workload {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn users_manifests_follow_the_rendered_ones_and_bad_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("wharf-manifests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("a.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fraud-config\ndata:\n  threshold: \"0.8\"\n---\n---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: fraud\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a manifest").unwrap();
+        let extra = load_manifests(std::slice::from_ref(&dir)).unwrap();
+        let names: Vec<_> = extra
+            .iter()
+            .map(|m| (m.file.as_str(), m.object.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("configmap-fraud-config.yaml", "ConfigMap/fraud-config"),
+                (
+                    "horizontalpodautoscaler-fraud.yaml",
+                    "HorizontalPodAutoscaler/fraud"
+                ),
+            ]
+        );
+        let mut w = Workload {
+            manifests: extra,
+            ..Workload::default()
+        };
+        let out = render(&request(Environment::Dev), &w).unwrap();
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[2].object, "ConfigMap/fraud-config");
+
+        std::fs::write(
+            dir.join("b.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: fraud\n",
+        )
+        .unwrap();
+        w.manifests = load_manifests(std::slice::from_ref(&dir)).unwrap();
+        let err = render(&request(Environment::Dev), &w)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.yaml") || err.contains("deployment-fraud.yaml"),
+            "{err}"
+        );
+        assert!(
+            err.contains("which wharf renders as Deployment/fraud"),
+            "{err}"
+        );
+
+        std::fs::write(dir.join("b.yaml"), "kind: Secret\n").unwrap();
+        let err = load_manifests(std::slice::from_ref(&dir))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.yaml (document 1) is not a Kubernetes object"),
+            "{err}"
+        );
+        let err = load_manifests(&[dir.join("missing.yaml")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.yaml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -691,3 +691,46 @@ async fn an_inference_service_canary_is_promoted_or_rolled_back() {
     );
     kserve.abort();
 }
+
+/// Users' own objects (here a ConfigMap the model reads) are planned and applied with the
+/// rendered ones, as field manager wharf.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_manifests_are_planned_and_applied_with_the_workload() {
+    let (client, ns) = admin("extra").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fraud-thresholds\ndata:\n  block: \"0.92\"\n",
+    )
+    .unwrap();
+    let mut w = workload(&ns, json!({}));
+    w.manifests = wharf_kube::render::load_manifests(&[dir.path().to_owned()]).unwrap();
+    let target = Cluster::from_kubeconfig(Some(&kubeconfig()), None, w)
+        .await
+        .unwrap();
+    let plan = target.plan(&request(b"v1", "r1")).await.unwrap();
+    assert!(
+        plan.to_string()
+            .contains("+ ConfigMap/fraud-thresholds (object): created"),
+        "{plan}"
+    );
+    let deployed = target.apply(&plan).await.unwrap();
+    assert_eq!(
+        target.wait(&deployed, WAIT).await.unwrap().state,
+        HealthState::Healthy
+    );
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, &ns)
+        .get("fraud-thresholds")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["block"], "0.92");
+    let managers: Vec<_> = cm
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["wharf"]);
+    assert!(target.plan(&request(b"v1", "r2")).await.unwrap().is_noop());
+}

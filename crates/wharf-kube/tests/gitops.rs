@@ -178,6 +178,43 @@ fn health_counts_uncommitted_edits_not_untracked_files() {
     );
 }
 
+/// Users' own manifests are committed beside the rendered ones and listed in the
+/// kustomization, so `kubectl kustomize` builds them too.
+#[test]
+fn users_manifests_are_committed_and_listed_in_the_kustomization() {
+    let kubectl = std::env::var("WHARF_TEST_KUBECTL").expect(
+        "WHARF_TEST_KUBECTL is not set: run `cargo xtask test`, or `cargo xtask backends up` and eval \"$(cargo xtask backends env)\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("extra.yaml");
+    std::fs::write(
+        &extra,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fraud-thresholds\ndata:\n  block: \"0.92\"\n",
+    )
+    .unwrap();
+    let mut workload = Workload::default();
+    workload.manifests = wharf_kube::render::load_manifests(&[extra]).unwrap();
+    let repo = dir.path().join("repo");
+    let target = GitOps::open(&repo, workload).unwrap();
+    deploy(&target, &request("fraud", b"v1", "r1"));
+    let kustomization = std::fs::read_to_string(repo.join("dev/fraud/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("configmap-fraud-thresholds.yaml"),
+        "{kustomization}"
+    );
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(repo.join("dev/fraud"))
+        .output()
+        .unwrap();
+    let built = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        built.contains("name: fraud-thresholds") && built.contains("kind: Deployment"),
+        "{built}"
+    );
+}
+
 /// A bad workload is refused before anything is written.
 #[test]
 fn a_bad_workload_writes_nothing() {

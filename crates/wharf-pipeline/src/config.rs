@@ -251,6 +251,9 @@ pub struct DeployConfig {
     /// `kubernetes`, InferenceService with a canary share: promote a canary that passed to
     /// 100 % (`true`, the default), or leave it at its share for a person to promote.
     pub promote: Option<bool>,
+    /// Users' own manifests applied with the rendered ones: YAML files or directories of
+    /// them, relative to this file.
+    pub manifests: Option<Vec<PathBuf>>,
     /// `[deploy.workload]`: how the model runs (replicas, resources, probes, GPU nodes…).
     pub workload: Option<wharf_kube::render::Workload>,
 }

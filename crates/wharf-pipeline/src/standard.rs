@@ -221,6 +221,11 @@ async fn deploy_target(
     if workload.namespace.is_none() {
         workload.namespace = d.namespace.clone();
     }
+    if let Some(paths) = &d.manifests {
+        let paths: Vec<PathBuf> = paths.iter().map(|p| config.resolve(p)).collect();
+        workload.manifests = wharf_kube::render::load_manifests(&paths)
+            .map_err(|e| setup("[deploy] manifests", e))?;
+    }
     match d.target.as_deref().unwrap_or("gitops") {
         "gitops" => {
             let repo = config.resolve(
