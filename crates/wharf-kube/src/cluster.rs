@@ -45,6 +45,7 @@ const RBAC_NEEDED: &str = "wharf needs get, list, watch and patch on deployments
 pub struct Cluster {
     client: Client,
     server: String,
+    identity: String,
     workload: Workload,
     force_conflicts: bool,
     watch_timeout: u32,
@@ -72,6 +73,7 @@ impl Cluster {
         Self {
             client,
             server: server.into(),
+            identity: "the configured credentials".into(),
             workload,
             force_conflicts: false,
             watch_timeout: 290,
@@ -97,22 +99,42 @@ impl Cluster {
             || "the kubeconfig (KUBECONFIG or ~/.kube/config)".to_owned(),
             |p| p.display().to_string(),
         );
-        let config = match path {
-            Some(p) => {
-                let file = Kubeconfig::read_from(p).map_err(|e| {
-                    Error::invalid(format!("cannot read the kubeconfig {}: {e}", p.display()))
-                })?;
-                Config::from_custom_kubeconfig(file, &options).await
-            }
-            None => Config::from_kubeconfig(&options).await,
+        let file = match path {
+            Some(p) => Kubeconfig::read_from(p),
+            None => Kubeconfig::read(),
         }
-        .map_err(|e| {
-            Error::invalid(format!(
-                "{shown}{}: {e}",
-                context.map_or_else(String::new, |c| format!(", context {c:?}"))
-            ))
-        })?;
-        Self::from_config(config, workload)
+        .map_err(|e| Error::invalid(format!("cannot read {shown}: {e}")))?;
+        let context_name = context
+            .map(str::to_owned)
+            .or_else(|| file.current_context.clone());
+        let user = context_name.as_ref().and_then(|c| {
+            file.contexts
+                .iter()
+                .find(|n| &n.name == c)
+                .and_then(|n| n.context.as_ref())
+                .and_then(|c| c.user.clone())
+        });
+        let config = Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "{shown}{}: {e}",
+                    context.map_or_else(String::new, |c| format!(", context {c:?}"))
+                ))
+            })?;
+        let identity = format!(
+            "user {} of context {} in {shown}",
+            user.as_deref().unwrap_or("(none)"),
+            context_name.as_deref().unwrap_or("(none)")
+        );
+        Ok(Self::from_config(config, workload)?.with_identity(identity))
+    }
+
+    /// Name the credentials in errors (`user ci of context prod-eu in ~/.kube/config`), so a
+    /// refusal says who was refused.
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = identity.into();
+        self
     }
 
     /// The cluster a pod runs in (its service account token and CA).
@@ -122,7 +144,8 @@ impl Cluster {
                 "not running in a Kubernetes pod (or its service account is not mounted): {e}"
             ))
         })?;
-        Self::from_config(config, workload)
+        Ok(Self::from_config(config, workload)?
+            .with_identity("the pod's service account (in-cluster)"))
     }
 
     /// A target from a [`kube::Config`]; call it inside a Tokio runtime.
@@ -255,14 +278,15 @@ impl Cluster {
                     401 => (
                         ErrorKind::Unauthenticated,
                         format!(
-                            "{} did not accept the credentials to {action} {what}: {msg}; refresh the kubeconfig's token or the cloud login",
-                            self.server
+                            "{} did not accept {} to {action} {what}: {msg}; refresh the kubeconfig's token or the cloud login",
+                            self.server, self.identity
                         ),
                     ),
                     403 => (
                         ErrorKind::Denied,
                         format!(
-                            "not allowed to {action} {what} in namespace {ns}: {msg}; {RBAC_NEEDED}"
+                            "{} may not {action} {what} in namespace {ns}: {msg}; {RBAC_NEEDED}",
+                            self.identity
                         ),
                     ),
                     404 => (
@@ -283,6 +307,11 @@ impl Cluster {
                         ErrorKind::Invalid,
                         format!("{} refused {what} ({action}): {msg}", self.server),
                     ),
+                    // What server-side apply answers for a field of the wrong type.
+                    500 if msg.contains("failed to create typed patch object") => (
+                        ErrorKind::Invalid,
+                        format!("{} refused {what} ({action}): {msg}", self.server),
+                    ),
                     429 | 500.. => (
                         ErrorKind::Transient,
                         format!(
@@ -300,13 +329,24 @@ impl Cluster {
                 };
                 Error::new(kind, text)
             }
-            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::new(
-                ErrorKind::Transient,
-                format!(
-                    "cannot reach the API server {} to {action} {what}: {e}",
-                    self.server
-                ),
-            ),
+            kube::Error::HyperError(_) | kube::Error::Service(_) => {
+                let mut cause = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    let text = s.to_string();
+                    if !cause.contains(&text) {
+                        cause = format!("{cause}: {text}");
+                    }
+                    source = s.source();
+                }
+                Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "cannot reach the API server {} to {action} {what} (as {}): {cause}",
+                        self.server, self.identity
+                    ),
+                )
+            }
             e => Error::internal(format!("cannot {action} {what} on {}: {e}", self.server)),
         }
     }

@@ -374,6 +374,57 @@ async fn a_bad_kubeconfig_or_context_is_named() {
         .to_string();
     assert!(err.contains("prod-eu"), "{err}");
     assert!(!err.contains('\n'), "{err}");
+
+    // A cluster that does not answer: the error names the endpoint and who was asking.
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig()).unwrap()).unwrap();
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9".into();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let target = Cluster::from_kubeconfig(Some(&path), None, Workload::default())
+        .await
+        .unwrap();
+    let err = target.plan(&request(b"v1", "r1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot reach the API server https://127.0.0.1:9")
+            && text.contains("(as user wharf-test of context wharf-test in"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+}
+
+/// A manifest field of the wrong type (replicas as a word, through a user's manifest) is
+/// refused by the server's dry run at plan time, naming the object: nothing is applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_of_the_wrong_type_is_refused_at_plan_time() {
+    let (client, ns) = admin("badfield").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hpa.yaml"),
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: fraud\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fraud}\n  minReplicas: two\n  maxReplicas: 4\n",
+    )
+    .unwrap();
+    let mut w = workload(&ns, json!({}));
+    w.manifests = wharf_kube::render::load_manifests(&[dir.path().to_owned()]).unwrap();
+    let target = Cluster::from_kubeconfig(Some(&kubeconfig()), None, w)
+        .await
+        .unwrap();
+    let err = target.plan(&request(b"v1", "r1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("HorizontalPodAutoscaler/fraud") && text.contains("minReplicas"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+    let deployments: Api<KubeDeployment> = Api::namespaced(client, &ns);
+    assert!(
+        deployments.get_opt("fraud").await.unwrap().is_none(),
+        "nothing applied"
+    );
 }
 
 /// A model server's health endpoint: answers each GET with the status `status` holds, and
