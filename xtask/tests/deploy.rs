@@ -20,6 +20,15 @@ fn kubectl(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Deletes the test's namespace when the test ends, passed or not (without waiting).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
 fn run(
     scratch: &std::path::Path,
     namespace: &str,
@@ -60,6 +69,7 @@ fn the_pipeline_deploys_to_a_cluster_and_rolls_back_a_rollout_that_cannot_finish
     let namespace = format!("pipeline-{}", std::process::id());
     let made = kubectl(&["create", "namespace", &namespace]);
     assert!(made.status.success(), "{}", show(&made));
+    let _cleanup = Cleanup(namespace.clone());
 
     let (out, v) = run(scratch.path(), &namespace, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

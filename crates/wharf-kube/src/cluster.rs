@@ -37,6 +37,17 @@ use crate::render::{MANAGER, Manifest, Workload, WorkloadKind, render};
 /// The annotation the Deployment controller numbers ReplicaSets (and the Deployment) with.
 pub const ANNOTATION_REVISION: &str = "deployment.kubernetes.io/revision";
 
+/// Annotations a ReplicaSet carries that `kubectl rollout undo` does not copy back to the
+/// Deployment (kubectl's `annotationsToSkip`).
+const ROLLBACK_SKIPPED_ANNOTATIONS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    ANNOTATION_REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+
 /// What the deploy identity needs, for the message of a 403.
 const RBAC_NEEDED: &str = "wharf needs get, list, watch and patch on deployments.apps (list on replicasets.apps for rollback) and get and patch on services in the namespace";
 
@@ -520,6 +531,7 @@ impl Cluster {
             .await
             .map_err(|e| self.error("list", &format!("the ReplicaSets of {what}"), e))?;
         let mut template = None;
+        let mut annotations = None;
         for rs in &list.items {
             let rs = to_json(rs)?;
             let owned = rs["metadata"]["ownerReferences"]
@@ -527,6 +539,7 @@ impl Cluster {
                 .is_some_and(|o| o.iter().any(|r| r["uid"] == uid));
             if owned && revision_of(&rs).as_deref() == Some(to) {
                 template = Some(rs["spec"]["template"].clone());
+                annotations = Some(rs["metadata"]["annotations"].clone());
             }
         }
         let mut template = template.ok_or_else(|| {
@@ -537,9 +550,16 @@ impl Cluster {
         if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
             labels.remove("pod-template-hash");
         }
+        // As kubectl rollout undo: the Deployment takes that revision's annotations too (the
+        // image digest and run id wharf wrote then), without the controller's own.
+        let mut annotations = annotations.unwrap_or_default();
+        if let Some(a) = annotations.as_object_mut() {
+            a.retain(|k, _| !ROLLBACK_SKIPPED_ANNOTATIONS.contains(&k.as_str()));
+        }
         let generation = self
             .reapply(name, &live, "roll back", |config| {
                 config["spec"]["template"] = template;
+                config["metadata"]["annotations"] = annotations;
             })
             .await?;
         Ok(Deployment::new(name, generation.to_string(), current))

@@ -133,7 +133,7 @@ impl GitOps {
         }
         let files: Vec<&str> = manifests.iter().map(|m| m.file.as_str()).collect();
         write_file(&app.join("kustomization.yaml"), &kustomization(&files))?;
-        git(&self.repo, &["add", "--", &dir])?;
+        self.index_retry(|| git(&self.repo, &["add", "--", &dir]))?;
         let staged = !git_status(&self.repo, &["diff", "--cached", "--quiet", "--", &dir])?;
         if staged {
             let digest = request
@@ -153,7 +153,7 @@ impl GitOps {
                 request.image,
                 request.environment,
             );
-            self.commit(&message, &dir)?;
+            self.index_retry(|| self.commit(&message, &dir))?;
             self.push()?;
         }
         let (revision, previous) = self.revisions(&dir)?;
@@ -181,7 +181,7 @@ impl GitOps {
             deployment.name,
             short(reverted)
         );
-        self.commit(&message, ".")?;
+        self.index_retry(|| self.commit(&message, "."))?;
         self.push()?;
         let head = git(&self.repo, &["rev-parse", "HEAD"])?;
         Ok(Deployment::new(
@@ -280,6 +280,29 @@ impl GitOps {
             .open(&path)
             .map_err(|e| write_error(&path, &e))?;
         file.lock().map_err(|e| write_error(&path, &e))?;
+        self.wait_for_index_lock();
+        Ok(file)
+    }
+
+    /// Run a git command that writes the index; when it finds `index.lock` taken — a git
+    /// still running for a deployer killed mid-command, which the kill did not reach — wait
+    /// for that lock as [`lock`](Self::lock) does and run it again.
+    fn index_retry<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempts = 0;
+        loop {
+            match f() {
+                Err(e) if attempts < 3 && e.to_string().contains("index.lock") => {
+                    attempts += 1;
+                    self.wait_for_index_lock();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Wait until no git holds the index lock; one five seconds old is a dead git's, and
+    /// removed.
+    fn wait_for_index_lock(&self) {
         let index_lock = self.repo.join(".git").join("index.lock");
         while let Ok(meta) = fs::metadata(&index_lock) {
             let age = meta
@@ -293,7 +316,6 @@ impl GitOps {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        Ok(file)
     }
 }
 

@@ -43,6 +43,21 @@ pub fn diff(object: &str, old: Option<&Value>, new: &Value) -> Vec<Change> {
             changes.push(Change::new(object, field, Some(from.clone()), "(removed)"));
         }
     }
+    // An empty object or list that gains or loses members is not a change of its own
+    // (`resources: {}` → `resources.limits.memory: 2Gi`).
+    let has_children = |map: &BTreeMap<String, String>, field: &str| {
+        map.keys().any(|k| {
+            k.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    };
+    changes.retain(|c| {
+        let empty = |v: &str| v == "{}" || v == "[]";
+        !(c.from.as_deref().is_some_and(empty)
+            && c.to == "(removed)"
+            && has_children(&after, &c.field)
+            || c.from.is_none() && empty(&c.to) && has_children(&before, &c.field))
+    });
     // Only the run id differs: nothing to do, and the run id stays what it was.
     changes
 }
@@ -109,6 +124,20 @@ mod tests {
                 "spec.template.spec.containers[0].env[0].value Some(\"1\") (removed)",
             ]
         );
+        let grown = diff(
+            "Deployment/a",
+            Some(&json!({"spec": {"resources": {}}})),
+            &json!({"spec": {"resources": {"limits": {"memory": "2Gi"}}}}),
+        );
+        assert_eq!(grown.len(), 1, "{grown:?}");
+        assert_eq!(grown[0].field, "spec.resources.limits.memory");
+        let emptied = diff(
+            "Deployment/a",
+            Some(&json!({"spec": {"resources": {"limits": {"memory": "2Gi"}}}})),
+            &json!({"spec": {"resources": {}}}),
+        );
+        assert_eq!(emptied.len(), 1, "{emptied:?}");
+        assert_eq!(emptied[0].to, "(removed)");
         let created = diff("Deployment/a", None, &new);
         assert_eq!(created[0].to, "created with image a@sha256:2");
     }

@@ -52,8 +52,24 @@ fn workload(namespace: &str, extra: serde_json::Value) -> Workload {
     serde_json::from_value(w).unwrap()
 }
 
-/// The test user's client (system:masters) and a fresh namespace.
-async fn admin(prefix: &str) -> (kube::Client, String) {
+/// Deletes the test's namespace when the test ends, passed or not (without waiting).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(kubectl) = std::env::var_os("WHARF_TEST_KUBECTL") {
+            let _ = std::process::Command::new(kubectl)
+                .arg("--kubeconfig")
+                .arg(kubeconfig())
+                .args(["delete", "namespace", &self.0, "--wait=false"])
+                .output();
+        }
+    }
+}
+
+/// The test user's client (system:masters) and a fresh namespace, deleted when the
+/// returned guard drops.
+async fn admin(prefix: &str) -> (kube::Client, String, Cleanup) {
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig()).unwrap(),
         &kube::config::KubeConfigOptions::default(),
@@ -80,7 +96,7 @@ async fn admin(prefix: &str) -> (kube::Client, String) {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    (client, name)
+    (client, name.clone(), Cleanup(name))
 }
 
 async fn target(namespace: &str, extra: serde_json::Value) -> Cluster {
@@ -104,7 +120,7 @@ fn template_image(d: &KubeDeployment) -> String {
 /// from the ReplicaSets — rolls out, and leaves the next deployment free of conflicts.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stuck_rollout_is_rolled_back_to_the_previous_replica_set() {
-    let (client, ns) = admin("rollout").await;
+    let (client, ns, _cleanup_ns) = admin("rollout").await;
     let good = target(&ns, json!({}))
         .await
         .watch_timeout(Duration::from_secs(1));
@@ -209,7 +225,7 @@ async fn a_stuck_rollout_is_rolled_back_to_the_previous_replica_set() {
 /// that manager and the field; with force_conflicts wharf takes the field back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conflict_names_the_other_field_manager_and_force_takes_the_field() {
-    let (client, ns) = admin("conflict").await;
+    let (client, ns, _cleanup_ns) = admin("conflict").await;
     let wharf = target(&ns, json!({})).await;
     let first = wharf
         .apply(&wharf.plan(&request(b"v1", "r1")).await.unwrap())
@@ -263,7 +279,7 @@ async fn a_conflict_names_the_other_field_manager_and_force_takes_the_field() {
 /// needs.
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_refusal_names_the_missing_verb_and_resource() {
-    let (client, ns) = admin("rbac").await;
+    let (client, ns, _cleanup_ns) = admin("rbac").await;
     let sa = ServiceAccount {
         metadata: ObjectMeta {
             name: Some("deployer".into()),
@@ -400,7 +416,7 @@ async fn a_bad_kubeconfig_or_context_is_named() {
 /// refused by the server's dry run at plan time, naming the object: nothing is applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_field_of_the_wrong_type_is_refused_at_plan_time() {
-    let (client, ns) = admin("badfield").await;
+    let (client, ns, _cleanup_ns) = admin("badfield").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("hpa.yaml"),
@@ -460,7 +476,7 @@ fn health_server(
 async fn the_http_health_check_decides_and_a_failing_one_is_rolled_back() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-    let (client, ns) = admin("health").await;
+    let (client, ns, _cleanup_ns) = admin("health").await;
     let status = Arc::new(AtomicU16::new(503));
     let hits = Arc::new(AtomicU32::new(0));
     let url = health_server(status.clone(), hits.clone());
@@ -644,7 +660,7 @@ fn isvc_request(content: &[u8], run: &str) -> DeployRequest {
 /// setting the canary share to 0 %, which leaves all traffic pinned to the second.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inference_service_canary_is_promoted_or_rolled_back() {
-    let (client, ns) = admin("kserve").await;
+    let (client, ns, _cleanup_ns) = admin("kserve").await;
     install_inference_service_crd(&client).await;
     let bad = Digest::sha256_of(b"bad").to_string();
     let kserve = play_kserve(
@@ -747,7 +763,7 @@ async fn an_inference_service_canary_is_promoted_or_rolled_back() {
 /// rendered ones, as field manager wharf.
 #[tokio::test(flavor = "multi_thread")]
 async fn users_manifests_are_planned_and_applied_with_the_workload() {
-    let (client, ns) = admin("extra").await;
+    let (client, ns, _cleanup_ns) = admin("extra").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yaml"),
@@ -784,4 +800,304 @@ async fn users_manifests_are_planned_and_applied_with_the_workload() {
         .collect();
     assert_eq!(managers, ["wharf"]);
     assert!(target.plan(&request(b"v1", "r2")).await.unwrap().is_noop());
+}
+
+/// kubectl from the same Kubernetes release, as the peer.
+fn kubectl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(std::env::var("WHARF_TEST_KUBECTL").expect(
+        "WHARF_TEST_KUBECTL is not set: run `cargo xtask test`, or `cargo xtask backends up` and eval \"$(cargo xtask backends env)\"",
+    ))
+    .arg("--kubeconfig")
+    .arg(kubeconfig())
+    .args(args)
+    .output()
+    .unwrap()
+}
+
+/// A Deployment as JSON, without what differs between two copies of the same history
+/// (names, uids, times, resource versions, field managers).
+async fn deployment_shape(client: &kube::Client, ns: &str) -> serde_json::Value {
+    let d = Api::<KubeDeployment>::namespaced(client.clone(), ns)
+        .get("fraud")
+        .await
+        .unwrap();
+    let mut v = serde_json::to_value(d).unwrap();
+    let meta = v["metadata"].as_object_mut().unwrap();
+    for k in [
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        meta.remove(k);
+    }
+    v.as_object_mut().unwrap().remove("status");
+    v
+}
+
+/// The same history in two namespaces — v1, then v2 that cannot be scheduled — undone by
+/// wharf's rollback in one and by `kubectl rollout undo` in the other: the Deployments
+/// are the same (pod template, revision, annotations, spec), and so are the ReplicaSets'
+/// revisions.
+#[tokio::test(flavor = "multi_thread")]
+async fn our_rollback_leaves_the_deployment_as_kubectl_rollout_undo_does() {
+    let (client, ours, _cleanup_ours) = admin("undo-wharf").await;
+    let (_, theirs, _cleanup_theirs) = admin("undo-kubectl").await;
+    let stuck = json!({"node_selector": {"pool": "gpu-a100"}});
+    let mut second = std::collections::BTreeMap::new();
+    for ns in [&ours, &theirs] {
+        let good = target(ns, json!({})).await;
+        let first = good
+            .apply(&good.plan(&request(b"v1", "r1")).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            good.wait(&first, WAIT).await.unwrap().state,
+            HealthState::Healthy
+        );
+        let bad = target(ns, stuck.clone()).await;
+        let d = bad
+            .apply(&bad.plan(&request(b"v2", "r2")).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            bad.wait(&d, WAIT).await.unwrap().state,
+            HealthState::Unhealthy
+        );
+        second.insert(ns.clone(), (bad, d));
+    }
+    let (bad, d) = &second[&ours];
+    let back = bad.rollback(d).await.unwrap();
+    assert_eq!(
+        bad.wait(&back, WAIT).await.unwrap().state,
+        HealthState::Healthy
+    );
+    let undo = kubectl(&["-n", &theirs, "rollout", "undo", "deployment/fraud"]);
+    assert!(
+        undo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    let status = kubectl(&[
+        "-n",
+        &theirs,
+        "rollout",
+        "status",
+        "deployment/fraud",
+        "--timeout=60s",
+    ]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let (a, b) = (
+        deployment_shape(&client, &ours).await,
+        deployment_shape(&client, &theirs).await,
+    );
+    assert_eq!(a, b, "wharf's rollback and kubectl rollout undo differ");
+    assert_eq!(a["metadata"]["annotations"][ANNOTATION_REVISION], "3");
+    let revisions = |ns: String| {
+        let client = client.clone();
+        async move {
+            let mut r: Vec<(String, i64)> = Api::<ReplicaSet>::namespaced(client, &ns)
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|rs| {
+                    let v = serde_json::to_value(rs).unwrap();
+                    (
+                        v["metadata"]["annotations"][ANNOTATION_REVISION]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                        v["spec"]["replicas"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            r.sort();
+            r
+        }
+    };
+    assert_eq!(
+        revisions(ours.clone()).await,
+        revisions(theirs.clone()).await
+    );
+}
+
+/// The plan and `kubectl diff --server-side` (same field manager) on the same change: every
+/// line kubectl shows changed is a field the plan names, with the same old and new value.
+#[tokio::test(flavor = "multi_thread")]
+async fn our_plan_agrees_with_kubectl_diff_server_side() {
+    let (_, ns, _cleanup_ns) = admin("diff").await;
+    let base = target(&ns, json!({})).await;
+    let first = base
+        .apply(&base.plan(&request(b"v1", "r1")).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        base.wait(&first, WAIT).await.unwrap().state,
+        HealthState::Healthy
+    );
+
+    let changed =
+        json!({"env": {"LOG_LEVEL": "debug"}, "resources": {"limits": {"memory": "2Gi"}}});
+    let next = target(&ns, changed.clone()).await;
+    let req = request(b"v2", "r2");
+    let plan = next.plan(&req).await.unwrap();
+    let manifests = wharf_kube::render::render(&req, &workload(&ns, changed)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered.yaml");
+    let docs: Vec<String> = manifests
+        .iter()
+        .map(|m| serde_yaml::to_string(&m.value).unwrap())
+        .collect();
+    std::fs::write(&file, docs.join("---\n")).unwrap();
+    let out = kubectl(&[
+        "diff",
+        "--server-side",
+        "--field-manager=wharf",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    // kubectl diff exits 1 when there are differences.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8(out.stdout).unwrap();
+    let values: Vec<String> = plan
+        .changes
+        .iter()
+        .flat_map(|c| c.from.clone().into_iter().chain([c.to.clone()]))
+        .collect();
+    let mut checked = 0;
+    for line in diff.lines() {
+        let Some(body) = line.strip_prefix('+').or_else(|| line.strip_prefix('-')) else {
+            continue;
+        };
+        if line.starts_with("+++") || line.starts_with("---") {
+            continue;
+        }
+        // Bookkeeping the server changes on every write, and the run id the plan skips.
+        if [
+            "generation:",
+            "wharf.dev/run-id:",
+            "time:",
+            "resourceVersion:",
+        ]
+        .iter()
+        .any(|k| body.trim_start().starts_with(k))
+        {
+            continue;
+        }
+        let item = body.trim().trim_start_matches("- ");
+        // Structure only: a key that opens a map or list, an empty one.
+        let Some((_, value)) = item.split_once(": ") else {
+            continue;
+        };
+        let value = value.trim_matches('"');
+        if value == "{}" || value == "[]" {
+            continue;
+        }
+        assert!(
+            values.iter().any(|v| v == value),
+            "kubectl diff changes {line:?}, which the plan does not name:\n{plan}\n{diff}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "too little compared: {diff}");
+    for field in [
+        "spec.template.spec.containers[0].image",
+        "spec.template.spec.containers[0].resources.limits.memory",
+    ] {
+        assert!(
+            plan.changes.iter().any(|c| c.field == field),
+            "{field} not in:\n{plan}"
+        );
+    }
+}
+
+/// The GitOps output applied with `kubectl apply --server-side -k` and the cluster target
+/// give the same Deployment and Service.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_output_and_the_cluster_target_give_the_same_objects() {
+    let (client, direct, _cleanup_direct) = admin("direct").await;
+    let (_, synced, _cleanup_synced) = admin("synced").await;
+    let w = json!({"replicas": 2, "readiness": {"path": "/healthz"}});
+    let cluster = target(&direct, w.clone()).await;
+    let d = cluster
+        .apply(&cluster.plan(&request(b"v1", "r1")).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.wait(&d, WAIT).await.unwrap().state,
+        HealthState::Healthy
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let gitops =
+        wharf_kube::gitops::GitOps::open(dir.path().join("repo"), workload(&synced, w)).unwrap();
+    let plan = gitops.plan(&request(b"v1", "r1")).await.unwrap();
+    gitops.apply(&plan).await.unwrap();
+    let out = kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=wharf",
+        "-k",
+        dir.path().join("repo/dev/fraud").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = kubectl(&[
+        "-n",
+        &synced,
+        "rollout",
+        "status",
+        "deployment/fraud",
+        "--timeout=60s",
+    ]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let mut a = deployment_shape(&client, &direct).await;
+    let mut b = deployment_shape(&client, &synced).await;
+    for v in [&mut a, &mut b] {
+        v["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(ANNOTATION_REVISION);
+        v["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("wharf.dev/environment");
+    }
+    assert_eq!(a, b);
+    let service = |ns: String| {
+        let client = client.clone();
+        async move {
+            let s = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client, &ns)
+                .get("fraud")
+                .await
+                .unwrap();
+            let mut v = serde_json::to_value(s).unwrap()["spec"].clone();
+            for k in ["clusterIP", "clusterIPs"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        }
+    };
+    assert_eq!(service(direct.clone()).await, service(synced.clone()).await);
 }

@@ -20,6 +20,13 @@ pub(super) const KUBECONFIG: &str = "kubeconfig.yaml";
 /// etcd on the service port (clients only; its peer port is never used by one member).
 pub(super) fn etcd_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString>> {
     let url = format!("http://127.0.0.1:{}", launch.port);
+    // Every start is a new cluster: what earlier test runs left (namespaces, pods filling
+    // the node) never decides what a later run sees.
+    let data = launch.work_dir.join("data");
+    if data.exists() {
+        fs::remove_dir_all(&data)
+            .with_context(|| format!("clearing the old cluster in {}", data.display()))?;
+    }
     Ok(vec![
         "--data-dir".into(),
         launch.work_dir.join("data").into(),
@@ -187,13 +194,13 @@ pub(super) fn scheduler_args(launch: &Launch<'_>) -> anyhow::Result<Vec<OsString
     ])
 }
 
-/// The node kwok plays: 32 CPUs, 256 GiB, 110 pods, and 8 GPUs (for GPU workloads'
+/// The node kwok plays: 32 CPUs, 256 GiB, 1000 pods (every test's), and 8 GPUs (for GPU workloads'
 /// node selectors and tolerations).
 const KWOK_NODE: &str = r#"{"apiVersion": "v1", "kind": "Node",
  "metadata": {"name": "kwok-node-0", "annotations": {"kwok.x-k8s.io/node": "fake"},
    "labels": {"type": "kwok", "kubernetes.io/hostname": "kwok-node-0", "nvidia.com/gpu.present": "true"}},
- "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"},
-   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"}}}"#;
+ "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
+   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"}}}"#;
 
 /// kwok playing one node and its kubelet: pods scheduled to it become Running and Ready
 /// (kwok's default stages). The node is created here, before kwok starts.
