@@ -24,10 +24,14 @@
 //!   `attest` or `verify-attestation` with the cosign key file KEY (password from
 //!   `COSIGN_PASSWORD`), or `sign`/`verify` keylessly when KEY is `keyless:SIGSTORE_URL` —
 //!   what `cosign sign|verify|attest|verify-attestation` does, for the side-by-side.
+//! - `deploy KUBECONFIG NAMESPACE CONTENT` — plan, apply and roll out to healthy the
+//!   Deployment of an image named by CONTENT's digest; prints each step's milliseconds.
+//! - `render NAMESPACE CONTENT FILE` — the same objects as YAML in FILE, for kubectl.
 
 use std::path::PathBuf;
 
 mod audit;
+mod deploy;
 mod sign;
 
 use anyhow::{Context, bail};
@@ -170,8 +174,20 @@ fn main() -> anyhow::Result<()> {
             };
             sign::step(op, url, repo, image, key)?;
         }
+        Some("deploy") => {
+            let [_, kubeconfig, namespace, content] = &args[..] else {
+                bail!("deploy KUBECONFIG NAMESPACE CONTENT");
+            };
+            deploy::deploy(kubeconfig.as_ref(), namespace, content)?;
+        }
+        Some("render") => {
+            let [_, namespace, content, file] = &args[..] else {
+                bail!("render NAMESPACE CONTENT FILE");
+            };
+            deploy::render_to(namespace, content, file.as_ref())?;
+        }
         other => bail!(
-            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token, keyless-artifact, push-small or step"
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token, keyless-artifact, push-small, step, deploy or render"
         ),
     }
     Ok(())

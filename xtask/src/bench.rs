@@ -22,8 +22,9 @@ pub(crate) struct BenchCmd {
     dir: Option<PathBuf>,
     /// Which benchmarks: `registry` (hashing, packaging, pushing), `audit` (appends and
     /// verification of the audit log), `sign` (sign/attest/verify against the local
-    /// registry) or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit", "sign"])]
+    /// registry), `deploy` (plan, apply, rollout on the local control plane beside kubectl)
+    /// or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit", "sign", "deploy"])]
     suite: String,
     /// Records in the log that `audit` verifies.
     #[arg(long, default_value_t = 100_000)]
@@ -118,7 +119,10 @@ impl BenchCmd {
         if self.suite == "sign" || self.suite == "all" {
             sign_suite(&ours)?;
         }
-        if self.suite == "audit" || self.suite == "sign" {
+        if self.suite == "deploy" || self.suite == "all" {
+            deploy_suite(&ours)?;
+        }
+        if ["audit", "sign", "deploy"].contains(&self.suite.as_str()) {
             return Ok(());
         }
         let model = dir.join("model");
@@ -775,4 +779,165 @@ fn start_upload(url: &str, repo: &str) -> anyhow::Result<String> {
     } else {
         format!("{url}{location}")
     })
+}
+
+/// One Deployment (2 replicas) to the harness's control plane, a new image each round, as a
+/// CI job does it: wharf (plan + apply + rollout in one process) beside kubectl (`diff
+/// --server-side`, `apply --server-side`, `rollout status`, one process each) on the same
+/// objects in namespaces of their own. Median of `ROUNDS` rounds per step.
+fn deploy_suite(ours: &Path) -> anyhow::Result<()> {
+    const ROUNDS: usize = 7;
+    let running = crate::backends::up().context("starting the local control plane")?;
+    let env = |name: &str| {
+        running
+            .env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .with_context(|| format!("the harness set no {name}"))
+    };
+    let kubeconfig = env("WHARF_TEST_KUBECONFIG")?;
+    let kubectl = PathBuf::from(env("WHARF_TEST_KUBECTL")?);
+    let pid = std::process::id();
+    let (ns_wharf, ns_kubectl) = (format!("bench-wharf-{pid}"), format!("bench-kubectl-{pid}"));
+    let kube = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()?)
+    };
+    for ns in [&ns_wharf, &ns_kubectl] {
+        let out = kube(&["create", "namespace", ns])?;
+        if !out.status.success() {
+            bail!(
+                "kubectl create namespace: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("wharf-bench-deploy-{pid}"));
+    std::fs::create_dir_all(&dir)?;
+    // (plan, apply, rollout, total) in ms and peak RSS in KiB, per round.
+    let mut wharf: Vec<[f64; 4]> = Vec::new();
+    let mut peer: Vec<[f64; 4]> = Vec::new();
+    let (mut wharf_rss, mut peer_rss) = (0u64, 0u64);
+    let time = |program: &Path, args: &[&str], ok: &[i32]| -> anyhow::Result<(f64, u64, String)> {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%e %M"])
+            .arg(program)
+            .args(args)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.code().is_some_and(|c| ok.contains(&c)) {
+            bail!("{} {args:?} failed: {stderr}", program.display());
+        }
+        let last = stderr.lines().last().unwrap_or_default();
+        let mut parts = last.split_whitespace();
+        let secs: f64 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .context("no time")?;
+        let rss: u64 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .context("no RSS")?;
+        Ok((
+            secs * 1000.0,
+            rss,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let k = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["--kubeconfig".to_owned(), kubeconfig.clone()];
+        v.extend(args.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    for round in 0..ROUNDS {
+        let content = format!("bench-model-{round}");
+        let (total, rss, out) = time(ours, &["deploy", &kubeconfig, &ns_wharf, &content], &[0])?;
+        let steps: Vec<f64> = out
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [plan, apply, rollout] = steps[..] else {
+            bail!("wharf-bench deploy printed {out:?}");
+        };
+        wharf.push([plan, apply, rollout, total]);
+        wharf_rss = wharf_rss.max(rss);
+
+        let file = dir.join(format!("round-{round}.yaml"));
+        let rendered = Command::new(ours)
+            .args(["render", &ns_kubectl, &content])
+            .arg(&file)
+            .output()?;
+        if !rendered.status.success() {
+            bail!(
+                "wharf-bench render: {}",
+                String::from_utf8_lossy(&rendered.stderr)
+            );
+        }
+        let f = file.to_string_lossy().into_owned();
+        let run = |args: Vec<String>, ok: &[i32]| {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            time(&kubectl, &refs, ok)
+        };
+        // kubectl diff exits 1 when there are differences (every round but a first create).
+        let (plan, r1, _) = run(
+            k(&["diff", "--server-side", "--field-manager=wharf", "-f", &f]),
+            &[0, 1],
+        )?;
+        let (apply, r2, _) = run(
+            k(&["apply", "--server-side", "--field-manager=wharf", "-f", &f]),
+            &[0],
+        )?;
+        let (rollout, r3, _) = run(
+            k(&[
+                "-n",
+                &ns_kubectl,
+                "rollout",
+                "status",
+                "deployment/bench",
+                "--timeout=120s",
+            ]),
+            &[0],
+        )?;
+        peer.push([plan, apply, rollout, plan + apply + rollout]);
+        peer_rss = peer_rss.max(r1).max(r2).max(r3);
+    }
+    let median = |rows: &[[f64; 4]], i: usize| {
+        let mut v: Vec<f64> = rows.iter().map(|r| r[i]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\ndeploy one Deployment (2 replicas, new image each round) to the local control plane, median of {ROUNDS} rounds:\n"
+    );
+    println!("| step | wharf (one process) | kubectl (one process per step) |");
+    println!("|---|---|---|");
+    for (i, step) in [
+        "plan (server-side dry run / `kubectl diff --server-side`)",
+        "apply (server-side apply)",
+        "rollout to healthy (watch / `kubectl rollout status`)",
+        "whole step, wall time with process start",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "| {step} | {:.0} ms | {:.0} ms |",
+            median(&wharf, i),
+            median(&peer, i)
+        );
+    }
+    println!(
+        "| peak RSS | {} MiB | {} MiB |",
+        wharf_rss / 1024,
+        peer_rss / 1024
+    );
+    for ns in [&ns_wharf, &ns_kubectl] {
+        let _ = kube(&["delete", "namespace", ns, "--wait=false"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

@@ -227,6 +227,23 @@ impl Cluster {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
+        // The kinds wharf renders itself need no discovery round trip.
+        let known = match (api_version, kind) {
+            ("apps/v1", "Deployment") => Some("deployments"),
+            ("v1", "Service") => Some("services"),
+            ("v1", "ConfigMap") => Some("configmaps"),
+            _ => None,
+        };
+        if let Some(plural) = known {
+            let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
+            let ns = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(self.namespace());
+            return Ok((
+                Api::namespaced_with(self.client.clone(), ns, &resource),
+                name.to_owned(),
+            ));
+        }
         let (resource, caps) = pinned_kind(&self.client, &gvk).await.map_err(|e| {
             match e {
                 kube::Error::Api(s) if s.code == 404 => Error::new(
