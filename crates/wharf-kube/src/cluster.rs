@@ -13,6 +13,27 @@
 //! - **rollback**: as `kubectl rollout undo` does — the previous revision's pod template,
 //!   found by its ReplicaSet's `deployment.kubernetes.io/revision` — but by server-side apply
 //!   as `wharf`, so the next deployment does not conflict with a rollback manager.
+//!
+//! ```no_run
+//! # async fn run() -> wharf_core::Result<()> {
+//! use std::time::Duration;
+//! use wharf_core::{DeployTarget, Environment, deploy::{DeployRequest, HealthState}};
+//! use wharf_kube::{cluster::Cluster, render::Workload};
+//!
+//! let target = Cluster::from_kubeconfig(None, Some("prod-eu"), Workload::default()).await?;
+//! let image = "registry.example/models/fraud@sha256:4f1c0d6e8a9b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f"
+//!     .parse()
+//!     .expect("a reference");
+//! let plan = target.plan(&DeployRequest::new("fraud", image, Environment::Prod)?).await?;
+//! print!("{plan}");
+//! let deployed = target.apply(&plan).await?;
+//! let health = target.wait(&deployed, Duration::from_secs(600)).await?;
+//! if health.state != HealthState::Healthy {
+//!     let back = target.rollback(&deployed).await?;
+//!     target.wait(&back, Duration::from_secs(600)).await?;
+//! }
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::path::Path;
