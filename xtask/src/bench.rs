@@ -71,6 +71,24 @@ pub(crate) fn timed_with(
     args: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
 ) -> anyhow::Result<Sample> {
+    let (seconds, rss_kib, _) = time_command(program, args, env, &[0])
+        .map_err(|e| anyhow::anyhow!("{tool} failed: {e}"))?;
+    Ok(Sample {
+        what: what.into(),
+        tool: tool.into(),
+        seconds,
+        rss_kib,
+    })
+}
+
+/// Run `program` under `/usr/bin/time`: its wall seconds, peak RSS in KiB and stdout; an
+/// exit code outside `ok` is an error with its stderr.
+pub(crate) fn time_command(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    ok: &[i32],
+) -> anyhow::Result<(f64, u64, String)> {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%e %M"])
         .arg(program)
@@ -79,8 +97,8 @@ pub(crate) fn timed_with(
         .output()
         .with_context(|| format!("running {} under /usr/bin/time", program.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("{tool} failed: {stderr}");
+    if !out.status.code().is_some_and(|c| ok.contains(&c)) {
+        bail!("{} {args:?}: {stderr}", program.display());
     }
     let last = stderr.lines().last().unwrap_or_default();
     let mut parts = last.split_whitespace();
@@ -92,12 +110,11 @@ pub(crate) fn timed_with(
         .next()
         .and_then(|s| s.parse().ok())
         .context("no max RSS from /usr/bin/time")?;
-    Ok(Sample {
-        what: what.into(),
-        tool: tool.into(),
+    Ok((
         seconds,
         rss_kib,
-    })
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 impl BenchCmd {
@@ -822,31 +839,8 @@ fn deploy_suite(ours: &Path) -> anyhow::Result<()> {
     let mut wharf: Vec<[f64; 4]> = Vec::new();
     let mut peer: Vec<[f64; 4]> = Vec::new();
     let (mut wharf_rss, mut peer_rss) = (0u64, 0u64);
-    let time = |program: &Path, args: &[&str], ok: &[i32]| -> anyhow::Result<(f64, u64, String)> {
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%e %M"])
-            .arg(program)
-            .args(args)
-            .output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.code().is_some_and(|c| ok.contains(&c)) {
-            bail!("{} {args:?} failed: {stderr}", program.display());
-        }
-        let last = stderr.lines().last().unwrap_or_default();
-        let mut parts = last.split_whitespace();
-        let secs: f64 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .context("no time")?;
-        let rss: u64 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .context("no RSS")?;
-        Ok((
-            secs * 1000.0,
-            rss,
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ))
+    let time = |program: &Path, args: &[&str], ok: &[i32]| {
+        time_command(program, args, &[], ok).map(|(secs, rss, out)| (secs * 1000.0, rss, out))
     };
     let k = |args: &[&str]| -> Vec<String> {
         let mut v = vec!["--kubeconfig".to_owned(), kubeconfig.clone()];

@@ -105,6 +105,21 @@ async fn target(namespace: &str, extra: serde_json::Value) -> Cluster {
         .unwrap()
 }
 
+/// Plan, apply and wait for `req` on `target`; the rollout must end `expected`.
+async fn deploy_until(
+    target: &Cluster,
+    req: &DeployRequest,
+    expected: HealthState,
+) -> wharf_core::deploy::Deployment {
+    let deployed = target
+        .apply(&target.plan(req).await.unwrap())
+        .await
+        .unwrap();
+    let health = target.wait(&deployed, WAIT).await.unwrap();
+    assert_eq!(health.state, expected, "{}", health.message);
+    deployed
+}
+
 fn template_image(d: &KubeDeployment) -> String {
     let v = serde_json::to_value(d).unwrap();
     v["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -227,14 +242,7 @@ async fn a_stuck_rollout_is_rolled_back_to_the_previous_replica_set() {
 async fn a_conflict_names_the_other_field_manager_and_force_takes_the_field() {
     let (client, ns, _cleanup_ns) = admin("conflict").await;
     let wharf = target(&ns, json!({})).await;
-    let first = wharf
-        .apply(&wharf.plan(&request(b"v1", "r1")).await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        wharf.wait(&first, WAIT).await.unwrap().state,
-        HealthState::Healthy
-    );
+    deploy_until(&wharf, &request(b"v1", "r1"), HealthState::Healthy).await;
     let deployments: Api<KubeDeployment> = Api::namespaced(client, &ns);
     deployments
         .patch(
@@ -814,6 +822,16 @@ fn kubectl(args: &[&str]) -> std::process::Output {
     .unwrap()
 }
 
+/// `kubectl ARGS`, which must succeed.
+fn kubectl_ok(args: &[&str]) {
+    let out = kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A Deployment as JSON, without what differs between two copies of the same history
 /// (names, uids, times, resource versions, field managers).
 async fn deployment_shape(client: &kube::Client, ns: &str) -> serde_json::Value {
@@ -848,23 +866,9 @@ async fn our_rollback_leaves_the_deployment_as_kubectl_rollout_undo_does() {
     let mut second = std::collections::BTreeMap::new();
     for ns in [&ours, &theirs] {
         let good = target(ns, json!({})).await;
-        let first = good
-            .apply(&good.plan(&request(b"v1", "r1")).await.unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            good.wait(&first, WAIT).await.unwrap().state,
-            HealthState::Healthy
-        );
+        deploy_until(&good, &request(b"v1", "r1"), HealthState::Healthy).await;
         let bad = target(ns, stuck.clone()).await;
-        let d = bad
-            .apply(&bad.plan(&request(b"v2", "r2")).await.unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            bad.wait(&d, WAIT).await.unwrap().state,
-            HealthState::Unhealthy
-        );
+        let d = deploy_until(&bad, &request(b"v2", "r2"), HealthState::Unhealthy).await;
         second.insert(ns.clone(), (bad, d));
     }
     let (bad, d) = &second[&ours];
@@ -873,13 +877,8 @@ async fn our_rollback_leaves_the_deployment_as_kubectl_rollout_undo_does() {
         bad.wait(&back, WAIT).await.unwrap().state,
         HealthState::Healthy
     );
-    let undo = kubectl(&["-n", &theirs, "rollout", "undo", "deployment/fraud"]);
-    assert!(
-        undo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&undo.stderr)
-    );
-    let status = kubectl(&[
+    kubectl_ok(&["-n", &theirs, "rollout", "undo", "deployment/fraud"]);
+    kubectl_ok(&[
         "-n",
         &theirs,
         "rollout",
@@ -887,11 +886,6 @@ async fn our_rollback_leaves_the_deployment_as_kubectl_rollout_undo_does() {
         "deployment/fraud",
         "--timeout=60s",
     ]);
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
 
     let (a, b) = (
         deployment_shape(&client, &ours).await,
@@ -935,14 +929,7 @@ async fn our_rollback_leaves_the_deployment_as_kubectl_rollout_undo_does() {
 async fn our_plan_agrees_with_kubectl_diff_server_side() {
     let (_, ns, _cleanup_ns) = admin("diff").await;
     let base = target(&ns, json!({})).await;
-    let first = base
-        .apply(&base.plan(&request(b"v1", "r1")).await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        base.wait(&first, WAIT).await.unwrap().state,
-        HealthState::Healthy
-    );
+    deploy_until(&base, &request(b"v1", "r1"), HealthState::Healthy).await;
 
     let changed =
         json!({"env": {"LOG_LEVEL": "debug"}, "resources": {"limits": {"memory": "2Gi"}}});
@@ -1032,33 +1019,21 @@ async fn gitops_output_and_the_cluster_target_give_the_same_objects() {
     let (_, synced, _cleanup_synced) = admin("synced").await;
     let w = json!({"replicas": 2, "readiness": {"path": "/healthz"}});
     let cluster = target(&direct, w.clone()).await;
-    let d = cluster
-        .apply(&cluster.plan(&request(b"v1", "r1")).await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        cluster.wait(&d, WAIT).await.unwrap().state,
-        HealthState::Healthy
-    );
+    deploy_until(&cluster, &request(b"v1", "r1"), HealthState::Healthy).await;
 
     let dir = tempfile::tempdir().unwrap();
     let gitops =
         wharf_kube::gitops::GitOps::open(dir.path().join("repo"), workload(&synced, w)).unwrap();
     let plan = gitops.plan(&request(b"v1", "r1")).await.unwrap();
     gitops.apply(&plan).await.unwrap();
-    let out = kubectl(&[
+    kubectl_ok(&[
         "apply",
         "--server-side",
         "--field-manager=wharf",
         "-k",
         dir.path().join("repo/dev/fraud").to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = kubectl(&[
+    kubectl_ok(&[
         "-n",
         &synced,
         "rollout",
@@ -1066,11 +1041,6 @@ async fn gitops_output_and_the_cluster_target_give_the_same_objects() {
         "deployment/fraud",
         "--timeout=60s",
     ]);
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
 
     let mut a = deployment_shape(&client, &direct).await;
     let mut b = deployment_shape(&client, &synced).await;
