@@ -30,6 +30,8 @@
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(feature = "eks")]
+pub mod eks;
 pub mod gitops;
 pub mod plan;
 pub mod render;
