@@ -245,13 +245,7 @@ impl BenchCmd {
 
         // Push the packaged image (its 1 GiB layer) to the local registry: wharf, skopeo, curl.
         let running = crate::backends::up().context("starting the local registry")?;
-        let env = |name: &str| {
-            running
-                .env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let env = |name: &str| running.var(name);
         let registry = env("WHARF_TEST_REGISTRY").context("the harness started no registry")?;
         let skopeo = env("WHARF_TEST_SKOPEO").context("the harness installed no skopeo")?;
         let url = format!("http://{registry}");
@@ -396,13 +390,7 @@ impl BenchCmd {
 /// beside sigstore-python's CLI.
 fn sign_suite(ours: &Path) -> anyhow::Result<()> {
     let running = crate::backends::up().context("starting the local registry and moto")?;
-    let env = |name: &str| {
-        running
-            .env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let env = |name: &str| running.var(name);
     let registry = env("WHARF_TEST_REGISTRY").context("the harness started no registry")?;
     let moto = env("WHARF_TEST_MOTO").context("the harness started no moto")?;
     let sigstore = env("WHARF_TEST_SIGSTORE").context("the harness started no local Sigstore")?;
@@ -807,10 +795,7 @@ fn deploy_suite(ours: &Path) -> anyhow::Result<()> {
     let running = crate::backends::up().context("starting the local control plane")?;
     let env = |name: &str| {
         running
-            .env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .var(name)
             .with_context(|| format!("the harness set no {name}"))
     };
     let kubeconfig = env("WHARF_TEST_KUBECONFIG")?;

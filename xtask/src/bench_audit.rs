@@ -98,10 +98,7 @@ pub(crate) fn run(ours: &Path, dir: &Path, verify_records: u64) -> anyhow::Resul
     std::fs::create_dir_all(dir)?;
     let running = crate::backends::up().context("starting moto")?;
     let moto = running
-        .env
-        .iter()
-        .find(|(k, _)| k == "WHARF_TEST_MOTO")
-        .map(|(_, v)| v.clone())
+        .var("WHARF_TEST_MOTO")
         .context("the harness started no moto")?;
     let moto_python = crate::backends::venv_python("moto-venv")?;
     let python = Path::new("/usr/bin/python3");

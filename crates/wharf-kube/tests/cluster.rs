@@ -120,6 +120,17 @@ async fn deploy_until(
     deployed
 }
 
+/// A target in `ns` that also applies the user's manifest `yaml` (written as `file`).
+async fn with_manifest(ns: &str, file: &str, yaml: &str) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(file), yaml).unwrap();
+    let mut w = workload(ns, json!({}));
+    w.manifests = wharf_kube::render::load_manifests(&[dir.path().to_owned()]).unwrap();
+    Cluster::from_kubeconfig(Some(&kubeconfig()), None, w)
+        .await
+        .unwrap()
+}
+
 fn template_image(d: &KubeDeployment) -> String {
     let v = serde_json::to_value(d).unwrap();
     v["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -425,17 +436,7 @@ async fn a_bad_kubeconfig_or_context_is_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_field_of_the_wrong_type_is_refused_at_plan_time() {
     let (client, ns, _cleanup_ns) = admin("badfield").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("hpa.yaml"),
-        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: fraud\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fraud}\n  minReplicas: two\n  maxReplicas: 4\n",
-    )
-    .unwrap();
-    let mut w = workload(&ns, json!({}));
-    w.manifests = wharf_kube::render::load_manifests(&[dir.path().to_owned()]).unwrap();
-    let target = Cluster::from_kubeconfig(Some(&kubeconfig()), None, w)
-        .await
-        .unwrap();
+    let target = with_manifest(&ns, "hpa.yaml", "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: fraud\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fraud}\n  minReplicas: two\n  maxReplicas: 4\n").await;
     let err = target.plan(&request(b"v1", "r1")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
     let text = err.to_string();
@@ -772,17 +773,7 @@ async fn an_inference_service_canary_is_promoted_or_rolled_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn users_manifests_are_planned_and_applied_with_the_workload() {
     let (client, ns, _cleanup_ns) = admin("extra").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fraud-thresholds\ndata:\n  block: \"0.92\"\n",
-    )
-    .unwrap();
-    let mut w = workload(&ns, json!({}));
-    w.manifests = wharf_kube::render::load_manifests(&[dir.path().to_owned()]).unwrap();
-    let target = Cluster::from_kubeconfig(Some(&kubeconfig()), None, w)
-        .await
-        .unwrap();
+    let target = with_manifest(&ns, "config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fraud-thresholds\ndata:\n  block: \"0.92\"\n").await;
     let plan = target.plan(&request(b"v1", "r1")).await.unwrap();
     assert!(
         plan.to_string()

@@ -543,6 +543,16 @@ pub(crate) struct Running {
     pub(crate) env: Vec<(String, String)>,
 }
 
+impl Running {
+    /// The value of `name` (`WHARF_TEST_REGISTRY`…), if a running backend sets it.
+    pub(crate) fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// Installs what is missing, starts what is not running, waits until every backend is ready,
 /// and returns the environment the tests read. Idempotent: backends already running (PID
 /// alive and readiness probe answering) are reused with the same port and PID.
