@@ -100,6 +100,20 @@ impl Credentials {
 pub struct CredentialOptions {
     /// Requested lifetime; the provider may grant less.
     pub duration: Option<std::time::Duration>,
+    /// What the credentials are for, where the cloud issues tokens per audience: an Entra
+    /// scope (`6dae42f8-4368-4678-94ff-3960e28e3630/.default` for AKS) or a Google OAuth
+    /// scope (`https://www.googleapis.com/auth/cloud-platform`). AWS ignores it.
+    pub scope: Option<String>,
+}
+
+impl CredentialOptions {
+    /// Credentials for `scope` (see [`CredentialOptions::scope`]).
+    pub fn for_scope(scope: impl Into<String>) -> Self {
+        Self {
+            scope: Some(scope.into()),
+            ..Self::default()
+        }
+    }
 }
 
 /// Exchanges an identity for short-lived credentials (STS AssumeRoleWithWebIdentity, Azure

@@ -72,6 +72,19 @@ const ROLLBACK_SKIPPED_ANNOTATIONS: &[&str] = &[
 /// What the deploy identity needs, for the message of a 403.
 const RBAC_NEEDED: &str = "wharf needs get, list, watch and patch on deployments.apps (list on replicasets.apps for rollback) and get and patch on services in the namespace";
 
+/// The wharf error of a failed bearer-token fetch (`cloud::BearerTokens`) inside a kube
+/// service error, if that is what it is.
+fn token_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<Error>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// A Kubernetes cluster as a [`DeployTarget`].
 #[derive(Clone)]
 pub struct Cluster {
@@ -377,6 +390,16 @@ impl Cluster {
                     ),
                 };
                 Error::new(kind, text)
+            }
+            kube::Error::Service(ref boxed) if token_error(boxed.as_ref()).is_some() => {
+                let token = token_error(boxed.as_ref()).expect("checked");
+                Error::new(
+                    token.kind(),
+                    format!(
+                        "cannot {action} {what} on {}: no bearer token from {}: {token}",
+                        self.server, self.identity
+                    ),
+                )
             }
             kube::Error::HyperError(_) | kube::Error::Service(_) => {
                 let mut cause = e.to_string();

@@ -6,15 +6,17 @@
 //! [`CloudCredentials`](wharf_core::CloudCredentials) (the pipeline's AWS chain today, the
 //! OIDC exchange of wharf-identity later), so this crate needs no AWS SDK.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::{self, ProvideCredentials, error::CredentialsError};
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_sigv4::sign::v4;
 use base64::Engine as _;
-use wharf_core::identity::Credentials;
-use wharf_core::{Error, Result, Secret};
+use wharf_core::identity::{CredentialOptions, Credentials};
+use wharf_core::{CloudCredentials, Error, Result, Secret};
 
 /// What every EKS token starts with.
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
@@ -54,17 +56,7 @@ pub fn token(
     }
     let host = format!("sts.{region}.amazonaws.com");
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
-    let identity = aws_credential_types::Credentials::new(
-        credentials.principal.clone(),
-        credentials.secret.expose().to_owned(),
-        credentials
-            .session_token
-            .as_ref()
-            .map(|t| t.expose().to_owned()),
-        None,
-        "wharf",
-    )
-    .into();
+    let identity = sdk_credentials(credentials).into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(URL_LIFETIME);
@@ -132,4 +124,52 @@ fn uri_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// The AWS SDKs' form of `credentials`, expiry included.
+fn sdk_credentials(credentials: &Credentials) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(
+        credentials.principal.clone(),
+        credentials.secret.expose().to_owned(),
+        credentials
+            .session_token
+            .as_ref()
+            .map(|t| t.expose().to_owned()),
+        Some(SystemTime::from(credentials.expires_at)),
+        "wharf",
+    )
+}
+
+/// A [`CloudCredentials`] provider as the AWS SDKs' credentials provider, so an aws-sdk
+/// client (`DescribeCluster`) signs with the same credentials as the tokens.
+#[derive(Debug, Clone)]
+pub struct SdkCredentials(Arc<dyn CloudCredentials>);
+
+impl SdkCredentials {
+    /// Credentials from `provider`.
+    pub fn new(provider: Arc<dyn CloudCredentials>) -> Self {
+        Self(provider)
+    }
+}
+
+impl ProvideCredentials for SdkCredentials {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            let c = self
+                .0
+                .credentials(&CredentialOptions::default())
+                .await
+                .map_err(CredentialsError::provider_error)?;
+            if c.provider != "aws" {
+                return Err(CredentialsError::invalid_configuration(format!(
+                    "EKS needs AWS credentials, not {}'s",
+                    c.provider
+                )));
+            }
+            Ok(sdk_credentials(&c))
+        })
+    }
 }

@@ -7,6 +7,9 @@
 //! - [`plan`]: field-level differences between what exists and what is rendered.
 //! - `cluster::Cluster` (feature `cluster`): a Kubernetes API server through kube-rs —
 //!   server-side apply, a rollout watch, rollback to the previous ReplicaSet revision.
+//! - `cloud` (feature `cluster`; EKS with feature `eks`): managed clusters — endpoint and CA
+//!   from the cloud's API, short-lived bearer tokens from a
+//!   [`CloudCredentials`](wharf_core::CloudCredentials) provider, refreshed before expiry.
 //! - [`gitops::GitOps`]: the embedded default [`DeployTarget`](wharf_core::DeployTarget) —
 //!   a git repository in the `<env>/<app>/` layout Argo CD and Flux sync from, one commit per
 //!   deployment, revert commits for rollbacks.
@@ -28,6 +31,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "cluster")]
+pub mod cloud;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 #[cfg(feature = "eks")]

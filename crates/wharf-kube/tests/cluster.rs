@@ -1062,3 +1062,417 @@ async fn gitops_output_and_the_cluster_target_give_the_same_objects() {
     };
     assert_eq!(service(direct.clone()).await, service(synced.clone()).await);
 }
+
+/// The harness API server as a cloud would describe it: its URL, its CA (PEM) and the test
+/// user's token (in the server's static token file).
+fn harness_cluster() -> (String, Vec<u8>, String) {
+    let file: serde_json::Value =
+        serde_yaml::from_slice(&std::fs::read(kubeconfig()).unwrap()).unwrap();
+    let cluster = &file["clusters"][0]["cluster"];
+    let ca = std::fs::read(cluster["certificate-authority"].as_str().unwrap()).unwrap();
+    (
+        cluster["server"].as_str().unwrap().to_owned(),
+        ca,
+        file["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+/// A request a cloud API stand-in received: method, path and query, `Authorization`.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A cloud API stand-in on loopback: `answer(method, target, authorization)` gives status
+/// and JSON body; every request is recorded.
+fn cloud_api(
+    answer: impl Fn(&str, &str, &str) -> (u16, serde_json::Value) + Send + 'static,
+) -> (String, Seen) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Seen::default();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, target) = (
+                parts.next().unwrap_or_default().to_owned(),
+                parts.next().unwrap_or_default().to_owned(),
+            );
+            let mut auth = String::new();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = header.split_once(':')
+                    && k.eq_ignore_ascii_case("authorization")
+                {
+                    auth = v.trim().to_owned();
+                }
+            }
+            record
+                .lock()
+                .unwrap()
+                .push((method.clone(), target.clone(), auth.clone()));
+            let (status, body) = answer(&method, &target, &auth);
+            let body = body.to_string();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// Azure or Google credentials: a fixed token per scope, an error for any other scope;
+/// the scopes asked for are recorded.
+#[derive(Debug)]
+struct PerScope {
+    provider: &'static str,
+    tokens: Vec<(&'static str, String)>,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl PerScope {
+    fn new(provider: &'static str, tokens: Vec<(&'static str, String)>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            provider,
+            tokens,
+            asked: Default::default(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl wharf_core::CloudCredentials for PerScope {
+    async fn credentials(
+        &self,
+        opts: &wharf_core::identity::CredentialOptions,
+    ) -> wharf_core::Result<wharf_core::identity::Credentials> {
+        let scope = opts.scope.clone().unwrap_or_default();
+        self.asked.lock().unwrap().push(scope.clone());
+        let token = self
+            .tokens
+            .iter()
+            .find(|(s, _)| *s == scope)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                wharf_core::Error::new(
+                    ErrorKind::Unauthenticated,
+                    format!("AADSTS700016: no token for scope {scope} (test provider)"),
+                )
+            })?;
+        Ok(wharf_core::identity::Credentials::new(
+            self.provider,
+            "wharf-deployer",
+            wharf_core::Secret::new(token),
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ))
+    }
+}
+
+/// AKS: Resource Manager's `listClusterUserCredential` gives the API server and its CA
+/// (answered as ARM does, shape from the AKS REST reference: `{"kubeconfigs":[{"name":
+/// "clusterUser","value":<base64 kubeconfig>}]}`, the kubeconfig with kubelogin's exec
+/// user that wharf does not run); the Entra token for the AKS scope then travels to the real
+/// API server, which accepts it, and the deployment rolls out. A refused ARM token, and a
+/// provider that cannot give the AKS token, are one-line errors naming what failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn aks_endpoint_from_resource_manager_and_an_entra_token_deploy() {
+    use base64::Engine as _;
+    use wharf_kube::cloud::{AKS_SCOPE, ARM_SCOPE, Aks};
+    let (_client, ns, _cleanup_ns) = admin("aks").await;
+    let (server, ca, token) = harness_cluster();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: scoring\ncontexts:\n- context:\n    cluster: scoring\n    user: clusterUser_ml-prod_scoring\n  name: scoring\ncurrent-context: scoring\nusers:\n- name: clusterUser_ml-prod_scoring\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n      args: [get-token, --login, devicecode, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n",
+        b64(&ca)
+    );
+    let path = "/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/ml-prod/providers/Microsoft.ContainerService/managedClusters/scoring/listClusterUserCredential?api-version=2024-09-01";
+    let (arm, seen) = cloud_api(move |method, target, auth| match (method, target, auth) {
+        ("POST", t, "Bearer arm-token") if t == path => (
+            200,
+            json!({"kubeconfigs": [{"name": "clusterUser", "value": b64(kubeconfig.as_bytes())}]}),
+        ),
+        ("POST", t, _) if t == path => (
+            401,
+            json!({"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}),
+        ),
+        _ => (
+            404,
+            json!({"error": {"code": "ResourceNotFound", "message": "The Resource was not found."}}),
+        ),
+    });
+    let aks = |creds: std::sync::Arc<PerScope>| {
+        Aks::new(
+            "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
+            "ml-prod",
+            "scoring",
+            creds,
+        )
+        .management_url(&arm)
+    };
+    let creds = PerScope::new(
+        "azure",
+        vec![(ARM_SCOPE, "arm-token".into()), (AKS_SCOPE, token.clone())],
+    );
+    let target = aks(creds.clone())
+        .connect(workload(&ns, json!({})))
+        .await
+        .unwrap();
+    deploy_until(&target, &request(b"aks", "run-aks"), HealthState::Healthy).await;
+    let asked = creds.asked.lock().unwrap().clone();
+    assert_eq!(asked[0], ARM_SCOPE);
+    assert!(asked[1..].iter().all(|s| s == AKS_SCOPE), "{asked:?}");
+    // Cached: one token for all the requests of plan, apply and wait.
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(seen.lock().unwrap()[0].2, "Bearer arm-token");
+
+    // ARM refuses the management token.
+    let refused = PerScope::new("azure", vec![(ARM_SCOPE, "expired".into())]);
+    let err = aks(refused).connect(Workload::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    let text = err.to_string();
+    assert!(
+        text.contains("listClusterUserCredential of AKS cluster scoring (resource group ml-prod")
+            && text.contains("InvalidAuthenticationToken")
+            && !text.contains('\n'),
+        "{text}"
+    );
+    // The provider has no AKS token: the first request says so, and who was asked.
+    let no_aks = PerScope::new("azure", vec![(ARM_SCOPE, "arm-token".into())]);
+    let target = aks(no_aks).connect(workload(&ns, json!({}))).await.unwrap();
+    let err = target
+        .plan(&request(b"aks-2", "run-aks-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    let text = err.to_string();
+    assert!(
+        text.contains("no bearer token from the Azure identity")
+            && text.contains("AADSTS700016")
+            && text.contains(AKS_SCOPE),
+        "{text}"
+    );
+    // A token the API server does not accept: 401, naming the identity.
+    let wrong = PerScope::new(
+        "azure",
+        vec![
+            (ARM_SCOPE, "arm-token".into()),
+            (AKS_SCOPE, "not-a-cluster-token".into()),
+        ],
+    );
+    let target = aks(wrong).connect(workload(&ns, json!({}))).await.unwrap();
+    let err = target
+        .plan(&request(b"aks-3", "run-aks-3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(
+        err.to_string()
+            .contains("Entra token for AKS cluster scoring"),
+        "{err}"
+    );
+}
+
+/// GKE: the GKE API's `projects.locations.clusters.get` gives `endpoint` (an address, no
+/// scheme) and `masterAuth.clusterCaCertificate` (base64 of the PEM), as GKE's REST
+/// reference shows; the same Google access token (as `gke-gcloud-auth-plugin` sends it)
+/// then travels to the real API server, which accepts it, and the deployment rolls out.
+/// Google's refusal (`{"error":{"code":403,"message",…,"status":"PERMISSION_DENIED"}}`) is
+/// one line naming the cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn gke_endpoint_from_the_gke_api_and_a_google_token_deploy() {
+    use base64::Engine as _;
+    use wharf_kube::cloud::{GOOGLE_CLOUD_PLATFORM_SCOPE, Gke};
+    let (_client, ns, _cleanup_ns) = admin("gke").await;
+    let (server, ca, token) = harness_cluster();
+    let endpoint = server.trim_start_matches("https://").to_owned();
+    let ca = base64::engine::general_purpose::STANDARD.encode(&ca);
+    let accepted = format!("Bearer {token}");
+    let (api, seen) = cloud_api(move |method, target, auth| match (method, target) {
+        ("GET", "/v1/projects/ml-platform/locations/europe-west4/clusters/scoring")
+            if auth == accepted =>
+        {
+            (
+                200,
+                json!({
+                    "name": "scoring",
+                    "location": "europe-west4",
+                    "status": "RUNNING",
+                    "endpoint": endpoint,
+                    "masterAuth": {"clusterCaCertificate": ca},
+                    "currentMasterVersion": "1.37.0-gke.1",
+                }),
+            )
+        }
+        ("GET", path) => (
+            403,
+            json!({"error": {"code": 403, "message": format!("Required \"container.clusters.get\" permission(s) for \"{}\".", path.trim_start_matches("/v1/")), "status": "PERMISSION_DENIED"}}),
+        ),
+        _ => (404, json!({})),
+    });
+    let gke = |creds: std::sync::Arc<PerScope>| {
+        Gke::new("ml-platform", "europe-west4", "scoring", creds).api_url(&api)
+    };
+    let creds = PerScope::new("gcp", vec![(GOOGLE_CLOUD_PLATFORM_SCOPE, token.clone())]);
+    let target = gke(creds.clone())
+        .connect(workload(&ns, json!({})))
+        .await
+        .unwrap();
+    deploy_until(&target, &request(b"gke", "run-gke"), HealthState::Healthy).await;
+    let asked = creds.asked.lock().unwrap().clone();
+    assert!(
+        asked.iter().all(|s| s == GOOGLE_CLOUD_PLATFORM_SCOPE),
+        "{asked:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    let other = PerScope::new(
+        "gcp",
+        vec![(GOOGLE_CLOUD_PLATFORM_SCOPE, "ya29.other".into())],
+    );
+    let err = gke(other).connect(Workload::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied);
+    let text = err.to_string();
+    assert!(
+        text.contains("get GKE cluster scoring (location europe-west4, project ml-platform)")
+            && text.contains("PERMISSION_DENIED")
+            && text.contains("container.clusters.get")
+            && !text.contains('\n'),
+        "{text}"
+    );
+}
+
+/// EKS against moto (the EKS API's real shapes): `DescribeCluster` gives the endpoint and
+/// CA moto made for the cluster; a missing cluster is `NotFound`, naming cluster and region.
+#[cfg(feature = "eks")]
+#[tokio::test(flavor = "multi_thread")]
+async fn eks_describe_cluster_gives_endpoint_and_ca() {
+    use base64::Engine as _;
+    use wharf_kube::cloud::Eks;
+    let moto = std::env::var("WHARF_TEST_MOTO").expect("WHARF_TEST_MOTO: run `cargo xtask test`");
+    let creds = aws_credentials();
+    let sdk = aws_sdk_eks::Client::from_conf(
+        aws_sdk_eks::Config::builder()
+            .behavior_version(aws_sdk_eks::config::BehaviorVersion::latest())
+            .region(aws_sdk_eks::config::Region::new("eu-west-1"))
+            .credentials_provider(wharf_kube::eks::SdkCredentials::new(creds.clone()))
+            .endpoint_url(&moto)
+            .build(),
+    );
+    let name = format!("scoring-{}", std::process::id());
+    sdk.create_cluster()
+        .name(&name)
+        .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-0a1b2c3d")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let described = sdk.describe_cluster().name(&name).send().await.unwrap();
+    let cluster = described.cluster().unwrap();
+    let endpoint = Eks::new(&name, "eu-west-1", creds.clone())
+        .endpoint_url(&moto)
+        .describe()
+        .await
+        .unwrap();
+    assert_eq!(endpoint.server, cluster.endpoint().unwrap());
+    assert_eq!(
+        endpoint.ca_pem.unwrap(),
+        base64::engine::general_purpose::STANDARD
+            .decode(cluster.certificate_authority().unwrap().data().unwrap())
+            .unwrap()
+    );
+    let err = Eks::new("no-such-cluster", "eu-west-1", creds)
+        .endpoint_url(&moto)
+        .describe()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string()
+            .contains("DescribeCluster of EKS cluster no-such-cluster in eu-west-1"),
+        "{err}"
+    );
+}
+
+#[cfg(feature = "eks")]
+fn aws_credentials() -> std::sync::Arc<wharf_core::memory::StaticCredentials> {
+    let mut c = wharf_core::identity::Credentials::new(
+        "aws",
+        "AKIAWHARFDEPLOYER01",
+        wharf_core::Secret::new("wharf-canary-secret-key"),
+        time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    );
+    c.session_token = Some(wharf_core::Secret::new("wharf-canary-session-token"));
+    std::sync::Arc::new(wharf_core::memory::StaticCredentials::new(c))
+}
+
+/// EKS tokens travel as the bearer of every request: an API server stand-in (no EKS
+/// authenticator runs here) answers 401 as kube-apiserver does, and the token it got is
+/// exactly [`eks::token`](wharf_kube::eks::token) for the cluster, region, credentials and
+/// the signing time in it — the token proven equal to `aws eks get-token`'s in
+/// `tests/eks.rs`. The refusal names the IAM identity; no secret appears in it.
+#[cfg(feature = "eks")]
+#[tokio::test(flavor = "multi_thread")]
+async fn eks_tokens_are_the_bearer_and_a_refusal_names_the_iam_identity() {
+    use base64::Engine as _;
+    use wharf_kube::cloud::{BearerTokens, Endpoint};
+    let (api, seen) = cloud_api(|_, _, _| {
+        (
+            401,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+        )
+    });
+    let creds = aws_credentials();
+    let target = Cluster::with_bearer_tokens(
+        &Endpoint::new(&api, None),
+        BearerTokens::eks(creds.clone(), "scoring", "eu-west-1"),
+        "the IAM identity of AWS access key AKIAWHARFDEPLOYER01 (EKS cluster scoring)",
+        workload("models", json!({})),
+    )
+    .unwrap();
+    let err = target.plan(&request(b"eks", "run-eks")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("AKIAWHARFDEPLOYER01"), "{text}");
+    assert!(!text.contains("wharf-canary"), "{text}");
+    let seen = seen.lock().unwrap().clone();
+    let bearer = seen[0].2.strip_prefix("Bearer ").unwrap();
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(bearer.strip_prefix(wharf_kube::eks::TOKEN_PREFIX).unwrap())
+        .unwrap();
+    let url = String::from_utf8(url).unwrap();
+    let date = url
+        .split('&')
+        .find_map(|p| p.strip_prefix("X-Amz-Date="))
+        .unwrap();
+    let signed = time::PrimitiveDateTime::parse(
+        date,
+        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
+    )
+    .unwrap()
+    .assume_utc();
+    let c = wharf_core::CloudCredentials::credentials(creds.as_ref(), &Default::default())
+        .await
+        .unwrap();
+    let expected = wharf_kube::eks::token("scoring", "eu-west-1", &c, signed.into()).unwrap();
+    assert_eq!(bearer, expected.token.expose());
+    // Every request carried one (the same, cached).
+    assert!(seen.iter().all(|(_, _, a)| a == &seen[0].2));
+}
