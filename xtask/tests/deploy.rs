@@ -140,3 +140,32 @@ fn the_pipeline_deploys_to_a_cluster_and_rolls_back_a_rollout_that_cannot_finish
     ]);
     assert!(ready.status.success(), "{}", show(&ready));
 }
+
+/// `[deploy] target = "eks"` asks the EKS API (moto here, through `[deploy] endpoint_url`)
+/// for the cluster with the AWS SDK's default credentials chain (the variables below); a
+/// cluster that does not exist stops the run before anything is built, on one line naming
+/// cluster and region, and the secret key appears nowhere.
+#[test]
+fn an_eks_target_asks_describe_cluster_with_the_sdk_credentials() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cmd = xtask(scratch.path(), "pipeline");
+    let out = cmd
+        .env("WHARF__DEPLOY__TARGET", "eks")
+        .env("WHARF__DEPLOY__CLUSTER", "no-such-cluster")
+        .env("WHARF__DEPLOY__REGION", "eu-west-1")
+        .env("WHARF__DEPLOY__ENDPOINT_URL", backend("WHARF_TEST_MOTO"))
+        .env("AWS_ACCESS_KEY_ID", "AKIAWHARFPIPELINE01")
+        .env("AWS_SECRET_ACCESS_KEY", "wharf-canary-eks-secret")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains(
+            "DescribeCluster of EKS cluster no-such-cluster in eu-west-1: ResourceNotFoundException"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("wharf-canary-eks-secret"), "{text}");
+}

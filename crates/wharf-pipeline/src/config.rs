@@ -225,8 +225,25 @@ pub struct EnvironmentConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DeployConfig {
-    /// Target: `gitops` (embedded default), `kubernetes`, `sagemaker`.
+    /// Target: `gitops` (embedded default), `kubernetes` (a kubeconfig's cluster, or the
+    /// pod's own), `eks`, `aks`, `gke` (a managed cluster found by `cluster` and its
+    /// region, resource group or project).
     pub target: Option<String>,
+    /// `eks`, `aks`, `gke`: the cluster's name.
+    pub cluster: Option<String>,
+    /// `eks`: the cluster's region (default the AWS SDK's region).
+    pub region: Option<String>,
+    /// `aks`: the subscription id.
+    pub subscription: Option<String>,
+    /// `aks`: the resource group.
+    pub resource_group: Option<String>,
+    /// `gke`: the project id.
+    pub project: Option<String>,
+    /// `gke`: the cluster's location (region or zone).
+    pub location: Option<String>,
+    /// `eks`, `aks`, `gke`: the cloud API to ask for the cluster (a VPC/FIPS endpoint, a
+    /// sovereign cloud's Resource Manager) instead of the public one.
+    pub endpoint_url: Option<String>,
     /// The GitOps repository directory (default `.wharf/gitops` beside the config).
     pub gitops_repo: Option<PathBuf>,
     /// A remote every GitOps commit is pushed to (a name or URL git knows).

@@ -36,6 +36,8 @@
 //! write-once audit log;
 //! [`stages`] holds the stages wharf ships.
 
+#[cfg(feature = "eks")]
+mod aws;
 pub mod config;
 mod context;
 mod error;

@@ -54,6 +54,10 @@ pub struct RunOptions {
     /// The OIDC ID token for keyless signing (default: the variable `[sign] token_env`
     /// names, `SIGSTORE_ID_TOKEN`).
     pub id_token: Option<Secret>,
+    /// Credentials for the managed cluster `[deploy]` names: AWS for `eks` (default: the
+    /// AWS SDK's default chain), Azure for `aks`, Google for `gke` (no default yet: pass an
+    /// OIDC exchange, or any provider of short-lived tokens).
+    pub cloud_credentials: Option<Arc<dyn wharf_core::CloudCredentials>>,
 }
 
 impl RunOptions {
@@ -95,6 +99,12 @@ impl RunOptions {
     /// Sign keylessly with `token`.
     pub fn id_token(mut self, token: Secret) -> Self {
         self.id_token = Some(token);
+        self
+    }
+
+    /// Reach the managed cluster `[deploy]` names with `credentials`.
+    pub fn cloud_credentials(mut self, credentials: Arc<dyn wharf_core::CloudCredentials>) -> Self {
+        self.cloud_credentials = Some(credentials);
         self
     }
 }
@@ -195,7 +205,7 @@ async fn standard_stages(
         .unwrap_or_else(default_builder_id);
     let attest = AttestStage::new(&sign, &manifest, builder_id);
     let mut deploy = DeployStage::new(
-        deploy_target(config, env).await?,
+        deploy_target(config, env, options).await?,
         config.project.name.clone(),
         config.docker_reference(&config.repository()),
     );
@@ -215,6 +225,7 @@ async fn standard_stages(
 async fn deploy_target(
     config: &Config,
     env: Environment,
+    options: &RunOptions,
 ) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
     let d = &config.deploy;
     let mut workload = d.workload.clone().unwrap_or_default();
@@ -240,35 +251,96 @@ async fn deploy_target(
             }
             Ok(Arc::new(target))
         }
-        "kubernetes" => kubernetes_target(config, env, workload).await,
+        target @ ("kubernetes" | "eks" | "aks" | "gke") => {
+            kubernetes_target(config, env, options, target, workload).await
+        }
         other => Err(setup(
             "[deploy] target",
             Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "deploy target {other:?} is not one wharf knows: use \"gitops\" (the default) or \"kubernetes\""
+                    "deploy target {other:?} is not one wharf knows: use \"gitops\" (the default), \"kubernetes\", \"eks\", \"aks\" or \"gke\""
                 ),
             ),
         )),
     }
 }
 
-/// `[deploy] target = "kubernetes"`: the kubeconfig's (or the pod's own) cluster.
+/// `[deploy] target = "kubernetes"`: the kubeconfig's (or the pod's own) cluster; `eks`,
+/// `aks`, `gke`: a managed cluster found through its cloud's API.
 #[cfg(feature = "kubernetes")]
 async fn kubernetes_target(
     config: &Config,
     env: Environment,
+    options: &RunOptions,
+    target: &str,
     workload: wharf_kube::render::Workload,
 ) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
+    use wharf_kube::cloud::{Aks, Gke};
     use wharf_kube::cluster::Cluster;
     let d = &config.deploy;
-    let cluster = if d.in_cluster.unwrap_or(false) {
-        Cluster::in_cluster(workload).map_err(|e| setup("[deploy] in_cluster", e))?
-    } else {
-        let path = d.kubeconfig.as_deref().map(|p| config.resolve(p));
-        Cluster::from_kubeconfig(path.as_deref(), d.context.as_deref(), workload)
-            .await
-            .map_err(|e| setup("[deploy] kubeconfig", e))?
+    let need = |field: &str, value: &Option<String>| {
+        value.clone().ok_or_else(|| {
+            setup(
+                format!("[deploy] {field}"),
+                Error::invalid(format!(
+                    "target = {target:?} needs [deploy] {field} (see examples/wharf.toml)"
+                )),
+            )
+        })
+    };
+    let credentials = |cloud: &str| {
+        options.cloud_credentials.clone().ok_or_else(|| {
+            setup(
+                "[deploy] target",
+                Error::new(
+                    ErrorKind::Unauthenticated,
+                    format!(
+                        "target = {target:?} needs {cloud} credentials: pass a CloudCredentials provider in RunOptions::cloud_credentials (wharf has no {cloud} credential chain of its own yet)"
+                    ),
+                ),
+            )
+        })
+    };
+    let cluster = match target {
+        "eks" => eks_target(config, options, workload).await?,
+        "aks" => {
+            let mut aks = Aks::new(
+                need("subscription", &d.subscription)?,
+                need("resource_group", &d.resource_group)?,
+                need("cluster", &d.cluster)?,
+                credentials("Azure")?,
+            );
+            if let Some(url) = &d.endpoint_url {
+                aks = aks.management_url(url);
+            }
+            aks.connect(workload)
+                .await
+                .map_err(|e| setup("[deploy] cluster", e))?
+        }
+        "gke" => {
+            let mut gke = Gke::new(
+                need("project", &d.project)?,
+                need("location", &d.location)?,
+                need("cluster", &d.cluster)?,
+                credentials("Google Cloud")?,
+            );
+            if let Some(url) = &d.endpoint_url {
+                gke = gke.api_url(url);
+            }
+            gke.connect(workload)
+                .await
+                .map_err(|e| setup("[deploy] cluster", e))?
+        }
+        _ if d.in_cluster.unwrap_or(false) => {
+            Cluster::in_cluster(workload).map_err(|e| setup("[deploy] in_cluster", e))?
+        }
+        _ => {
+            let path = d.kubeconfig.as_deref().map(|p| config.resolve(p));
+            Cluster::from_kubeconfig(path.as_deref(), d.context.as_deref(), workload)
+                .await
+                .map_err(|e| setup("[deploy] kubeconfig", e))?
+        }
     };
     let mut cluster = cluster
         .force_conflicts(d.force_conflicts.unwrap_or(false))
@@ -286,18 +358,79 @@ async fn kubernetes_target(
 async fn kubernetes_target(
     _config: &Config,
     _env: Environment,
+    _options: &RunOptions,
+    target: &str,
     _workload: wharf_kube::render::Workload,
 ) -> Result<Arc<dyn wharf_core::DeployTarget>, PipelineError> {
+    let feature = if target == "eks" { "eks" } else { "kubernetes" };
     Err(setup(
         "[deploy] target",
         Error::new(
             ErrorKind::Unsupported,
-            "deploy target \"kubernetes\" needs wharf-pipeline's `kubernetes` feature (cargo xtask pipeline has it)",
+            format!(
+                "deploy target {target:?} needs wharf-pipeline's `{feature}` feature (cargo xtask pipeline has it)"
+            ),
         ),
     ))
 }
 
-fn setup(what: impl Into<String>, source: impl Into<Error>) -> PipelineError {
+/// `[deploy] target = "eks"`: DescribeCluster and EKS tokens with the AWS SDK's default
+/// credentials chain (or the `RunOptions` provider).
+#[cfg(feature = "eks")]
+async fn eks_target(
+    config: &Config,
+    options: &RunOptions,
+    workload: wharf_kube::render::Workload,
+) -> Result<wharf_kube::cluster::Cluster, PipelineError> {
+    let d = &config.deploy;
+    let name = d.cluster.clone().ok_or_else(|| {
+        setup(
+            "[deploy] cluster",
+            Error::invalid("target = \"eks\" needs [deploy] cluster, the EKS cluster's name"),
+        )
+    })?;
+    let sdk = aws_config::load_from_env().await;
+    let region = d
+        .region
+        .clone()
+        .or_else(|| sdk.region().map(ToString::to_string))
+        .ok_or_else(|| {
+            setup(
+                "[deploy] region",
+                Error::invalid(
+                    "target = \"eks\" needs the cluster's region: [deploy] region, or AWS_REGION",
+                ),
+            )
+        })?;
+    let credentials = match &options.cloud_credentials {
+        Some(c) => c.clone(),
+        None => Arc::new(crate::aws::SdkChain::new(&sdk)?) as Arc<dyn wharf_core::CloudCredentials>,
+    };
+    let mut eks = wharf_kube::cloud::Eks::new(name, region, credentials);
+    if let Some(url) = d.endpoint_url.as_deref().or(sdk.endpoint_url()) {
+        eks = eks.endpoint_url(url);
+    }
+    eks.connect(workload)
+        .await
+        .map_err(|e| setup("[deploy] cluster", e))
+}
+
+#[cfg(all(feature = "kubernetes", not(feature = "eks")))]
+async fn eks_target(
+    _config: &Config,
+    _options: &RunOptions,
+    _workload: wharf_kube::render::Workload,
+) -> Result<wharf_kube::cluster::Cluster, PipelineError> {
+    Err(setup(
+        "[deploy] target",
+        Error::new(
+            ErrorKind::Unsupported,
+            "deploy target \"eks\" needs wharf-pipeline's `eks` feature (cargo xtask pipeline has it)",
+        ),
+    ))
+}
+
+pub(crate) fn setup(what: impl Into<String>, source: impl Into<Error>) -> PipelineError {
     PipelineError::Setup {
         what: what.into(),
         source: source.into(),

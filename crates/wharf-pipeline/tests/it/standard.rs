@@ -187,3 +187,51 @@ async fn a_registry_url_needs_the_distribution_feature() {
     config.registry.url = Some("https://123456789012.dkr.ecr.eu-west-1.amazonaws.com".into());
     assert_eq!(config.ecr_region().as_deref(), Some("eu-west-1"));
 }
+
+/// `eks`, `aks` and `gke` targets refuse to start, on one line, when `[deploy]` lacks what
+/// finds the cluster or no credentials for its cloud were passed — before any API is called.
+#[tokio::test]
+async fn a_managed_cluster_target_names_what_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = project(dir.path());
+    config.deploy.target = Some("aks".into());
+    config.deploy.subscription = Some("0b1f6471-1bf0-4dda-aec3-cb9272f09590".into());
+    config.deploy.resource_group = Some("ml-prod".into());
+    config.deploy.cluster = Some("scoring".into());
+    let refused = |config: Config| async move {
+        Pipeline::standard(
+            &config,
+            Environment::Dev,
+            Actor::local("u"),
+            RunOptions::new(),
+        )
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+    };
+    let text = refused(config.clone()).await;
+    if cfg!(feature = "kubernetes") {
+        assert!(
+            text.contains("target = \"aks\" needs Azure credentials")
+                && text.contains("RunOptions::cloud_credentials"),
+            "{text}"
+        );
+    } else {
+        assert!(text.contains("`kubernetes` feature"), "{text}");
+    }
+    assert!(!text.contains('\n'), "{text}");
+    config.deploy.target = Some("gke".into());
+    let text = refused(config.clone()).await;
+    if cfg!(feature = "kubernetes") {
+        assert!(text.contains("needs [deploy] project"), "{text}");
+    }
+    config.deploy.target = Some("eks".into());
+    config.deploy.cluster = None;
+    let text = refused(config).await;
+    if cfg!(feature = "eks") {
+        assert!(text.contains("needs [deploy] cluster"), "{text}");
+    } else {
+        assert!(text.contains("feature"), "{text}");
+    }
+}
