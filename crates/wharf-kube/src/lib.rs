@@ -4,6 +4,8 @@
 //!   `InferenceService` — from a [`Workload`](render::Workload) and a
 //!   [`DeployRequest`](wharf_core::deploy::DeployRequest), image pinned by digest, labelled
 //!   and annotated with the run, model and digest.
+//! - [`kustomize`]: users' kustomize overlays (patches, labels, their own resources) built
+//!   over the rendered objects, as `kubectl kustomize` builds them.
 //! - [`plan`]: field-level differences between what exists and what is rendered.
 //! - `cluster::Cluster` (feature `cluster`): a Kubernetes API server through kube-rs —
 //!   server-side apply, a rollout watch, rollback to the previous ReplicaSet revision.
@@ -38,6 +40,7 @@ pub mod cluster;
 #[cfg(feature = "eks")]
 pub mod eks;
 pub mod gitops;
+pub mod kustomize;
 pub mod plan;
 pub mod render;
 

@@ -139,6 +139,10 @@ pub struct Workload {
     /// committed and applied after the rendered ones; read them with [`load_manifests`].
     #[serde(skip)]
     pub manifests: Vec<Manifest>,
+    /// Kustomize overlays built over the rendered objects and `manifests`, in order; read
+    /// them with [`load_overlay`](crate::kustomize::load_overlay).
+    #[serde(skip)]
+    pub overlays: Vec<crate::kustomize::Overlay>,
 }
 
 /// One rendered object and the file it is written to.
@@ -366,7 +370,79 @@ pub fn render(request: &DeployRequest, workload: &Workload) -> Result<Vec<Manife
         }
         out.push(extra.clone());
     }
+    if workload.overlays.is_empty() {
+        return Ok(out);
+    }
+    let main = out[0].value.clone();
+    for overlay in &workload.overlays {
+        out = overlay.apply(out)?;
+        keeps_the_verified_image(&main, &out, overlay.file())?;
+    }
     Ok(out)
+}
+
+/// The containers of a workload object and their images: a pod template's, or an
+/// InferenceService predictor's.
+fn images(obj: &Value) -> Vec<(String, String)> {
+    [
+        "/spec/template/spec/containers",
+        "/spec/predictor/containers",
+    ]
+    .iter()
+    .filter_map(|p| obj.pointer(p).and_then(Value::as_array))
+    .flatten()
+    .map(|c| {
+        let field = |f: &str| {
+            c.get(f)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (field("name"), field("image"))
+    })
+    .collect()
+}
+
+/// An overlay may change anything but what verification vouched for: the main object
+/// stays, and each of its containers keeps the image wharf rendered (pinned by digest).
+fn keeps_the_verified_image(
+    main: &Value,
+    out: &[Manifest],
+    overlay: &std::path::Path,
+) -> Result<()> {
+    let id = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let object = format!("{}/{}", id(main, "/kind"), id(main, "/metadata/name"));
+    let Some(now) = out.iter().find(|m| {
+        id(&m.value, "/kind") == id(main, "/kind")
+            && id(&m.value, "/metadata/name") == id(main, "/metadata/name")
+            && id(&m.value, "/metadata/namespace") == id(main, "/metadata/namespace")
+    }) else {
+        return Err(Error::invalid(format!(
+            "kustomize overlay {}: {object} is no longer in namespace {:?} after it (renamed or moved): wharf deploys and watches it there; set [deploy] namespace instead",
+            overlay.display(),
+            id(main, "/metadata/namespace")
+        )));
+    };
+    let after = images(&now.value);
+    for (name, image) in images(main) {
+        let kept = after
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, i)| i.as_str());
+        if kept != Some(image.as_str()) {
+            return Err(Error::invalid(format!(
+                "kustomize overlay {} changes the image of container {name:?} of {object} ({image} → {}): wharf deploys only the digest it verified",
+                overlay.display(),
+                kept.unwrap_or("removed")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Users' own manifests: each path a YAML file (one or more documents) or a directory of
