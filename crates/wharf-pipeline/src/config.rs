@@ -271,6 +271,10 @@ pub struct DeployConfig {
     /// Users' own manifests applied with the rendered ones: YAML files or directories of
     /// them, relative to this file.
     pub manifests: Option<Vec<PathBuf>>,
+    /// Kustomize overlays built over the rendered objects and `manifests` (directories with
+    /// a `kustomization.yaml`, relative to this file; `{environment}` is replaced by the
+    /// run's environment), as `kubectl kustomize` would build them.
+    pub overlays: Option<Vec<String>>,
     /// `[deploy.workload]`: how the model runs (replicas, resources, probes, GPU nodes…).
     pub workload: Option<wharf_kube::render::Workload>,
 }

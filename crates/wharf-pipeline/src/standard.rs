@@ -237,6 +237,13 @@ async fn deploy_target(
         workload.manifests = wharf_kube::render::load_manifests(&paths)
             .map_err(|e| setup("[deploy] manifests", e))?;
     }
+    for overlay in d.overlays.iter().flatten() {
+        let dir = config.resolve(Path::new(&overlay.replace("{environment}", env.as_str())));
+        workload.overlays.push(
+            wharf_kube::kustomize::load_overlay(&dir)
+                .map_err(|e| setup(format!("[deploy] overlays {overlay:?}"), e))?,
+        );
+    }
     match d.target.as_deref().unwrap_or("gitops") {
         "gitops" => {
             let repo = config.resolve(

@@ -235,3 +235,64 @@ async fn a_managed_cluster_target_names_what_it_lacks() {
         assert!(text.contains("feature"), "{text}");
     }
 }
+
+/// `[deploy] overlays` (with `{environment}`): the overlay of the run's environment is built
+/// over the rendered objects, and the GitOps repository gets what it built; an overlay that
+/// does not build refuses the run before it starts, naming the overlay.
+#[tokio::test]
+async fn the_environments_kustomize_overlay_reaches_the_gitops_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = project(dir.path());
+    let overlay = dir.path().join("overlays/dev");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources:\n- settings.yaml\ncommonAnnotations:\n  owner: ml-platform\n",
+    )
+    .unwrap();
+    std::fs::write(
+        overlay.join("settings.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: model-settings\ndata:\n  threshold: \"0.7\"\n",
+    )
+    .unwrap();
+    config.deploy.gitops_repo = Some(dir.path().join("gitops"));
+    config.deploy.overlays = Some(vec![format!(
+        "{}/overlays/{{environment}}",
+        dir.path().display()
+    )]);
+    let standard = Pipeline::standard(
+        &config,
+        Environment::Dev,
+        Actor::local("u"),
+        RunOptions::new(),
+    )
+    .await
+    .unwrap();
+    let report = standard.builder.build().unwrap().run().await.unwrap();
+    assert_eq!(report.record.outcome, RunOutcome::Passed, "{report:?}");
+    let app = dir.path().join("gitops/dev").join(&config.project.name);
+    let settings = std::fs::read_to_string(app.join("configmap-model-settings.yaml")).unwrap();
+    assert!(settings.contains("owner: ml-platform"), "{settings}");
+    let deployment = std::fs::read_to_string(app.join("deployment.yaml")).unwrap();
+    assert!(deployment.contains("owner: ml-platform"), "{deployment}");
+
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "images:\n- name: x\n  newTag: v2\n",
+    )
+    .unwrap();
+    let text = Pipeline::standard(
+        &config,
+        Environment::Dev,
+        Actor::local("u"),
+        RunOptions::new(),
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        text.contains("[deploy] overlays") && text.contains("images: not a field wharf builds"),
+        "{text}"
+    );
+}
