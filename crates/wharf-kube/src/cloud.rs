@@ -85,7 +85,7 @@ enum Kind {
 }
 
 /// Bearer tokens for an API server from a [`CloudCredentials`] provider, cached and made
-/// again [a minute](REFRESH_MARGIN) before they expire. Put on a kube client, every request
+/// again a minute before they expire. Put on a kube client, every request
 /// carries a valid one.
 #[derive(Clone)]
 pub struct BearerTokens {
@@ -134,7 +134,7 @@ impl BearerTokens {
         }
     }
 
-    /// A token valid for at least [a minute](REFRESH_MARGIN) more.
+    /// A token valid for at least a minute more.
     pub async fn token(&self) -> Result<Secret> {
         self.token_at(SystemTime::now()).await
     }
@@ -335,6 +335,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A cloud API's CA field: base64 of the PEM.
+fn decode_ca(what: &str, ca: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(ca)
+        .map_err(|e| Error::internal(format!("the CA of {what} is not base64: {e}")))
+}
+
 fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -422,11 +429,7 @@ impl Aks {
         let ca = cluster
             .get("certificate-authority-data")
             .and_then(Value::as_str)
-            .map(|ca| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(ca)
-                    .map_err(|e| Error::internal(format!("the CA of {what} is not base64: {e}")))
-            })
+            .map(|ca| decode_ca(&what, ca))
             .transpose()?;
         Ok(Endpoint::new(server, ca))
     }
@@ -512,11 +515,7 @@ impl Gke {
         let ca = answer
             .pointer("/masterAuth/clusterCaCertificate")
             .and_then(Value::as_str)
-            .map(|ca| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(ca)
-                    .map_err(|e| Error::internal(format!("the CA of {what} is not base64: {e}")))
-            })
+            .map(|ca| decode_ca(&what, ca))
             .transpose()?;
         Ok(Endpoint::new(format!("https://{host}"), ca))
     }
@@ -623,11 +622,7 @@ impl Eks {
         let ca = cluster
             .certificate_authority()
             .and_then(|c| c.data())
-            .map(|ca| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(ca)
-                    .map_err(|e| Error::internal(format!("the CA of {what} is not base64: {e}")))
-            })
+            .map(|ca| decode_ca(&what, ca))
             .transpose()?;
         Ok(Endpoint::new(server, ca))
     }

@@ -3,8 +3,9 @@
 //! `GetCallerIdentity` URL presigned for 60 seconds with the cluster's name in the signed
 //! `x-k8s-aws-id` header. The API server's authenticator calls that URL and maps the
 //! caller's IAM identity to a Kubernetes user. The credentials come from any
-//! [`CloudCredentials`](wharf_core::CloudCredentials) (the pipeline's AWS chain today, the
-//! OIDC exchange of wharf-identity later), so this crate needs no AWS SDK.
+//! [`CloudCredentials`] (the pipeline's AWS chain today, the
+//! OIDC exchange of wharf-identity later); the token needs no AWS SDK (`DescribeCluster`
+//! in [`crate::cloud::Eks`] uses aws-sdk-eks).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

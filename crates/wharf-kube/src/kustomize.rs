@@ -233,18 +233,8 @@ fn load(dir: &Path, depth: usize) -> Result<Overlay> {
                 "options (allowNameChange, allowKindChange) are not built by wharf".into(),
             ));
         }
-        let (name, body) = match (entry.get("path"), entry.get("patch")) {
-            (Some(Value::String(p)), None) => (
-                format!("{field} (path {p})"),
-                read_yaml(&dir.join(p)).map_err(|e| bad(&field, e))?,
-            ),
-            (None, Some(Value::String(p))) => (
-                field.clone(),
-                serde_yaml::from_str(p)
-                    .map_err(|e| bad(&field, format!("patch is not YAML: {e}")))?,
-            ),
-            _ => return Err(bad(&field, "needs exactly one of path and patch".into())),
-        };
+        let (name, body) = patch_source(dir, &field, entry.get("path"), entry.get("patch"))
+            .map_err(|e| bad(&field, e))?;
         let target = entry
             .get("target")
             .map(|t| selector(t).map_err(|e| bad(&format!("{field}.target"), e)))
@@ -278,18 +268,8 @@ fn load(dir: &Path, depth: usize) -> Result<Overlay> {
             .get("target")
             .ok_or_else(|| bad(&field, "needs a target".into()))
             .and_then(|t| selector(t).map_err(|e| bad(&format!("{field}.target"), e)))?;
-        let (name, body) = match (entry.get("path"), entry.get("patch")) {
-            (Some(Value::String(p)), None) => (
-                format!("{field} (path {p})"),
-                read_yaml(&dir.join(p)).map_err(|e| bad(&field, e))?,
-            ),
-            (None, Some(Value::String(p))) => (
-                field.clone(),
-                serde_yaml::from_str(p)
-                    .map_err(|e| bad(&field, format!("patch is not YAML: {e}")))?,
-            ),
-            _ => return Err(bad(&field, "needs exactly one of path and patch".into())),
-        };
+        let (name, body) = patch_source(dir, &field, entry.get("path"), entry.get("patch"))
+            .map_err(|e| bad(&field, e))?;
         let Value::Array(ops) = body else {
             return Err(bad(
                 &field,
@@ -387,6 +367,26 @@ fn strategic_identity(patch: &Value) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A patch's name for messages and its body, from its `path` (a file beside the
+/// kustomization) or inline `patch`.
+fn patch_source(
+    dir: &Path,
+    field: &str,
+    path: Option<&Value>,
+    inline: Option<&Value>,
+) -> std::result::Result<(String, Value), String> {
+    match (path, inline) {
+        (Some(Value::String(p)), None) => {
+            Ok((format!("{field} (path {p})"), read_yaml(&dir.join(p))?))
+        }
+        (None, Some(Value::String(p))) => Ok((
+            field.to_owned(),
+            serde_yaml::from_str(p).map_err(|e| format!("patch is not YAML: {e}"))?,
+        )),
+        _ => Err("needs exactly one of path and patch".into()),
+    }
 }
 
 fn read_yaml(path: &Path) -> std::result::Result<Value, String> {
