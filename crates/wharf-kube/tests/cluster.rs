@@ -1742,7 +1742,6 @@ async fn an_overlay_that_does_not_build_is_named() {
         assert!(!text.contains('\n'), "one line: {text}");
     }
     // The first case: kubectl kustomize refuses it too.
-    std::fs::write(overlay.join("kustomization.yaml"), cases[0].0).unwrap();
     std::fs::write(overlay.join("patch.yaml"), cases[0].1).unwrap();
     std::fs::write(
         overlay.join("rendered.yaml"),

@@ -22,6 +22,20 @@ fn project(dir: &Path) -> Config {
     config
 }
 
+/// Why a dev run of `config` is refused before it starts (it must be).
+async fn refused(config: &Config) -> String {
+    Pipeline::standard(
+        config,
+        Environment::Dev,
+        Actor::local("u"),
+        RunOptions::new(),
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string()
+}
+
 fn records(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("audit/records"))
         .map(|d| d.count())
@@ -198,19 +212,7 @@ async fn a_managed_cluster_target_names_what_it_lacks() {
     config.deploy.subscription = Some("0b1f6471-1bf0-4dda-aec3-cb9272f09590".into());
     config.deploy.resource_group = Some("ml-prod".into());
     config.deploy.cluster = Some("scoring".into());
-    let refused = |config: Config| async move {
-        Pipeline::standard(
-            &config,
-            Environment::Dev,
-            Actor::local("u"),
-            RunOptions::new(),
-        )
-        .await
-        .err()
-        .expect("refused")
-        .to_string()
-    };
-    let text = refused(config.clone()).await;
+    let text = refused(&config).await;
     if cfg!(feature = "kubernetes") {
         assert!(
             text.contains("target = \"aks\" needs Azure credentials")
@@ -222,13 +224,13 @@ async fn a_managed_cluster_target_names_what_it_lacks() {
     }
     assert!(!text.contains('\n'), "{text}");
     config.deploy.target = Some("gke".into());
-    let text = refused(config.clone()).await;
+    let text = refused(&config).await;
     if cfg!(feature = "kubernetes") {
         assert!(text.contains("needs [deploy] project"), "{text}");
     }
     config.deploy.target = Some("eks".into());
     config.deploy.cluster = None;
-    let text = refused(config).await;
+    let text = refused(&config).await;
     if cfg!(feature = "eks") {
         assert!(text.contains("needs [deploy] cluster"), "{text}");
     } else {
@@ -281,16 +283,7 @@ async fn the_environments_kustomize_overlay_reaches_the_gitops_repository() {
         "images:\n- name: x\n  newTag: v2\n",
     )
     .unwrap();
-    let text = Pipeline::standard(
-        &config,
-        Environment::Dev,
-        Actor::local("u"),
-        RunOptions::new(),
-    )
-    .await
-    .err()
-    .expect("refused")
-    .to_string();
+    let text = refused(&config).await;
     assert!(
         text.contains("[deploy] overlays") && text.contains("images: not a field wharf builds"),
         "{text}"
