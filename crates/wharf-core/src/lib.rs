@@ -50,7 +50,7 @@ pub use descriptor::{Descriptor, ImageIndex, ImageManifest, media_types};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use environment::{Environment, EnvironmentPolicy, ScanGate};
 pub use error::{BoxError, Error, ErrorKind, Result, display_chain};
-pub use finding::{Finding, ScanReport, Severity};
+pub use finding::{DatabaseInfo, Finding, FixState, Package, Rating, ScanReport, Severity};
 pub use identity::{CloudCredentials, Credentials, IdToken, IdTokenSource};
 pub use policy::{Decision, PolicyGate, Violation};
 pub use record::{
