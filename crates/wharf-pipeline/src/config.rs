@@ -118,18 +118,41 @@ pub struct RegistryConfig {
     pub ecr_region: Option<String>,
 }
 
-/// `[scan]`
+/// `[scan]`: which scanners, their data, and what the gate suppresses.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ScanConfig {
-    /// Scanner: `osv` (embedded default) or `trivy`.
-    pub scanner: Option<String>,
-    /// Local OSV database directory.
-    pub osv_dir: Option<PathBuf>,
-    /// VEX documents applied to findings.
+    /// Scanners whose findings merge into one report: `osv` (the embedded default),
+    /// `trivy`, `grype`, `ecr`.
+    pub scanners: Option<Vec<String>>,
+    /// The OSV database: a directory of OSV records or an export's ZIP (default `.wharf/osv`).
+    pub osv_db: Option<PathBuf>,
+    /// The Trivy binary (default `trivy` on `PATH`).
+    pub trivy: Option<PathBuf>,
+    /// Trivy's cache and database directory (`--cache-dir`).
+    pub trivy_cache_dir: Option<PathBuf>,
+    /// Where Trivy downloads its database from (`--db-repository`, e.g. an ECR mirror).
+    pub trivy_db_repository: Option<String>,
+    /// The Grype binary (default `grype` on `PATH`).
+    pub grype: Option<PathBuf>,
+    /// Grype's database directory.
+    pub grype_db_dir: Option<PathBuf>,
+    /// Never download vulnerability data (Trivy `--skip-db-update --offline-scan`, Grype
+    /// without auto-update).
+    pub offline: Option<bool>,
+    /// Stop a scanner binary after this many seconds (default 600).
+    pub timeout_seconds: Option<u64>,
+    /// OpenVEX documents applied to findings.
     #[serde(default)]
     pub vex: Vec<PathBuf>,
+    /// A TOML file of `[[waiver]]` tables (id, package, reason, owner, expires).
+    pub waivers: Option<PathBuf>,
+    /// Whose rating sets a finding's severity, first match wins (`["ghsa", "nvd"]`).
+    #[serde(default)]
+    pub severity_sources: Vec<String>,
+    /// Where each image's report, SARIF and SBOM are written (default `.wharf/scan`).
+    pub reports_dir: Option<PathBuf>,
 }
 
 /// `[sign]`
@@ -214,6 +237,11 @@ pub struct EnvironmentConfig {
     pub debug: Option<bool>,
     /// Fail the scan gate at this severity or worse; `"none"` for warn only.
     pub fail_on: Option<String>,
+    /// Also fail on findings with a CVSS base score at or above this (default: the
+    /// `fail_on` severity's band, 7.0 for HIGH).
+    pub fail_on_cvss: Option<f64>,
+    /// Let only findings that have a fix count toward the scan gate.
+    pub only_fixed: Option<bool>,
     /// Require a verified signature.
     pub require_signature: Option<bool>,
     /// Governance threshold overrides.
@@ -345,9 +373,24 @@ impl Config {
             if let Some(f) = &e.fail_on {
                 parse_fail_on(f).map_err(|m| bad(format!("environments.{env}.fail_on: {m}")))?;
             }
+            if let Some(c) = e.fail_on_cvss
+                && !(0.0..=10.0).contains(&c)
+            {
+                return Err(bad(format!(
+                    "environments.{env}.fail_on_cvss must be a CVSS score from 0.0 to 10.0, got {c}"
+                )));
+            }
             if e.replicas == Some(0) {
                 return Err(bad(format!(
                     "environments.{env}.replicas must be at least 1"
+                )));
+            }
+        }
+        for s in self.scan.scanners.iter().flatten() {
+            if !crate::stages::SCANNERS.contains(&s.as_str()) {
+                return Err(bad(format!(
+                    "scan.scanners: {s:?} is not a scanner wharf runs: use {}",
+                    crate::stages::SCANNERS.join(", ")
                 )));
             }
         }

@@ -54,8 +54,8 @@ pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use project::ProjectAuditLog;
 pub use stage::{Stage, StageOutcome};
 pub use standard::{
-    DEFAULT_GITOPS_REPO, DEFAULT_PASSWORD_ENV, DEFAULT_SIGNING_KEY, DEFAULT_TOKEN_ENV, RunOptions,
-    StandardPipeline,
+    DEFAULT_GITOPS_REPO, DEFAULT_OSV_DB, DEFAULT_PASSWORD_ENV, DEFAULT_SCAN_REPORTS,
+    DEFAULT_SIGNING_KEY, DEFAULT_TOKEN_ENV, RunOptions, StandardPipeline,
 };
 pub use wharf_audit::FileAuditLog;
 

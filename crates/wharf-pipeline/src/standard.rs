@@ -17,8 +17,8 @@ use wharf_sign::attest::{MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1};
 
 use crate::project::project_builder;
 use crate::stages::{
-    AttestStage, BaseImageRef, DeployStage, GovernanceStage, PackageStage, SignFormat, SignStage,
-    TagPolicy,
+    AttestStage, BaseImageRef, DeployStage, GovernanceStage, PackageStage, ScanSource, ScanStage,
+    SignFormat, SignStage, TagPolicy,
 };
 use crate::{Config, Pipeline, PipelineBuilder, PipelineError, RunContext, Stage, StageOutcome};
 
@@ -178,6 +178,7 @@ async fn standard_stages(
         .unwrap_or_else(|| config.manifest_path());
     let repository = config.repository();
     let registry = config.registry_for_push(&repository, notices).await?;
+    let scan = scan_stage(config, env, registry.clone(), &repository)?;
     let sign = sign_stage(config, env, options, registry.clone(), notices).await?;
     let mut package = PackageStage::new(
         manifest.clone(),
@@ -215,10 +216,119 @@ async fn standard_stages(
     Ok(builder
         .stage(GovernanceStage::new(config.governance(env), manifest))
         .stage(package)
+        .stage(scan)
         .stage(sign)
         .stage(attest)
         .stage(verify)
         .stage(deploy))
+}
+
+/// The OSV database when `[scan] osv_db` names none.
+pub const DEFAULT_OSV_DB: &str = ".wharf/osv";
+/// Where scan reports go when `[scan] reports_dir` names none.
+pub const DEFAULT_SCAN_REPORTS: &str = ".wharf/scan";
+
+/// The scan stage `[scan]` describes, with `env`'s gate.
+fn scan_stage(
+    config: &Config,
+    env: Environment,
+    registry: Arc<dyn Registry>,
+    repository: &str,
+) -> Result<ScanStage, PipelineError> {
+    use wharf_core::Scanner;
+    let s = &config.scan;
+    let timeout = std::time::Duration::from_secs(s.timeout_seconds.unwrap_or(600));
+    let offline = s.offline.unwrap_or(false);
+    let names = s.scanners.clone().unwrap_or_else(|| vec!["osv".to_owned()]);
+    let mut scanners: Vec<Arc<dyn Scanner>> = Vec::new();
+    for name in &names {
+        scanners.push(match name.as_str() {
+            "osv" => Arc::new(
+                wharf_scan::OsvScanner::new(
+                    config.resolve(s.osv_db.as_deref().unwrap_or(Path::new(DEFAULT_OSV_DB))),
+                )
+                .with_registry(registry.clone()),
+            ),
+            "trivy" => {
+                let mut t = wharf_scan::trivy::TrivyScanner::new(
+                    s.trivy.as_deref().map_or_else(|| PathBuf::from("trivy"), |p| config.resolve(p)),
+                )
+                .timeout(timeout)
+                .offline(offline)
+                .insecure(config.registry.url.as_deref().is_some_and(|u| u.starts_with("http://")));
+                if let Some(d) = &s.trivy_cache_dir {
+                    t = t.cache_dir(config.resolve(d));
+                }
+                if let Some(r) = &s.trivy_db_repository {
+                    t = t.db_repository(r.clone());
+                }
+                Arc::new(t)
+            }
+            "grype" => {
+                let mut g = wharf_scan::grype::GrypeScanner::new(
+                    s.grype.as_deref().map_or_else(|| PathBuf::from("grype"), |p| config.resolve(p)),
+                )
+                .timeout(timeout)
+                .offline(offline);
+                if let Some(d) = &s.grype_db_dir {
+                    g = g.db_dir(config.resolve(d));
+                }
+                Arc::new(g)
+            }
+            other => {
+                return Err(setup(
+                    "[scan] scanners",
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        format!("scanner {other:?} is not available in this build: use osv, trivy or grype"),
+                    ),
+                ));
+            }
+        });
+    }
+    let policy = config.environment_policy(env);
+    let overrides = config.environments.get(&env);
+    let gate_policy = crate::stages::gate_policy(
+        &policy.scan_gate,
+        overrides.and_then(|e| e.fail_on_cvss),
+        overrides.and_then(|e| e.only_fixed).unwrap_or(false),
+        s.severity_sources.clone(),
+    );
+    let mut gate = wharf_scan::gate::Gate::new(gate_policy);
+    for v in &s.vex {
+        let path = config.resolve(v);
+        gate = gate
+            .with_vex_file(&path)
+            .map_err(|e| setup(format!("[scan] vex {}", v.display()), e))?;
+    }
+    if let Some(w) = &s.waivers {
+        let waivers = wharf_scan::gate::read_waivers(&config.resolve(w))
+            .map_err(|e| setup(format!("[scan] waivers {}", w.display()), e))?;
+        gate = gate
+            .with_waivers(waivers)
+            .map_err(|e| setup("[scan] waivers", e))?;
+    }
+    let source = if config.registry.url.is_none() {
+        ScanSource::Layout(config.layout_dir().join(repository))
+    } else {
+        let reference = wharf_core::Reference::parse(&config.docker_reference(repository))
+            .map_err(|e| setup("[registry] url", Error::invalid(e.to_string())))?;
+        ScanSource::Registry(reference)
+    };
+    let mut options = wharf_core::scan::ScanOptions::default();
+    options.offline = offline;
+    Ok(ScanStage::new(
+        scanners,
+        source,
+        gate,
+        config.resolve(
+            s.reports_dir
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_SCAN_REPORTS)),
+        ),
+    )
+    .image_name(config.docker_reference(repository))
+    .options(options))
 }
 
 /// The target `[deploy]` names: the GitOps repository by default.

@@ -99,8 +99,10 @@ impl GatePolicy {
     /// One line: `fail on HIGH or CVSS ≥ 7.0, fixable only, severity from ghsa, nvd`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(s) = self.severity {
-            parts.push(s.to_string());
+        match self.severity {
+            Some(Severity::Unknown) => parts.push("any finding".to_owned()),
+            Some(s) => parts.push(s.to_string()),
+            None => {}
         }
         if let Some(c) = self.cvss {
             parts.push(format!("CVSS ≥ {c:.1}"));
@@ -181,7 +183,39 @@ pub struct Waiver {
     /// Who accepted it.
     pub owner: String,
     /// The last day it applies (`2027-03-31`).
+    #[serde(with = "day")]
     pub expires: Date,
+}
+
+/// Dates as `YYYY-MM-DD`: a TOML date or a string.
+mod day {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Date;
+
+    const FORMAT: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]");
+
+    pub(super) fn serialize<S: Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.format(FORMAT).map_err(serde::ser::Error::custom)?)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Toml(toml::value::Datetime),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Toml(t) => t.to_string(),
+            Raw::Text(t) => t,
+        };
+        Date::parse(&text, FORMAT).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "expires = {text:?} is not a date like 2027-03-31: {e}"
+            ))
+        })
+    }
 }
 
 impl Waiver {

@@ -125,7 +125,7 @@ fn layout_inventory(layout: &Path, digest: &Digest) -> Result<InventoryReport> {
     let mut report = inv.finish();
     if skipped > 0 {
         report.notes.push(format!(
-            "{skipped} layer(s) of model weights or non-tar media types were not read"
+            "{skipped} layer(s) not read: model weights and non-tar media types hold no packages"
         ));
     }
     Ok(report)

@@ -235,7 +235,14 @@ impl Inventory {
                 "no etc/os-release names the distribution: OS packages are matched against every release's advisories".into(),
             );
         }
-        packages.sort();
+        packages.sort_by(|a, b| {
+            (&a.ecosystem, &a.name, &a.version, &a.location).cmp(&(
+                &b.ecosystem,
+                &b.name,
+                &b.version,
+                &b.location,
+            ))
+        });
         packages.dedup_by(|a, b| {
             a.ecosystem == b.ecosystem
                 && a.name == b.name

@@ -117,7 +117,14 @@ pub fn merge(reports: Vec<ScanReport>) -> ScanReport {
             join(&|d| d.source.clone()),
         ));
     }
-    out.packages.sort();
+    out.packages.sort_by(|a, b| {
+        (&a.ecosystem, &a.name, &a.version, &a.location).cmp(&(
+            &b.ecosystem,
+            &b.name,
+            &b.version,
+            &b.location,
+        ))
+    });
     out
 }
 

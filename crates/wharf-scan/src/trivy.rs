@@ -441,7 +441,7 @@ impl Scanner for TrivyScanner {
         let out = crate::process::run(
             &self.binary,
             self.command_args(target, opts),
-            self.timeout + Duration::from_secs(10),
+            self.timeout + self.timeout.min(Duration::from_secs(10)),
             Vec::new(),
         )
         .await?;

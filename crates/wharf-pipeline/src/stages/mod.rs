@@ -3,11 +3,13 @@
 mod deploy;
 mod governance;
 mod package;
+mod scan;
 mod sign;
 
 pub use deploy::{DEFAULT_ROLLOUT_TIMEOUT, DeployStage};
 pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
+pub use scan::{SCANNERS, ScanSource, ScanStage, gate_policy};
 pub use sign::{
     AttestStage, SBOM_OUTPUT, SCAN_OUTPUT, SignFormat, SignStage, VERIFIED_OUTPUT,
     VerifySignatureStage,

@@ -8,6 +8,7 @@ mod deploy;
 mod governance;
 mod package;
 mod runs;
+mod scan;
 mod sign;
 mod standard;
 

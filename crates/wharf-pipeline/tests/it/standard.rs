@@ -12,13 +12,14 @@ use crate::examples_dir;
 
 /// The example project, with its audit log, keys and layout under `dir`, and the key
 /// password read from a variable no test sets.
-fn project(dir: &Path) -> Config {
+pub(crate) fn project(dir: &Path) -> Config {
     let mut config = Config::load(&examples_dir().join("wharf.toml")).unwrap();
     config.audit.dir = Some(dir.join("audit"));
     config.audit.checkpoint_key = Some(dir.join("checkpoint.pem").display().to_string());
     config.sign.key = Some(dir.join("cosign.key").display().to_string());
     config.sign.password_env = Some("WHARF_TEST_UNSET_PASSWORD_VARIABLE".into());
     config.registry.layout = Some(dir.join("oci"));
+    config.scan.reports_dir = Some(dir.join("scan"));
     config
 }
 
@@ -77,6 +78,7 @@ async fn the_standard_pipeline_packages_signs_attests_and_verifies_into_the_layo
         [
             "governance",
             "package",
+            "scan",
             "sign",
             "attest",
             "verify-signature",

@@ -1,0 +1,462 @@
+//! The embedded scanner on a real image layout: packages read from gzip and plain tar
+//! layers as they stream, whiteouts honoured, matched offline; the inventory set beside
+//! Trivy's own SBOM of the same layout (the real binary from the harness), and Trivy's and
+//! Grype's runners failing in one line when their binary is missing, hangs or fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wharf_core::scan::ScanOptions;
+use wharf_core::{Digest, ScanTarget, Scanner, Severity};
+use wharf_scan::OsvScanner;
+use wharf_scan::trivy::TrivyScanner;
+
+const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+
+const DPKG_STATUS: &str = "Package: libc6\nStatus: install ok installed\nPriority: optional\nSection: libs\nInstalled-Size: 12986\nMaintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>\nArchitecture: amd64\nMulti-Arch: same\nSource: glibc\nVersion: 2.36-9+deb12u4\nDescription: GNU C Library: Shared libraries\n Contains the standard libraries.\n\nPackage: zlib1g\nStatus: install ok installed\nPriority: optional\nSection: libs\nInstalled-Size: 168\nMaintainer: Mark Brown <broonie@debian.org>\nArchitecture: amd64\nMulti-Arch: same\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\nDescription: compression library - runtime\n\nPackage: nginx\nStatus: install ok installed\nPriority: optional\nSection: httpd\nInstalled-Size: 1200\nMaintainer: Debian Nginx Maintainers <pkg-nginx-maintainers@alioth-lists.debian.net>\nArchitecture: amd64\nVersion: 1.22.1-9\nDescription: small, powerful, scalable web/proxy server\n";
+
+fn metadata(name: &str, version: &str) -> String {
+    format!(
+        "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test\n\nLong description: Version: 0.0.0 must not be read\n"
+    )
+}
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn put_blob(layout: &Path, bytes: &[u8]) -> Digest {
+    let d = Digest::sha256_of(bytes);
+    std::fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).unwrap();
+    d
+}
+
+/// A three-layer Debian 12 image with Python packages and a model's requirements.
+fn image(layout: &Path) -> Digest {
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let six = metadata("six", "1.16.0");
+    let base = gzip(&tar_of(&[
+        ("etc/os-release", OS_RELEASE.as_bytes()),
+        ("etc/debian_version", b"12.5\n"),
+        ("var/lib/dpkg/status", DPKG_STATUS.as_bytes()),
+        (
+            "usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
+            six.as_bytes(),
+        ),
+        (
+            "usr/lib/python3/dist-packages/chardet-5.1.0.dist-info/METADATA",
+            metadata("chardet", "5.1.0").as_bytes(),
+        ),
+    ]));
+    let numpy = metadata("numpy", "1.21.0");
+    let requests = metadata("requests", "2.28.0");
+    // Plain tar; deletes six from the layer below.
+    let app = tar_of(&[
+        (
+            "usr/local/lib/python3.11/site-packages/numpy-1.21.0.dist-info/METADATA",
+            numpy.as_bytes(),
+        ),
+        (
+            "usr/local/lib/python3.11/site-packages/requests-2.28.0.dist-info/METADATA",
+            requests.as_bytes(),
+        ),
+        (
+            "usr/lib/python3/dist-packages/.wh.six-1.16.0.dist-info",
+            b"",
+        ),
+    ]);
+    let model = gzip(&tar_of(&[
+        (
+            "models/fraud-detector/requirements.txt",
+            b"joblib==1.1.0\nscikit-learn>=1.0\n",
+        ),
+        ("models/fraud-detector/model.safetensors", &[0u8; 4096]),
+    ]));
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    let cfg = put_blob(layout, config);
+    let layers: Vec<serde_json::Value> = [
+        (base, "application/vnd.oci.image.layer.v1.tar+gzip"),
+        (app, "application/vnd.oci.image.layer.v1.tar"),
+        (model, "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ]
+    .iter()
+    .map(|(bytes, mt)| {
+        let d = put_blob(layout, bytes);
+        serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": bytes.len()})
+    })
+    .collect();
+    // diff_ids: the uncompressed layers' digests, as a runtime (and Trivy) checks.
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": config.len()},
+        "layers": layers,
+    });
+    let mbytes = serde_json::to_vec(&manifest).unwrap();
+    let md = put_blob(layout, &mbytes);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": mbytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "test"}}],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    md
+}
+
+fn with_diff_ids(layout: &Path, manifest: &Digest) -> Digest {
+    // Rewrite the config with the real diff_ids so Trivy accepts the image.
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(manifest.hex())).unwrap(),
+    )
+    .unwrap();
+    let mut diff_ids = Vec::new();
+    for l in m["layers"].as_array().unwrap() {
+        let d: Digest = l["digest"].as_str().unwrap().parse().unwrap();
+        let bytes = std::fs::read(layout.join("blobs/sha256").join(d.hex())).unwrap();
+        let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+                .unwrap();
+            out
+        } else {
+            bytes
+        };
+        diff_ids.push(Digest::sha256_of(&raw).to_string());
+    }
+    let config = serde_json::to_vec(&serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":diff_ids},"config":{}})).unwrap();
+    let cfg = put_blob(layout, &config);
+    let mut m = m;
+    m["config"]["digest"] = cfg.to_string().into();
+    m["config"]["size"] = config.len().into();
+    let mbytes = serde_json::to_vec(&m).unwrap();
+    let md = put_blob(layout, &mbytes);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": mbytes.len()}]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    md
+}
+
+fn osv_db(dir: &Path) -> PathBuf {
+    let db = dir.join("osv");
+    std::fs::create_dir_all(&db).unwrap();
+    let rec = |id: &str, eco: &str, name: &str, events: serde_json::Value, sev: Option<&str>| {
+        let mut r = serde_json::json!({"id": id, "modified": "2026-11-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": eco, "name": name}, "ranges": [{"type": "ECOSYSTEM", "events": events}]}]});
+        if let Some(v) = sev {
+            r["severity"] = serde_json::json!([{"type": "CVSS_V3", "score": v}]);
+        }
+        std::fs::write(
+            db.join(format!("{id}.json")),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+    };
+    rec(
+        "GHSA-NUMPY",
+        "PyPI",
+        "numpy",
+        serde_json::json!([{"introduced": "0"}, {"fixed": "1.22.0"}]),
+        Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+    );
+    rec(
+        "GHSA-JOBLIB",
+        "PyPI",
+        "joblib",
+        serde_json::json!([{"introduced": "0"}, {"fixed": "1.2.0"}]),
+        Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+    );
+    rec(
+        "GHSA-SIX",
+        "PyPI",
+        "six",
+        serde_json::json!([{"introduced": "0"}]),
+        None,
+    );
+    rec(
+        "DEBIAN-CVE-GLIBC",
+        "Debian:12",
+        "glibc",
+        serde_json::json!([{"introduced": "0"}, {"fixed": "2.36-9+deb12u7"}]),
+        None,
+    );
+    rec(
+        "DEBIAN-CVE-ZLIB",
+        "Debian:11",
+        "zlib",
+        serde_json::json!([{"introduced": "0"}]),
+        None,
+    );
+    db
+}
+
+#[tokio::test]
+async fn osv_scanner_reads_layers_and_matches_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = image(&layout);
+    let scanner = OsvScanner::new(osv_db(dir.path()));
+    let target = ScanTarget::Layout {
+        path: layout.clone(),
+        digest: digest.clone(),
+    };
+    let report = scanner
+        .scan(&target, &ScanOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.artifact.as_ref(), Some(&digest));
+    let pkgs: Vec<(String, String, String)> = report
+        .packages
+        .iter()
+        .map(|p| (p.ecosystem.clone(), p.name.clone(), p.version.clone()))
+        .collect();
+    let expect = |e: &str, n: &str, v: &str| (e.to_owned(), n.to_owned(), v.to_owned());
+    assert_eq!(
+        pkgs,
+        [
+            expect("Debian:12", "libc6", "2.36-9+deb12u4"),
+            expect("Debian:12", "nginx", "1.22.1-9"),
+            expect("Debian:12", "zlib1g", "1:1.2.13.dfsg-1"),
+            expect("PyPI", "chardet", "5.1.0"),
+            expect("PyPI", "joblib", "1.1.0"),
+            expect("PyPI", "numpy", "1.21.0"),
+            expect("PyPI", "requests", "2.28.0"),
+        ],
+        "six is whited out; the unpinned scikit-learn is not a version"
+    );
+    let mut found: Vec<(&str, &str, Severity)> = report
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.package.as_str(), f.severity))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("DEBIAN-CVE-GLIBC", "libc6", Severity::Unknown),
+            ("GHSA-JOBLIB", "joblib", Severity::Critical),
+            ("GHSA-NUMPY", "numpy", Severity::High),
+        ],
+        "zlib's advisory is for Debian 11; six is gone"
+    );
+    let numpy = report
+        .findings
+        .iter()
+        .find(|f| f.package == "numpy")
+        .unwrap();
+    assert_eq!(numpy.cvss_score, Some(7.5));
+    assert_eq!(
+        numpy.target.as_deref(),
+        Some("usr/local/lib/python3.11/site-packages/numpy-1.21.0.dist-info/METADATA")
+    );
+    assert!(numpy.layer.as_deref().unwrap().starts_with("sha256:"));
+    assert_eq!(numpy.purl.as_deref(), Some("pkg:pypi/numpy@1.21.0"));
+    let libc = report
+        .findings
+        .iter()
+        .find(|f| f.package == "libc6")
+        .unwrap();
+    assert_eq!(libc.fixed_version.as_deref(), Some("2.36-9+deb12u7"));
+    assert_eq!(
+        libc.purl.as_deref(),
+        Some("pkg:deb/debian/libc6@2.36-9+deb12u4")
+    );
+    assert!(report.database.as_ref().unwrap().version.as_deref() == Some("5 advisories"));
+
+    // The outputs people and tools read.
+    let sarif = wharf_scan::output::sarif(&report, "models/fraud-detector");
+    assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 3);
+    let bom = wharf_scan::output::cyclonedx(&report, "models/fraud-detector");
+    assert_eq!(bom["components"].as_array().unwrap().len(), 7);
+    let table = wharf_scan::output::table(&report, None);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("CRITICAL (ghsa)  GHSA-JOBLIB"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn inventory_matches_trivys_sbom_of_the_same_layout() {
+    let trivy = std::env::var("WHARF_TEST_TRIVY").unwrap_or_else(|_| {
+        panic!("WHARF_TEST_TRIVY is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = with_diff_ids(&layout, &image(&layout));
+    let target = ScanTarget::Layout {
+        path: layout.clone(),
+        digest,
+    };
+    let ours = OsvScanner::new(osv_db(dir.path()))
+        .scan(&target, &ScanOptions::default())
+        .await
+        .unwrap();
+    let cache = dir.path().join("cache");
+    let out = std::process::Command::new(&trivy)
+        .args([
+            "image",
+            "--quiet",
+            "--format",
+            "cyclonedx",
+            "--skip-db-update",
+            "--offline-scan",
+            "--scanners",
+            "vuln",
+            "--cache-dir",
+        ])
+        .arg(&cache)
+        .arg("--input")
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trivy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut theirs: Vec<(String, String)> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    theirs.sort();
+    let mut mine: Vec<(String, String)> = ours
+        .packages
+        .iter()
+        // Trivy's image scan reads installed packages only, not requirements files
+        // (its pip analyzer runs for `trivy fs`/`repo`), so joblib from requirements.txt is ours alone.
+        .filter(|p| {
+            p.location
+                .as_deref()
+                .is_none_or(|l| !l.ends_with("requirements.txt"))
+        })
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    mine.sort();
+    assert_eq!(mine, theirs, "same packages and versions as Trivy's SBOM");
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn scanner_binaries_that_are_missing_hang_or_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = ScanTarget::Layout {
+        path: dir.path().into(),
+        digest: Digest::sha256_of(b"x"),
+    };
+    let opts = ScanOptions::default();
+    let e = TrivyScanner::new("/nonexistent/bin/trivy")
+        .scan(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("scanner binary /nonexistent/bin/trivy not found") && e.contains("[scan]"),
+        "{e}"
+    );
+
+    let hang = script(dir.path(), "hang", "sleep 30");
+    let t0 = std::time::Instant::now();
+    let e = TrivyScanner::new(&hang)
+        .timeout(Duration::from_secs(1))
+        .scan(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("did not finish within 2 s and was stopped"),
+        "{e}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "killed, not waited for"
+    );
+
+    let fail = script(
+        dir.path(),
+        "fail",
+        "echo 'INFO starting' >&2\necho 'FATAL failed to download vulnerability DB' >&2\nexit 2",
+    );
+    let e = TrivyScanner::new(&fail)
+        .scan(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("exited with status 2: FATAL failed to download vulnerability DB"),
+        "{e}"
+    );
+
+    let junk = script(dir.path(), "junk", "echo 'Usage: trivy [command]'");
+    let e = TrivyScanner::new(&junk)
+        .scan(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output of") && e.contains("not JSON"), "{e}");
+
+    let e = wharf_scan::grype::GrypeScanner::new("/nonexistent/grype")
+        .scan(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("scanner binary /nonexistent/grype not found"),
+        "{e}"
+    );
+
+    // The embedded scanner on a directory that is not an image.
+    let e = OsvScanner::new(osv_db(dir.path()))
+        .scan(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not an OCI image layout"), "{e}");
+}
