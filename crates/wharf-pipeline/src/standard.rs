@@ -178,7 +178,7 @@ async fn standard_stages(
         .unwrap_or_else(|| config.manifest_path());
     let repository = config.repository();
     let registry = config.registry_for_push(&repository, notices).await?;
-    let scan = scan_stage(config, env, registry.clone(), &repository)?;
+    let scan = scan_stage(config, env, registry.clone(), &repository).await?;
     let sign = sign_stage(config, env, options, registry.clone(), notices).await?;
     let mut package = PackageStage::new(
         manifest.clone(),
@@ -229,7 +229,7 @@ pub const DEFAULT_OSV_DB: &str = ".wharf/osv";
 pub const DEFAULT_SCAN_REPORTS: &str = ".wharf/scan";
 
 /// The scan stage `[scan]` describes, with `env`'s gate.
-fn scan_stage(
+async fn scan_stage(
     config: &Config,
     env: Environment,
     registry: Arc<dyn Registry>,
@@ -275,6 +275,7 @@ fn scan_stage(
                 }
                 Arc::new(g)
             }
+            "ecr" => ecr_scanner(config).await?,
             other => {
                 return Err(setup(
                     "[scan] scanners",
@@ -329,6 +330,37 @@ fn scan_stage(
     )
     .image_name(config.docker_reference(repository))
     .options(options))
+}
+
+/// ECR's own scanner for the ECR registry `[registry] url` names.
+#[cfg(feature = "ecr")]
+async fn ecr_scanner(config: &Config) -> Result<Arc<dyn wharf_core::Scanner>, PipelineError> {
+    let region = config.ecr_region().ok_or_else(|| {
+        setup(
+            "[scan] scanners",
+            Error::invalid(
+                "scanner \"ecr\" scans images in ECR: [registry] url must be an ECR registry (or set ecr_region)",
+            ),
+        )
+    })?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .load()
+        .await;
+    Ok(Arc::new(wharf_scan::ecr::EcrScanner::new(
+        wharf_scan::ecr::Client::new(&sdk),
+    )))
+}
+
+#[cfg(not(feature = "ecr"))]
+async fn ecr_scanner(_config: &Config) -> Result<Arc<dyn wharf_core::Scanner>, PipelineError> {
+    Err(setup(
+        "[scan] scanners",
+        Error::new(
+            ErrorKind::Unsupported,
+            "scanner \"ecr\" needs wharf-pipeline's `ecr` feature",
+        ),
+    ))
 }
 
 /// The target `[deploy]` names: the GitOps repository by default.

@@ -16,6 +16,8 @@
 //! A report that cannot be produced or parsed is an error, never zero findings.
 
 mod cvss;
+#[cfg(feature = "ecr")]
+pub mod ecr;
 pub mod gate;
 pub mod grype;
 pub mod image;

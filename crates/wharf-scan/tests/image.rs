@@ -332,8 +332,6 @@ async fn inventory_matches_trivys_sbom_of_the_same_layout() {
             "cyclonedx",
             "--skip-db-update",
             "--offline-scan",
-            "--scanners",
-            "vuln",
             "--cache-dir",
         ])
         .arg(&cache)
