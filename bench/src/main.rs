@@ -27,11 +27,16 @@
 //! - `deploy KUBECONFIG NAMESPACE CONTENT` — plan, apply and roll out to healthy the
 //!   Deployment of an image named by CONTENT's digest; prints each step's milliseconds.
 //! - `render NAMESPACE CONTENT FILE` — the same objects as YAML in FILE, for kubectl.
+//! - `osv-generate DIR ADVISORIES PACKAGES` — a reproducible OSV database (`DIR/all.zip`)
+//!   and inventory (`DIR/inventory.json`).
+//! - `osv-match DB INVENTORY` — load DB, match the inventory; prints both times.
+//! - `osv-scan LAYOUT DB` — scan the image in the OCI layout LAYOUT against DB.
 
 use std::path::PathBuf;
 
 mod audit;
 mod deploy;
+mod scan;
 mod sign;
 
 use anyhow::{Context, bail};
@@ -186,8 +191,15 @@ fn main() -> anyhow::Result<()> {
             };
             deploy::render_to(namespace, content, file.as_ref())?;
         }
+        Some("osv-generate") => {
+            let n: usize = args.get(2).context("ADVISORIES")?.parse()?;
+            let p: usize = args.get(3).context("PACKAGES")?.parse()?;
+            scan::generate(&arg(1)?, n, p)?;
+        }
+        Some("osv-match") => scan::match_inventory(&arg(1)?, &arg(2)?)?,
+        Some("osv-scan") => scan::scan_layout(&arg(1)?, &arg(2)?)?,
         other => bail!(
-            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token, keyless-artifact, push-small, step, deploy or render"
+            "unknown operation {other:?}: use sha256, package, push-layout, push-registry, repush, audit-append, audit-append-s3, audit-verify, sign-verify, keyless-token, keyless-artifact, push-small, step, deploy, render, osv-generate, osv-match or osv-scan"
         ),
     }
     Ok(())

@@ -9,7 +9,7 @@
 //! (`PYSEC-2023-74`, `GHSA-j8r2-6x86-q33q`, `CVE-2023-32681`) become one finding per package.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -37,7 +37,7 @@ pub(crate) struct Record {
     #[serde(default)]
     references: Option<Vec<Reference>>,
     #[serde(default)]
-    database_specific: Option<serde_json::Value>,
+    database_specific: Option<Specific>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,9 +64,23 @@ struct Affected {
     #[serde(default)]
     versions: Option<Vec<String>>,
     #[serde(default)]
-    database_specific: Option<serde_json::Value>,
+    database_specific: Option<Specific>,
     #[serde(default)]
-    ecosystem_specific: Option<serde_json::Value>,
+    ecosystem_specific: Option<Specific>,
+}
+
+/// `database_specific` / `ecosystem_specific`: only the qualitative severity is read
+/// (GHSA's `MODERATE`, Debian's urgency as some exporters write it).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Specific {
+    #[serde(default)]
+    severity: Option<serde_json::Value>,
+}
+
+impl Specific {
+    fn severity(&self) -> Option<&str> {
+        self.severity.as_ref().and_then(|s| s.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,7 +96,20 @@ struct RawRange {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    events: Vec<BTreeMap<String, String>>,
+    events: Vec<RawEvent>,
+}
+
+/// One event: exactly one of its fields is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawEvent {
+    #[serde(default)]
+    introduced: Option<String>,
+    #[serde(default)]
+    fixed: Option<String>,
+    #[serde(default)]
+    last_affected: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
 }
 
 /// A range event's kind, in the order events at one version are applied.
@@ -124,6 +151,14 @@ pub struct OsvDatabase {
     index: HashMap<(String, String), Vec<usize>>,
     problems: Vec<String>,
     info: DatabaseInfo,
+}
+
+fn parse_record(bytes: &[u8], source: &str) -> Result<Record> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::Database(format!(
+            "{source}: not an OSV record: {e}: replace the file from a fresh OSV export"
+        ))
+    })
 }
 
 /// How a source file or archive entry is named in messages.
@@ -192,17 +227,55 @@ impl OsvDatabase {
     fn load_file(&mut self, path: &Path) -> Result<()> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext.eq_ignore_ascii_case("zip") {
-            let mut zip = crate::zip::Archive::open(path)
+            let zip = crate::zip::Archive::open(path)
                 .map_err(|e| Error::Database(format!("OSV database {}: {e}", path.display())))?;
-            let entries = std::mem::take(&mut zip.entries);
-            for e in entries.iter().filter(|e| e.name.ends_with(".json")) {
-                let bytes = zip.read(e).map_err(|err| {
-                    Error::Database(format!(
-                        "OSV database {}: {err}",
-                        source_name(path, Some(&e.name))
-                    ))
-                })?;
-                self.add_json(&bytes, &source_name(path, Some(&e.name)))?;
+            let entries: Vec<&crate::zip::Entry> = zip
+                .entries
+                .iter()
+                .filter(|e| e.name.ends_with(".json"))
+                .collect();
+            // Parse on every core; add in archive order, so the result never depends on timing.
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8);
+            let chunk = entries.len().div_ceil(threads).max(1);
+            let parsed: Vec<Result<Vec<(Record, String)>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = entries
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            let mut file = std::fs::File::open(path).map_err(|e| {
+                                Error::Database(format!("OSV database {}: {e}", path.display()))
+                            })?;
+                            part.iter()
+                                .map(|e| {
+                                    let source = source_name(path, Some(&e.name));
+                                    let bytes =
+                                        crate::zip::read_entry(&mut file, e).map_err(|err| {
+                                            Error::Database(format!("OSV database {source}: {err}"))
+                                        })?;
+                                    Ok((parse_record(&bytes, &source)?, source))
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Database(format!(
+                                "OSV database {}: a loader thread panicked",
+                                path.display()
+                            )))
+                        })
+                    })
+                    .collect()
+            });
+            for part in parsed {
+                for (record, source) in part? {
+                    self.add(record, &source);
+                }
             }
         } else if ext.eq_ignore_ascii_case("json") {
             let bytes = std::fs::read(path)
@@ -214,23 +287,21 @@ impl OsvDatabase {
 
     /// Add one OSV record (JSON); `source` names it in messages.
     pub fn add_json(&mut self, bytes: &[u8], source: &str) -> Result<()> {
-        let record: Record = serde_json::from_slice(bytes).map_err(|e| {
-            Error::Database(format!(
-                "{source}: not an OSV record: {e}: replace the file from a fresh OSV export"
-            ))
-        })?;
+        let record = parse_record(bytes, source)?;
         self.add(record, source);
         Ok(())
     }
 
-    fn add(&mut self, record: Record, source: &str) {
+    fn add(&mut self, mut record: Record, source: &str) {
+        // What matching needs is compiled below; the raw ranges are not kept.
+        let affected_list = record.affected.take();
         let rix = self.records.len();
         if record.withdrawn.is_some() {
             // Kept for counting; never indexed, so never matched.
             self.records.push(record);
             return;
         }
-        for affected in record.affected.iter().flatten() {
+        for affected in affected_list.iter().flatten() {
             let Some(pkg) = &affected.package else {
                 continue;
             };
@@ -261,8 +332,7 @@ impl OsvDatabase {
                 .ecosystem_specific
                 .as_ref()
                 .or(affected.database_specific.as_ref())
-                .and_then(|d| d.get("severity"))
-                .and_then(|s| s.as_str())
+                .and_then(Specific::severity)
                 && let Ok(sev) = s.parse::<Severity>()
             {
                 ratings.push(Rating::new(source_of(&record.id), sev));
@@ -424,11 +494,7 @@ impl OsvDatabase {
                     .into_iter()
                     .flatten(),
             );
-            if let Some(s) = r
-                .database_specific
-                .as_ref()
-                .and_then(|d| d.get("severity"))
-                .and_then(|s| s.as_str())
+            if let Some(s) = r.database_specific.as_ref().and_then(Specific::severity)
                 && let Ok(sev) = s.parse::<Severity>()
             {
                 // GHSA's qualitative rating sits beside its vector; merge them.
@@ -502,13 +568,19 @@ fn ratings_of(entries: &[SeverityEntry], id: &str) -> Vec<Rating> {
 fn compile_events(range: &RawRange, scheme: Scheme) -> std::result::Result<Vec<Event>, String> {
     let mut events = Vec::new();
     for e in &range.events {
-        let (k, v) = e.iter().next().ok_or_else(|| "an empty event".to_owned())?;
-        let kind = match k.as_str() {
-            "introduced" => EventKind::Introduced,
-            "fixed" => EventKind::Fixed,
-            "last_affected" => EventKind::LastAffected,
-            "limit" => EventKind::Limit,
-            other => return Err(format!("unknown event {other:?}")),
+        let set: Vec<(EventKind, &String)> = [
+            (EventKind::Introduced, &e.introduced),
+            (EventKind::Fixed, &e.fixed),
+            (EventKind::LastAffected, &e.last_affected),
+            (EventKind::Limit, &e.limit),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+        .collect();
+        let [(kind, v)] = set[..] else {
+            return Err(
+                "an event must have exactly one of introduced, fixed, last_affected, limit".into(),
+            );
         };
         let version = if kind == EventKind::Introduced && v == "0" {
             None

@@ -361,6 +361,32 @@ const BACKENDS: &[Backend] = &[
         kind: Kind::Tool,
         env: &[("WHARF_TEST_CRANE", Value::Program)],
     },
+    Backend {
+        // Grype: a second scanner beside Trivy, run on `oci-dir:` layouts offline
+        // (`GRYPE_DB_AUTO_UPDATE=false`, a database in `GRYPE_DB_CACHE_DIR`).
+        name: "grype",
+        install: Install::Go {
+            dir: "grype-go",
+            package: "github.com/anchore/grype/cmd/grype",
+            version: "v0.121.3",
+            binary: "grype",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_GRYPE", Value::Program)],
+    },
+    Backend {
+        // osv-scanner 2 (v2.5.1: v2.6.0 needs Go 1.27): OSV's own matcher, offline
+        // (`--offline`) on `<dir>/osv-scalibr/<Ecosystem>/all.zip` databases.
+        name: "osv-scanner",
+        install: Install::Go {
+            dir: "osv-scanner-go",
+            package: "github.com/google/osv-scanner/v2/cmd/osv-scanner",
+            version: "v2.5.1",
+            binary: "osv-scanner",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_OSV_SCANNER", Value::Program)],
+    },
     // A real Kubernetes control plane for wharf-kube (issue 13), one release for all three
     // programs (one build), with etcd and kwok playing the nodes.
     Backend {
