@@ -72,8 +72,12 @@ pub(crate) fn generate(dir: &Path, advisories: usize, packages: usize) -> anyhow
         let eco = pick_ecosystem(&mut rng);
         let n = rng.below(NAMES);
         let (a, b) = (rng.below(5), rng.below(20));
-        let mut events = vec![serde_json::json!({"introduced": if rng.below(3) == 0 { "0".to_owned() } else { version(eco, a, b, 0) }})];
-        events.push(serde_json::json!({"fixed": version(eco, a, b + 1 + rng.below(3), rng.below(10))}));
+        let mut events = vec![
+            serde_json::json!({"introduced": if rng.below(3) == 0 { "0".to_owned() } else { version(eco, a, b, 0) }}),
+        ];
+        events.push(
+            serde_json::json!({"fixed": version(eco, a, b + 1 + rng.below(3), rng.below(10))}),
+        );
         if rng.below(4) == 0 {
             events.push(serde_json::json!({"introduced": version(eco, a + 1, 0, 0)}));
             events.push(serde_json::json!({"last_affected": version(eco, a + 1, rng.below(10), rng.below(10))}));
@@ -111,7 +115,10 @@ pub(crate) fn generate(dir: &Path, advisories: usize, packages: usize) -> anyhow
         inventory.push(Package::new(name(eco, n), v, eco));
     }
     std::fs::write(dir.join("inventory.json"), serde_json::to_vec(&inventory)?)?;
-    println!("{advisories} advisories, {packages} packages in {}", dir.display());
+    println!(
+        "{advisories} advisories, {packages} packages in {}",
+        dir.display()
+    );
     Ok(())
 }
 

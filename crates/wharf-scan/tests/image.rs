@@ -155,7 +155,8 @@ fn with_diff_ids(layout: &Path, manifest: &Digest) -> Digest {
     m["config"]["size"] = config.len().into();
     let mbytes = serde_json::to_vec(&m).unwrap();
     let md = put_blob(layout, &mbytes);
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": mbytes.len()}]});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": mbytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "test"}}]});
     std::fs::write(
         layout.join("index.json"),
         serde_json::to_vec(&index).unwrap(),
@@ -457,4 +458,390 @@ async fn scanner_binaries_that_are_missing_hang_or_fail() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("is not an OCI image layout"), "{e}");
+}
+
+/// The vulnerabilities the peers' tests plant, one source of truth for three databases:
+/// (OSV ecosystem, advisory package name, CVE, OSV record id, introduced, fixed, severity).
+const PLANTED: [(&str, &str, &str, &str, &str, &str, &str); 4] = [
+    (
+        "Debian:12",
+        "glibc",
+        "CVE-2099-0001",
+        "DEBIAN-CVE-2099-0001",
+        "0",
+        "2.36-9+deb12u7",
+        "HIGH",
+    ),
+    (
+        "PyPI",
+        "numpy",
+        "CVE-2021-34141",
+        "GHSA-fpfv-jqm9-f5jm",
+        "0",
+        "1.22",
+        "MEDIUM",
+    ),
+    (
+        "PyPI",
+        "joblib",
+        "CVE-2022-21797",
+        "GHSA-6hrg-qmvc-2xh8",
+        "0",
+        "1.2.0",
+        "CRITICAL",
+    ),
+    // six is whited out in the top layer: nobody may report it.
+    (
+        "PyPI",
+        "six",
+        "CVE-2099-0006",
+        "GHSA-test-six0-0006",
+        "0",
+        "9.9.9",
+        "LOW",
+    ),
+];
+
+/// The planted vulnerabilities as OSV records in `dir` (flat) and per ecosystem in
+/// `dir/osv-scalibr/<Ecosystem>/all.zip`, osv-scanner's offline layout.
+fn planted_osv(dir: &Path) -> PathBuf {
+    let flat = dir.join("planted-osv");
+    std::fs::create_dir_all(&flat).unwrap();
+    let mut by_eco: std::collections::BTreeMap<&str, Vec<(String, Vec<u8>)>> = Default::default();
+    for (eco, name, cve, id, introduced, fixed, _) in PLANTED {
+        let rec = serde_json::to_vec(&serde_json::json!({
+            "schema_version": "1.6.0", "id": id, "modified": "2026-11-01T00:00:00Z", "aliases": [cve],
+            "affected": [{"package": {"ecosystem": eco, "name": name},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": introduced}, {"fixed": fixed}]}]}],
+        }))
+        .unwrap();
+        std::fs::write(flat.join(format!("{id}.json")), &rec).unwrap();
+        by_eco
+            .entry(eco.split(':').next().unwrap())
+            .or_default()
+            .push((format!("{id}.json"), rec));
+    }
+    for (eco, files) in by_eco {
+        let d = dir.join("osv-scanner-db/osv-scalibr").join(eco);
+        std::fs::create_dir_all(&d).unwrap();
+        wharf_scan::write_zip(&d.join("all.zip"), &files).unwrap();
+    }
+    flat
+}
+
+fn program(var: &str) -> PathBuf {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first"))
+        .into()
+}
+
+/// (CVE, package) of a report, the package as its ecosystem's advisories name it.
+fn cve_pairs(report: &wharf_core::ScanReport) -> std::collections::BTreeSet<(String, String)> {
+    report
+        .findings
+        .iter()
+        .map(|f| {
+            let cve = f
+                .ids()
+                .find(|i| i.starts_with("CVE-"))
+                .unwrap_or(&f.id)
+                .to_owned();
+            (cve, f.package.clone())
+        })
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> std::collections::BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn trivy_with_a_planted_database_agrees_with_our_matcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = with_diff_ids(&layout, &image(&layout));
+    let target = ScanTarget::Layout {
+        path: layout.clone(),
+        digest,
+    };
+    // Trivy's own DB format, written by Trivy's DB module from the planted table.
+    let spec = serde_json::json!({
+        "updated_at": "2026-11-01T00:00:00Z",
+        "os": PLANTED.iter().filter(|p| p.0 == "Debian:12").map(|p| serde_json::json!({"platform": "debian 12", "package": p.1, "id": p.2, "fixed": p.5})).collect::<Vec<_>>(),
+        "lang": PLANTED.iter().filter(|p| p.0 == "PyPI").map(|p| serde_json::json!({"ecosystem": "pip", "package": p.1, "id": p.2, "vulnerable": [format!("<{}", p.5)], "patched": [p.5]})).collect::<Vec<_>>(),
+        "vulnerabilities": PLANTED.iter().map(|p| serde_json::json!({"id": p.2, "title": format!("planted {}", p.1), "severity": p.6, "vendor_severity": {"debian": p.6, "ghsa": p.6}})).collect::<Vec<_>>(),
+    });
+    let spec_path = dir.path().join("trivy-spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let cache = dir.path().join("trivy-cache");
+    let out = std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
+        .arg(&spec_path)
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let trivy = TrivyScanner::new(program("WHARF_TEST_TRIVY"))
+        .cache_dir(&cache)
+        .offline(true);
+    let theirs = trivy.scan(&target, &ScanOptions::default()).await.unwrap();
+    assert_eq!(theirs.scanner, "trivy");
+    assert_eq!(
+        theirs.database.as_ref().unwrap().version.as_deref(),
+        Some("trivy-db v2")
+    );
+    assert_eq!(
+        cve_pairs(&theirs),
+        pairs(&[("CVE-2099-0001", "libc6"), ("CVE-2021-34141", "numpy")]),
+        "{:#?}",
+        theirs.findings
+    );
+    let libc = theirs
+        .findings
+        .iter()
+        .find(|f| f.package == "libc6")
+        .unwrap();
+    assert_eq!(
+        (libc.severity, libc.fixed_version.as_deref()),
+        (Severity::High, Some("2.36-9+deb12u7"))
+    );
+    assert_eq!(libc.severity_source.as_deref(), Some("debian"));
+
+    let ours = OsvScanner::new(planted_osv(dir.path()))
+        .scan(&target, &ScanOptions::default())
+        .await
+        .unwrap();
+    // Trivy's image scan reads installed packages only: joblib, pinned in the model's
+    // requirements.txt, is ours alone (Trivy reads requirements files in `trivy fs`).
+    assert_eq!(
+        cve_pairs(&ours),
+        pairs(&[
+            ("CVE-2099-0001", "libc6"),
+            ("CVE-2021-34141", "numpy"),
+            ("CVE-2022-21797", "joblib")
+        ])
+    );
+    // Merged, Trivy's and ours are one finding per vulnerability and package.
+    let merged = wharf_scan::merge::merge(vec![ours, theirs]);
+    assert_eq!(merged.findings.len(), 3, "{:#?}", merged.findings);
+    assert_eq!(merged.scanner, "osv+trivy");
+}
+
+#[tokio::test]
+async fn osv_scanner_on_the_same_image_and_data_agrees_with_our_matcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = with_diff_ids(&layout, &image(&layout));
+    // osv-scanner reads `docker save` archives, not OCI layouts: skopeo converts.
+    let archive = dir.path().join("image.tar");
+    let out = std::process::Command::new(program("WHARF_TEST_SKOPEO"))
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:test", layout.display()))
+        .arg(format!("docker-archive:{}:wharf/test:1", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flat = planted_osv(dir.path());
+    let out = std::process::Command::new(program("WHARF_TEST_OSV_SCANNER"))
+        .args([
+            "scan",
+            "image",
+            "--archive",
+            "--offline",
+            "--format",
+            "json",
+        ])
+        .arg(&archive)
+        .env(
+            "OSV_SCANNER_LOCAL_DB_CACHE_DIRECTORY",
+            dir.path().join("osv-scanner-db"),
+        )
+        .output()
+        .unwrap();
+    // Exit 1: vulnerabilities found.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "osv-scanner: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut theirs = std::collections::BTreeSet::new();
+    for r in v["results"].as_array().unwrap() {
+        for p in r["packages"].as_array().unwrap() {
+            // Debian packages under their source name, with the binary beside it.
+            let name = p["package"]["os_package_name"]
+                .as_str()
+                .or(p["package"]["name"].as_str())
+                .unwrap();
+            for vuln in p["vulnerabilities"].as_array().into_iter().flatten() {
+                theirs.insert((vuln["id"].as_str().unwrap().to_owned(), name.to_owned()));
+            }
+        }
+    }
+    let target = ScanTarget::Layout {
+        path: layout.clone(),
+        digest,
+    };
+    let ours = OsvScanner::new(flat)
+        .scan(&target, &ScanOptions::default())
+        .await
+        .unwrap();
+    let ours: std::collections::BTreeSet<(String, String)> = ours
+        .findings
+        .iter()
+        .map(|f| {
+            let osv_id = f.ids().find(|i| !i.starts_with("CVE-")).unwrap().to_owned();
+            (osv_id, f.package.clone())
+        })
+        .collect();
+    // The same advisories on the same installed packages: libc6 (by its source, glibc) and
+    // numpy from its dist-info; neither reports six, whited out in the top layer. The one
+    // difference: osv-scanner's image scan, like Trivy's and Grype's, reads installed
+    // packages only, so joblib, pinned in the model's requirements.txt, is ours alone.
+    assert_eq!(
+        theirs,
+        pairs(&[
+            ("DEBIAN-CVE-2099-0001", "libc6"),
+            ("GHSA-fpfv-jqm9-f5jm", "numpy")
+        ])
+    );
+    assert_eq!(
+        ours,
+        pairs(&[
+            ("DEBIAN-CVE-2099-0001", "libc6"),
+            ("GHSA-fpfv-jqm9-f5jm", "numpy"),
+            ("GHSA-6hrg-qmvc-2xh8", "joblib")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn grype_with_a_planted_database_agrees_with_our_matcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = with_diff_ids(&layout, &image(&layout));
+    // Vunnel-format provider workspaces (what Grype's DB builder reads), from the table.
+    let workspace = |provider: &str, schema: &str, items: Vec<(String, serde_json::Value)>| {
+        let ws = dir.path().join("grype-ws").join(provider);
+        std::fs::create_dir_all(ws.join("results")).unwrap();
+        let mut listing = String::new();
+        for (ident, item) in items {
+            let file = format!("results/{}.json", ident.replace([':', '/'], "_"));
+            std::fs::write(
+                ws.join(&file),
+                serde_json::to_vec(
+                    &serde_json::json!({"schema": schema, "identifier": ident, "item": item}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            listing.push_str(&format!("0000000000000000  {file}\n"));
+        }
+        std::fs::write(ws.join("checksums"), listing).unwrap();
+        std::fs::write(ws.join("metadata.json"), serde_json::to_vec(&serde_json::json!({
+            "provider": provider, "version": 1, "distribution_version": 1, "processor": "vunnel@wharf-test",
+            "schema": {"version": "1.0.2", "url": "https://raw.githubusercontent.com/anchore/vunnel/main/schema/provider-workspace-state/schema-1.0.2.json"},
+            "urls": [], "timestamp": "2026-11-01T00:00:00Z", "listing": {"path": "checksums", "digest": "0", "algorithm": "xxh64"},
+            "store": "flat-file", "stale": false,
+        })).unwrap()).unwrap();
+        ws
+    };
+    let title = |s: &str| {
+        let mut c = s.to_ascii_lowercase();
+        c[..1].make_ascii_uppercase();
+        c
+    };
+    let github = workspace(
+        "github",
+        "https://raw.githubusercontent.com/anchore/vunnel/main/schema/vulnerability/github-security-advisory/schema-1.0.1.json",
+        PLANTED.iter().filter(|p| p.0 == "PyPI").map(|p| (format!("github:python/{}", p.3), serde_json::json!({"Vulnerability": {}, "Advisory": {
+            "Classification": "GENERAL", "Severity": title(p.6),
+            "FixedIn": [{"name": p.1, "identifier": p.5, "ecosystem": "python", "namespace": "github:python", "range": format!("< {}", p.5)}],
+            "Summary": format!("planted {}", p.1), "url": format!("https://github.com/advisories/{}", p.3),
+            "CVE": [p.2], "Metadata": {"CVE": [p.2]}, "ghsaId": p.3, "published": "2026-11-01T00:00:00Z", "updated": "2026-11-01T00:00:00Z",
+            "withdrawn": null, "namespace": "github:python"}}))).collect(),
+    );
+    let debian = workspace(
+        "debian",
+        "https://raw.githubusercontent.com/anchore/vunnel/main/schema/vulnerability/os/schema-1.0.0.json",
+        PLANTED.iter().filter(|p| p.0 == "Debian:12").map(|p| (format!("debian:12/{}", p.2), serde_json::json!({"Vulnerability": {
+            "CVSS": [], "Description": format!("planted {}", p.1),
+            "FixedIn": [{"Name": p.1, "NamespaceName": "debian:12", "VendorAdvisory": {"AdvisorySummary": [], "NoAdvisory": false}, "Version": p.5, "VersionFormat": "dpkg"}],
+            "Link": format!("https://security-tracker.debian.org/tracker/{}", p.2), "Metadata": {}, "Name": p.2, "NamespaceName": "debian:12", "Severity": title(p.6)}}))).collect(),
+    );
+    let built = dir.path().join("grype-built");
+    let out = std::process::Command::new(program("WHARF_TEST_GRYPEDB_FIXTURE"))
+        .arg(&built)
+        .arg(&github)
+        .arg(&debian)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "grypedb-fixture: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db_dir = dir.path().join("grype-db");
+    let out = std::process::Command::new(program("WHARF_TEST_GRYPE"))
+        .args(["db", "import"])
+        .arg(built.join("vulnerability.db"))
+        .env("GRYPE_DB_CACHE_DIR", &db_dir)
+        .env("GRYPE_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "grype db import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let target = ScanTarget::Layout {
+        path: layout.clone(),
+        digest,
+    };
+    let grype = wharf_scan::grype::GrypeScanner::new(program("WHARF_TEST_GRYPE"))
+        .db_dir(&db_dir)
+        .offline(true);
+    let theirs = grype.scan(&target, &ScanOptions::default()).await.unwrap();
+    assert_eq!(theirs.scanner, "grype");
+    // Grype, like Trivy, reads installed packages in an image, not requirements files.
+    assert_eq!(
+        cve_pairs(&theirs),
+        pairs(&[("CVE-2099-0001", "libc6"), ("CVE-2021-34141", "numpy")]),
+        "{:#?}",
+        theirs.findings
+    );
+    let numpy = theirs
+        .findings
+        .iter()
+        .find(|f| f.package == "numpy")
+        .unwrap();
+    assert_eq!(
+        (numpy.id.as_str(), numpy.severity),
+        ("GHSA-fpfv-jqm9-f5jm", Severity::Medium)
+    );
+    assert_eq!(numpy.aliases, ["CVE-2021-34141"]);
+    let ours = OsvScanner::new(planted_osv(dir.path()))
+        .scan(&target, &ScanOptions::default())
+        .await
+        .unwrap();
+    let merged = wharf_scan::merge::merge(vec![ours, theirs]);
+    assert_eq!(
+        merged.findings.len(),
+        3,
+        "deduplicated by id and aliases: {:#?}",
+        merged.findings
+    );
 }

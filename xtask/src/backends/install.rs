@@ -170,7 +170,11 @@ impl Install {
                 "{module}@{version} staging={} packages={} main={} ldflags={ldflags}",
                 staging.unwrap_or("-"),
                 packages.join(","),
-                main.map_or("-", |(binary, _)| binary)
+                // The source too: an edited main.go is rebuilt.
+                main.map_or_else(
+                    || "-".to_owned(),
+                    |(binary, source)| format!("{binary}:{:016x}", fnv1a(source.as_bytes()))
+                )
             ),
             _ => String::new(),
         }
@@ -568,6 +572,13 @@ fn is_root() -> bool {
             .find_map(|line| line.strip_prefix("Uid:"))
             .and_then(|ids| ids.split_whitespace().nth(1))
             == Some("0")
+    })
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint of a source text for build markers.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 

@@ -387,6 +387,47 @@ const BACKENDS: &[Backend] = &[
         kind: Kind::Tool,
         env: &[("WHARF_TEST_OSV_SCANNER", Value::Program)],
     },
+    Backend {
+        // A Trivy vulnerability database written with Trivy's own DB module (the trivy-db
+        // version Trivy 0.59.1 requires) from a JSON spec: real findings from the real
+        // Trivy, offline. See xtask/go/trivydb-fixture/main.go for the spec.
+        name: "trivydb-fixture",
+        install: Install::GoModule {
+            dir: "trivydb-fixture-go",
+            module: "github.com/aquasecurity/trivy-db",
+            version: "v0.0.0-20241209111357-8c398f13db0e",
+            staging: None,
+            packages: &[],
+            main: Some((
+                "trivydb-fixture",
+                include_str!("../../go/trivydb-fixture/main.go"),
+            )),
+            ldflags: "",
+            binary: "trivydb-fixture",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_TRIVYDB_FIXTURE", Value::Program)],
+    },
+    Backend {
+        // A Grype v6 database built with Grype's own builder from vunnel-format provider
+        // workspaces the tests write (grype has no command for it).
+        name: "grypedb-fixture",
+        install: Install::GoModule {
+            dir: "grypedb-fixture-go",
+            module: "github.com/anchore/grype",
+            version: "v0.121.3",
+            staging: None,
+            packages: &[],
+            main: Some((
+                "grypedb-fixture",
+                include_str!("../../go/grypedb-fixture/main.go"),
+            )),
+            ldflags: "",
+            binary: "grypedb-fixture",
+        },
+        kind: Kind::Tool,
+        env: &[("WHARF_TEST_GRYPEDB_FIXTURE", Value::Program)],
+    },
     // A real Kubernetes control plane for wharf-kube (issue 13), one release for all three
     // programs (one build), with etcd and kwok playing the nodes.
     Backend {
