@@ -22,9 +22,9 @@ pub(crate) struct BenchCmd {
     dir: Option<PathBuf>,
     /// Which benchmarks: `registry` (hashing, packaging, pushing), `audit` (appends and
     /// verification of the audit log), `sign` (sign/attest/verify against the local
-    /// registry), `deploy` (plan, apply, rollout on the local control plane beside kubectl)
-    /// or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit", "sign", "deploy"])]
+    /// registry), `deploy` (plan, apply, rollout on the local control plane beside kubectl),
+    /// `scan` (OSV matching; a Python ML image beside Trivy, Grype and osv-scanner) or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "registry", "audit", "sign", "deploy", "scan"])]
     suite: String,
     /// Records in the log that `audit` verifies.
     #[arg(long, default_value_t = 100_000)]
@@ -139,7 +139,11 @@ impl BenchCmd {
         if self.suite == "deploy" || self.suite == "all" {
             deploy_suite(&ours)?;
         }
-        if ["audit", "sign", "deploy"].contains(&self.suite.as_str()) {
+        if self.suite == "scan" || self.suite == "all" {
+            // Kept between runs: the image's Python packages come from PyPI once.
+            crate::bench_scan::run_suite(&ours, &root.join("target/bench-scan"))?;
+        }
+        if ["audit", "sign", "deploy", "scan"].contains(&self.suite.as_str()) {
             return Ok(());
         }
         let model = dir.join("model");

@@ -35,6 +35,7 @@ mod audit;
 mod backends;
 mod bench;
 mod bench_audit;
+mod bench_scan;
 mod ci;
 mod fsck;
 mod out;

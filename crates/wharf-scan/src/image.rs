@@ -109,18 +109,40 @@ fn layout_inventory(layout: &Path, digest: &Digest) -> Result<InventoryReport> {
         bytes = read_small(&blob_path(layout, &chosen.digest))?;
     }
     let manifest = ImageManifest::from_slice(&bytes, &digest.to_string())?;
-    let mut inv = Inventory::new();
-    let mut skipped = 0;
-    for layer in &manifest.layers {
-        if !worth_reading(layer) {
-            skipped += 1;
-            continue;
+    let reading: Vec<&Descriptor> = manifest
+        .layers
+        .iter()
+        .filter(|l| worth_reading(l))
+        .collect();
+    let skipped = manifest.layers.len() - reading.len();
+    // Layers are read side by side (decompressing is the cost), applied in order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut read: Vec<Option<Result<crate::inventory::LayerFiles>>> =
+        (0..reading.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        for (batch, slots) in reading.chunks(threads).zip(read.chunks_mut(threads)) {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|layer| {
+                    scope.spawn(move || {
+                        let path = blob_path(layout, &layer.digest);
+                        let file = std::fs::File::open(&path).map_err(|e| {
+                            Error::Layer(format!("layer {}: {}: {e}", layer.digest, path.display()))
+                        })?;
+                        crate::inventory::read_layer(&layer.digest.to_string(), file)
+                    })
+                })
+                .collect();
+            for (slot, h) in slots.iter_mut().zip(handles) {
+                *slot = Some(h.join().unwrap_or_else(|_| {
+                    Err(Error::Layer("a layer reader thread panicked".into()))
+                }));
+            }
         }
-        let path = blob_path(layout, &layer.digest);
-        let file = std::fs::File::open(&path).map_err(|e| {
-            Error::Layer(format!("layer {}: {}: {e}", layer.digest, path.display()))
-        })?;
-        inv.add_layer(&layer.digest.to_string(), file)?;
+    });
+    let mut inv = Inventory::new();
+    for files in read.into_iter().flatten() {
+        inv.apply(files?);
     }
     let mut report = inv.finish();
     if skipped > 0 {

@@ -98,105 +98,134 @@ impl Inventory {
     /// Read one layer (a tar, gzip- or uncompressed; zstd is refused by name) with digest
     /// `layer`, after all layers below it.
     pub fn add_layer(&mut self, layer: &str, blob: impl Read) -> Result<()> {
+        let files = read_layer(layer, blob)?;
+        self.apply(files);
+        Ok(())
+    }
+
+    /// Apply a layer read with [`read_layer`], on top of those applied before: its
+    /// whiteouts hide lower layers' files, then its files land on top.
+    pub fn apply(&mut self, layer: LayerFiles) {
         self.layers += 1;
-        let mut blob = BufReader::with_capacity(1 << 20, blob);
-        let head = blob
-            .fill_buf()
-            .map_err(|e| Error::Layer(format!("layer {layer}: {e}")))?;
-        let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(blob))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(Error::Layer(format!(
-                "layer {layer} is zstd-compressed, which wharf-scan does not read yet: rebuild the image with gzip layers or scan it with Trivy ([scan] scanners = [\"trivy\"])"
-            )));
-        } else {
-            Box::new(blob)
-        };
-        let mut archive = tar::Archive::new(reader);
-        let mut added: BTreeMap<String, Found> = BTreeMap::new();
-        let mut whiteouts: Vec<String> = Vec::new();
-        let mut opaque: Vec<String> = Vec::new();
-        let entries = archive
-            .entries()
-            .map_err(|e| Error::Layer(format!("layer {layer}: not a tar archive: {e}")))?;
-        for entry in entries {
-            let mut entry =
-                entry.map_err(|e| Error::Layer(format!("layer {layer}: broken tar entry: {e}")))?;
-            let raw = entry.path_bytes();
-            let path = normalize(&String::from_utf8_lossy(&raw));
-            let (dir, name) = match path.rsplit_once('/') {
-                Some((d, n)) => (d.to_owned(), n.to_owned()),
-                None => (String::new(), path.clone()),
-            };
-            if name == ".wh..wh..opq" {
-                opaque.push(dir);
-                continue;
-            }
-            if let Some(gone) = name.strip_prefix(".wh.") {
-                whiteouts.push(if dir.is_empty() {
-                    gone.to_owned()
-                } else {
-                    format!("{dir}/{gone}")
-                });
-                continue;
-            }
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let Some(kind) = kind_of(&path) else {
-                continue;
-            };
-            let limit = if kind == Kind::PythonMetadata {
-                MAX_METADATA
-            } else {
-                MAX_DB_FILE
-            };
-            let mut text = Vec::new();
-            (&mut entry)
-                .take(limit)
-                .read_to_end(&mut text)
-                .map_err(|e| Error::Layer(format!("layer {layer}: {path}: {e}")))?;
-            let text = String::from_utf8_lossy(&text);
-            let mut found = Found {
-                kind,
-                layer: layer.to_owned(),
-                packages: Vec::new(),
-                os: None,
-            };
-            match kind {
-                Kind::Dpkg => found.packages = parse_dpkg(&text),
-                Kind::Apk => found.packages = parse_apk(&text),
-                Kind::PythonMetadata => match parse_metadata(&text) {
-                    Some(p) => found.packages.push(p),
-                    None => self.notes.push(format!(
-                        "{path} (layer {layer}): no Name or Version header; skipped"
-                    )),
-                },
-                Kind::Requirements => found.packages = parse_requirements(&text),
-                Kind::PoetryLock | Kind::UvLock => match parse_lock(&text) {
-                    Ok(p) => found.packages = p,
-                    Err(e) => self
-                        .notes
-                        .push(format!("{path} (layer {layer}): {e}; skipped")),
-                },
-                Kind::OsRelease => found.os = parse_os_release(&text),
-            }
-            added.insert(path, found);
-        }
-        // Whiteouts hide lower layers' files; then this layer's files land on top.
-        for dir in &opaque {
+        for dir in &layer.opaque {
             let prefix = format!("{dir}/");
             self.files.retain(|p, _| !p.starts_with(&prefix));
         }
-        for gone in &whiteouts {
+        for gone in &layer.whiteouts {
             let prefix = format!("{gone}/");
             self.files
                 .retain(|p, _| p != gone && !p.starts_with(&prefix));
         }
-        self.files.extend(added);
-        Ok(())
+        self.files.extend(layer.added);
+        self.notes.extend(layer.notes);
     }
+}
 
+/// What one layer holds, read on its own (so layers can be read side by side) and applied
+/// in order with [`Inventory::apply`].
+#[derive(Debug, Default)]
+pub struct LayerFiles {
+    added: BTreeMap<String, Found>,
+    whiteouts: Vec<String>,
+    opaque: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// Read one layer (a tar, gzip- or uncompressed; zstd is refused by name) with digest
+/// `layer`: its package databases, whiteouts and notes.
+pub fn read_layer(layer: &str, blob: impl Read) -> Result<LayerFiles> {
+    let mut blob = BufReader::with_capacity(1 << 20, blob);
+    let head = blob
+        .fill_buf()
+        .map_err(|e| Error::Layer(format!("layer {layer}: {e}")))?;
+    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(blob))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(Error::Layer(format!(
+            "layer {layer} is zstd-compressed, which wharf-scan does not read yet: rebuild the image with gzip layers or scan it with Trivy ([scan] scanners = [\"trivy\"])"
+        )));
+    } else {
+        Box::new(blob)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut notes: Vec<String> = Vec::new();
+    let mut added: BTreeMap<String, Found> = BTreeMap::new();
+    let mut whiteouts: Vec<String> = Vec::new();
+    let mut opaque: Vec<String> = Vec::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::Layer(format!("layer {layer}: not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| Error::Layer(format!("layer {layer}: broken tar entry: {e}")))?;
+        let raw = entry.path_bytes();
+        let path = normalize(&String::from_utf8_lossy(&raw));
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (d.to_owned(), n.to_owned()),
+            None => (String::new(), path.clone()),
+        };
+        if name == ".wh..wh..opq" {
+            opaque.push(dir);
+            continue;
+        }
+        if let Some(gone) = name.strip_prefix(".wh.") {
+            whiteouts.push(if dir.is_empty() {
+                gone.to_owned()
+            } else {
+                format!("{dir}/{gone}")
+            });
+            continue;
+        }
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let Some(kind) = kind_of(&path) else {
+            continue;
+        };
+        let limit = if kind == Kind::PythonMetadata {
+            MAX_METADATA
+        } else {
+            MAX_DB_FILE
+        };
+        let mut text = Vec::new();
+        (&mut entry)
+            .take(limit)
+            .read_to_end(&mut text)
+            .map_err(|e| Error::Layer(format!("layer {layer}: {path}: {e}")))?;
+        let text = String::from_utf8_lossy(&text);
+        let mut found = Found {
+            kind,
+            layer: layer.to_owned(),
+            packages: Vec::new(),
+            os: None,
+        };
+        match kind {
+            Kind::Dpkg => found.packages = parse_dpkg(&text),
+            Kind::Apk => found.packages = parse_apk(&text),
+            Kind::PythonMetadata => match parse_metadata(&text) {
+                Some(p) => found.packages.push(p),
+                None => notes.push(format!(
+                    "{path} (layer {layer}): no Name or Version header; skipped"
+                )),
+            },
+            Kind::Requirements => found.packages = parse_requirements(&text),
+            Kind::PoetryLock | Kind::UvLock => match parse_lock(&text) {
+                Ok(p) => found.packages = p,
+                Err(e) => notes.push(format!("{path} (layer {layer}): {e}; skipped")),
+            },
+            Kind::OsRelease => found.os = parse_os_release(&text),
+        }
+        added.insert(path, found);
+    }
+    Ok(LayerFiles {
+        added,
+        whiteouts,
+        opaque,
+        notes,
+    })
+}
+
+impl Inventory {
     /// The packages the final filesystem holds.
     pub fn finish(self) -> InventoryReport {
         let os = self

@@ -80,8 +80,13 @@ impl Scanner for OsvScanner {
         target: &ScanTarget,
         _opts: &ScanOptions,
     ) -> wharf_core::Result<ScanReport> {
-        let db = self.database().await?;
-        let inventory = image::inventory(target, self.registry.as_ref()).await?;
+        // The database loads while the layers are read.
+        let (db, inventory) = futures::future::join(
+            self.database(),
+            image::inventory(target, self.registry.as_ref()),
+        )
+        .await;
+        let (db, inventory) = (db?, inventory?);
         let (mut findings, mut notes) = {
             let db = db.clone();
             let packages = inventory.packages.clone();
