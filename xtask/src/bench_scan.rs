@@ -49,7 +49,11 @@ fn sha256_hex(path: &Path, gunzip: bool) -> anyhow::Result<String> {
         format!("sha256sum '{}'", path.display())
     };
     let out = run(Command::new("sh").args(["-c", &script]))?;
-    Ok(out.split_whitespace().next().context("sha256sum")?.to_owned())
+    Ok(out
+        .split_whitespace()
+        .next()
+        .context("sha256sum")?
+        .to_owned())
 }
 
 /// An OCI layout at `layout` with one image of two gzip layers: `base` (a directory tree)
@@ -57,13 +61,22 @@ fn sha256_hex(path: &Path, gunzip: bool) -> anyhow::Result<String> {
 fn build_layout(layout: &Path, trees: &[&Path]) -> anyhow::Result<()> {
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
-    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for tree in trees {
         let tmp = layout.join("layer.tar.gz");
         run(Command::new("tar")
-            .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "-czf"])
+            .args([
+                "--sort=name",
+                "--mtime=@0",
+                "--owner=0",
+                "--group=0",
+                "-czf",
+            ])
             .arg(&tmp)
             .arg("-C")
             .arg(tree)
@@ -116,7 +129,10 @@ fn image_trees(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dest.parent().context("parent")?)?;
         std::fs::copy(from, &dest).with_context(|| format!("copying {from}"))?;
     }
-    let stdlib = run(Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]))?;
+    let stdlib = run(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+    ]))?;
     let stdlib = stdlib.trim();
     let dest = base.join("usr/lib/python3.11");
     std::fs::create_dir_all(&dest)?;
@@ -124,7 +140,15 @@ fn image_trees(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let site = app.join("usr/local/lib/python3.11/site-packages");
     eprintln!("installing the image's Python packages from PyPI (once)…");
     run(Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+        ])
         .arg(&site)
         .args(PYTHON_PACKAGES))?;
     std::fs::write(&done, b"")?;
@@ -137,33 +161,60 @@ pub(crate) fn run_suite(ours: &Path, dir: &Path) -> anyhow::Result<()> {
     let none: &[(&str, &std::ffi::OsStr)] = &[];
     // 1. The matcher alone.
     let generated = dir.join("osv-generated");
-    run(Command::new(ours).arg("osv-generate").arg(&generated).args(["50000", "2000"]))?;
+    run(Command::new(ours)
+        .arg("osv-generate")
+        .arg(&generated)
+        .args(["50000", "2000"]))?;
     let mut split = String::new();
     let matching = median_of(3, &|| {}, || {
         let s = timed_with(
             "match 2,000 packages against 50,000 OSV advisories (load + match)",
             "wharf",
             ours,
-            &["osv-match", &generated.join("all.zip").display().to_string(), &generated.join("inventory.json").display().to_string()],
+            &[
+                "osv-match",
+                &generated.join("all.zip").display().to_string(),
+                &generated.join("inventory.json").display().to_string(),
+            ],
             none,
         )?;
         Ok(s)
     })?;
-    let out = run(Command::new(ours).arg("osv-match").arg(generated.join("all.zip")).arg(generated.join("inventory.json")))?;
+    let out = run(Command::new(ours)
+        .arg("osv-match")
+        .arg(generated.join("all.zip"))
+        .arg(generated.join("inventory.json")))?;
     split.push_str(out.trim());
 
     // 2. A whole image, four scanners.
-    let running = crate::backends::up().context("starting the harness (Trivy, Grype, osv-scanner, skopeo)")?;
-    let var = |n: &str| running.var(n).with_context(|| format!("the harness set no {n}")).map(PathBuf::from);
-    let (trivy, grype, osv_scanner, skopeo) = (var("WHARF_TEST_TRIVY")?, var("WHARF_TEST_GRYPE")?, var("WHARF_TEST_OSV_SCANNER")?, var("WHARF_TEST_SKOPEO")?);
-    let (trivydb, grypedb) = (var("WHARF_TEST_TRIVYDB_FIXTURE")?, var("WHARF_TEST_GRYPEDB_FIXTURE")?);
+    let running = crate::backends::up()
+        .context("starting the harness (Trivy, Grype, osv-scanner, skopeo)")?;
+    let var = |n: &str| {
+        running
+            .var(n)
+            .with_context(|| format!("the harness set no {n}"))
+            .map(PathBuf::from)
+    };
+    let (trivy, grype, osv_scanner, skopeo) = (
+        var("WHARF_TEST_TRIVY")?,
+        var("WHARF_TEST_GRYPE")?,
+        var("WHARF_TEST_OSV_SCANNER")?,
+        var("WHARF_TEST_SKOPEO")?,
+    );
+    let (trivydb, grypedb) = (
+        var("WHARF_TEST_TRIVYDB_FIXTURE")?,
+        var("WHARF_TEST_GRYPEDB_FIXTURE")?,
+    );
     let (base, app) = image_trees(dir)?;
     let layout = dir.join("ml-image");
     let _ = std::fs::remove_dir_all(&layout);
     build_layout(&layout, &[&base, &app])?;
     let archive = dir.join("ml-image.tar");
     let _ = std::fs::remove_file(&archive);
-    run(Command::new(&skopeo).args(["copy", "--quiet"]).arg(format!("oci:{}:test", layout.display())).arg(format!("docker-archive:{}:bench/ml:1", archive.display())))?;
+    run(Command::new(&skopeo)
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:test", layout.display()))
+        .arg(format!("docker-archive:{}:bench/ml:1", archive.display())))?;
     let image_mib = dir_size(&layout)? as f64 / (1 << 20) as f64;
 
     // Databases: the generated OSV data, per ecosystem for osv-scanner (wharf reads the same
@@ -174,35 +225,83 @@ pub(crate) fn run_suite(ours: &Path, dir: &Path) -> anyhow::Result<()> {
     for eco in ["PyPI", "Debian"] {
         std::fs::create_dir_all(osvdb.join("osv-scalibr").join(eco))?;
     }
-    std::fs::copy(generated.join("all.zip"), osvdb.join("osv-scalibr/PyPI/all.zip"))?;
-    std::fs::copy(generated.join("all.zip"), osvdb.join("osv-scalibr/Debian/all.zip"))?;
+    std::fs::copy(
+        generated.join("all.zip"),
+        osvdb.join("osv-scalibr/PyPI/all.zip"),
+    )?;
+    std::fs::copy(
+        generated.join("all.zip"),
+        osvdb.join("osv-scalibr/Debian/all.zip"),
+    )?;
     let trivy_cache = dir.join("trivy-cache");
     let spec = dir.join("trivy-spec.json");
-    std::fs::write(&spec, serde_json::to_vec(&serde_json::json!({
-        "updated_at": "2026-11-01T00:00:00Z",
-        "lang": [{"ecosystem": "pip", "package": "requests", "id": "CVE-2023-32681", "vulnerable": [">=2.3.0, <2.31.0"], "patched": ["2.31.0"]}],
-        "vulnerabilities": [{"id": "CVE-2023-32681", "severity": "MEDIUM"}],
-    }))?)?;
+    std::fs::write(
+        &spec,
+        serde_json::to_vec(&serde_json::json!({
+            "updated_at": "2026-11-01T00:00:00Z",
+            "lang": [{"ecosystem": "pip", "package": "requests", "id": "CVE-2023-32681", "vulnerable": [">=2.3.0, <2.31.0"], "patched": ["2.31.0"]}],
+            "vulnerabilities": [{"id": "CVE-2023-32681", "severity": "MEDIUM"}],
+        }))?,
+    )?;
     run(Command::new(&trivydb).arg(&spec).arg(&trivy_cache))?;
     let grype_db = dir.join("grype-db");
     let built = dir.join("grype-built");
     let ws = dir.join("grype-ws/github");
     std::fs::create_dir_all(ws.join("results"))?;
-    std::fs::write(ws.join("results/r.json"), serde_json::to_vec(&serde_json::json!({"schema": "https://raw.githubusercontent.com/anchore/vunnel/main/schema/vulnerability/github-security-advisory/schema-1.0.1.json", "identifier": "github:python/GHSA-j8r2-6x86-q33q", "item": {"Vulnerability": {}, "Advisory": {"Classification": "GENERAL", "Severity": "Medium", "FixedIn": [{"name": "requests", "identifier": "2.31.0", "ecosystem": "python", "namespace": "github:python", "range": ">= 2.3.0, < 2.31.0"}], "Summary": "proxy header leak", "url": "https://github.com/advisories/GHSA-j8r2-6x86-q33q", "CVE": ["CVE-2023-32681"], "Metadata": {"CVE": ["CVE-2023-32681"]}, "ghsaId": "GHSA-j8r2-6x86-q33q", "published": "2023-05-22T20:36:32Z", "updated": "2023-06-01T00:00:00Z", "withdrawn": null, "namespace": "github:python"}}}))?)?;
+    std::fs::write(
+        ws.join("results/r.json"),
+        serde_json::to_vec(
+            &serde_json::json!({"schema": "https://raw.githubusercontent.com/anchore/vunnel/main/schema/vulnerability/github-security-advisory/schema-1.0.1.json", "identifier": "github:python/GHSA-j8r2-6x86-q33q", "item": {"Vulnerability": {}, "Advisory": {"Classification": "GENERAL", "Severity": "Medium", "FixedIn": [{"name": "requests", "identifier": "2.31.0", "ecosystem": "python", "namespace": "github:python", "range": ">= 2.3.0, < 2.31.0"}], "Summary": "proxy header leak", "url": "https://github.com/advisories/GHSA-j8r2-6x86-q33q", "CVE": ["CVE-2023-32681"], "Metadata": {"CVE": ["CVE-2023-32681"]}, "ghsaId": "GHSA-j8r2-6x86-q33q", "published": "2023-05-22T20:36:32Z", "updated": "2023-06-01T00:00:00Z", "withdrawn": null, "namespace": "github:python"}}}),
+        )?,
+    )?;
     std::fs::write(ws.join("checksums"), "0000000000000000  results/r.json\n")?;
-    std::fs::write(ws.join("metadata.json"), serde_json::to_vec(&serde_json::json!({"provider": "github", "version": 1, "distribution_version": 1, "processor": "vunnel@wharf-bench", "schema": {"version": "1.0.2", "url": "https://raw.githubusercontent.com/anchore/vunnel/main/schema/provider-workspace-state/schema-1.0.2.json"}, "urls": [], "timestamp": "2026-11-01T00:00:00Z", "listing": {"path": "checksums", "digest": "0", "algorithm": "xxh64"}, "store": "flat-file", "stale": false}))?)?;
+    std::fs::write(
+        ws.join("metadata.json"),
+        serde_json::to_vec(
+            &serde_json::json!({"provider": "github", "version": 1, "distribution_version": 1, "processor": "vunnel@wharf-bench", "schema": {"version": "1.0.2", "url": "https://raw.githubusercontent.com/anchore/vunnel/main/schema/provider-workspace-state/schema-1.0.2.json"}, "urls": [], "timestamp": "2026-11-01T00:00:00Z", "listing": {"path": "checksums", "digest": "0", "algorithm": "xxh64"}, "store": "flat-file", "stale": false}),
+        )?,
+    )?;
     run(Command::new(&grypedb).arg(&built).arg(&ws))?;
-    run(Command::new(&grype).args(["db", "import"]).arg(built.join("vulnerability.db")).env("GRYPE_DB_CACHE_DIR", &grype_db).env("GRYPE_CHECK_FOR_APP_UPDATE", "false"))?;
+    run(Command::new(&grype)
+        .args(["db", "import"])
+        .arg(built.join("vulnerability.db"))
+        .env("GRYPE_DB_CACHE_DIR", &grype_db)
+        .env("GRYPE_CHECK_FOR_APP_UPDATE", "false"))?;
 
     let l = layout.display().to_string();
     let what = format!("scan a Python ML image ({image_mib:.0} MiB, 2 layers)");
     let mut samples: Vec<Sample> = vec![matching];
     samples.push(median_of(3, &|| {}, || {
-        timed_with(&what, "wharf (osv, 50k advisories)", ours, &["osv-scan", &l, &osvdb.display().to_string()], none)
+        timed_with(
+            &what,
+            "wharf (osv, 50k advisories)",
+            ours,
+            &["osv-scan", &l, &osvdb.display().to_string()],
+            none,
+        )
     })?);
     let tc = trivy_cache.display().to_string();
     samples.push(median_of(3, &|| {}, || {
-        timed_with(&what, "trivy image --input", &trivy, &["image", "--quiet", "--format", "json", "--skip-db-update", "--offline-scan", "--cache-backend", "memory", "--cache-dir", &tc, "--input", &l], none)
+        timed_with(
+            &what,
+            "trivy image --input",
+            &trivy,
+            &[
+                "image",
+                "--quiet",
+                "--format",
+                "json",
+                "--skip-db-update",
+                "--offline-scan",
+                "--cache-backend",
+                "memory",
+                "--cache-dir",
+                &tc,
+                "--input",
+                &l,
+            ],
+            none,
+        )
     })?);
     let gdb = grype_db.clone().into_os_string();
     let grype_env: Vec<(&str, &std::ffi::OsStr)> = vec![
@@ -213,19 +312,50 @@ pub(crate) fn run_suite(ours: &Path, dir: &Path) -> anyhow::Result<()> {
     ];
     let oci = format!("oci-dir:{l}");
     samples.push(median_of(3, &|| {}, || {
-        timed_with(&what, "grype oci-dir:", &grype, &[&oci, "-o", "json", "-q"], &grype_env)
+        timed_with(
+            &what,
+            "grype oci-dir:",
+            &grype,
+            &[&oci, "-o", "json", "-q"],
+            &grype_env,
+        )
     })?);
     let odb = osvdb.clone().into_os_string();
-    let osv_env: Vec<(&str, &std::ffi::OsStr)> = vec![("OSV_SCANNER_LOCAL_DB_CACHE_DIRECTORY", odb.as_os_str())];
+    let osv_env: Vec<(&str, &std::ffi::OsStr)> =
+        vec![("OSV_SCANNER_LOCAL_DB_CACHE_DIRECTORY", odb.as_os_str())];
     let a = archive.display().to_string();
     samples.push(median_of(3, &|| {}, || {
-        let (seconds, rss_kib, _) = crate::bench::time_command(&osv_scanner, &["scan", "image", "--archive", "--offline", "--format", "json", &a], &osv_env, &[0, 1])?;
-        Ok(Sample { what: what.clone(), tool: "osv-scanner scan image --archive".into(), seconds, rss_kib })
+        let (seconds, rss_kib, _) = crate::bench::time_command(
+            &osv_scanner,
+            &[
+                "scan",
+                "image",
+                "--archive",
+                "--offline",
+                "--format",
+                "json",
+                &a,
+            ],
+            &osv_env,
+            &[0, 1],
+        )?;
+        Ok(Sample {
+            what: what.clone(),
+            tool: "osv-scanner scan image --archive".into(),
+            seconds,
+            rss_kib,
+        })
     })?);
     println!("| operation | tool | wall time | peak RSS |");
     println!("|---|---|---|---|");
     for s in &samples {
-        println!("| {} | {} | {:.2} s | {} MiB |", s.what, s.tool, s.seconds, s.rss_kib / 1024);
+        println!(
+            "| {} | {} | {:.2} s | {} MiB |",
+            s.what,
+            s.tool,
+            s.seconds,
+            s.rss_kib / 1024
+        );
     }
     println!();
     println!("wharf's matcher, one run: {split}");
@@ -238,7 +368,11 @@ fn dir_size(dir: &Path) -> anyhow::Result<u64> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }

@@ -38,6 +38,7 @@ mod bench_audit;
 mod bench_scan;
 mod ci;
 mod fsck;
+mod osv;
 mod out;
 mod outside;
 mod pipeline;
@@ -83,8 +84,11 @@ enum Command {
     /// Check that every publishable crate builds with no features and with each feature
     /// alone (`cargo hack check --each-feature`, without cargo-hack).
     Features,
-    /// Time wharf's operations side by side with peer tools (openssl, sha256sum, tar, skopeo, curl).
+    /// Time wharf's operations side by side with peer tools (openssl, sha256sum, tar, skopeo,
+    /// curl, cosign, kubectl, Trivy, Grype, osv-scanner).
     Bench(bench::BenchCmd),
+    /// Refresh the project's OSV snapshot from OSV exports (`osv refresh --export all.zip`).
+    Osv(osv::OsvCmd),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +107,7 @@ fn run() -> ExitCode {
         Command::DenyAdvisories(cmd) => cmd.run(),
         Command::Backends(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
+        Command::Osv(cmd) => cmd.run(),
         Command::Outside(cmd) => cmd.run(),
         Command::Features => xshell::Shell::new()
             .map_err(anyhow::Error::from)

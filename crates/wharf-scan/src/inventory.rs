@@ -286,6 +286,19 @@ impl Inventory {
     }
 }
 
+/// The pinned packages in a requirements or lock file named `name` (`requirements.txt`,
+/// `poetry.lock`, `uv.lock`); `None` for any other file.
+pub fn pinned_packages(
+    name: &str,
+    text: &str,
+) -> Option<std::result::Result<Vec<Package>, String>> {
+    match kind_of(name)? {
+        Kind::Requirements => Some(Ok(parse_requirements(text))),
+        Kind::PoetryLock | Kind::UvLock => Some(parse_lock(text)),
+        _ => None,
+    }
+}
+
 /// `./usr/lib/x` and `/usr/lib/x` → `usr/lib/x`.
 fn normalize(path: &str) -> String {
     let p = path.trim_start_matches("./").trim_start_matches('/');

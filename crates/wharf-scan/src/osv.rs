@@ -83,7 +83,7 @@ impl Specific {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 struct PackageRef {
     #[serde(default)]
     ecosystem: String,
@@ -683,4 +683,92 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Copy, verbatim, every OSV record in `exports` (OSV export ZIPs such as
+/// `PyPI/all.zip`, or directories of records) that names one of `packages` (by ecosystem
+/// and name, PyPI names normalized) into `out` as `<id>.json`, after removing the `*.json`
+/// already there: how a small snapshot (the example's) is refreshed from a full export.
+/// Returns how many records were written.
+pub fn extract(exports: &[PathBuf], packages: &[Package], out: &Path) -> Result<usize> {
+    #[derive(Deserialize)]
+    struct Names {
+        id: String,
+        #[serde(default)]
+        affected: Option<Vec<NameOnly>>,
+    }
+    #[derive(Deserialize)]
+    struct NameOnly {
+        #[serde(default)]
+        package: Option<PackageRef>,
+    }
+    let wanted: BTreeSet<(String, String)> = packages
+        .iter()
+        .map(|p| index_key(&p.ecosystem, p.source.as_deref().unwrap_or(&p.name)))
+        .collect();
+    let mut keep: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut consider = |bytes: Vec<u8>, source: &str| -> Result<()> {
+        let names: Names = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Database(format!("{source}: not an OSV record: {e}")))?;
+        let hit = names
+            .affected
+            .iter()
+            .flatten()
+            .filter_map(|a| a.package.as_ref())
+            .any(|p| wanted.contains(&index_key(&p.ecosystem, &p.name)));
+        if hit {
+            if names.id.contains(['/', '\\']) || names.id.starts_with('.') {
+                return Err(Error::Database(format!(
+                    "{source}: record id {:?} is not a file name",
+                    names.id
+                )));
+            }
+            keep.push((names.id, bytes));
+        }
+        Ok(())
+    };
+    for export in exports {
+        let mut files = Vec::new();
+        if export.is_dir() {
+            walk(export, &mut files)
+                .map_err(|e| Error::Database(format!("OSV export {}: {e}", export.display())))?;
+            files.sort();
+        } else {
+            files.push(export.clone());
+        }
+        for f in files {
+            let is_zip = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+            if is_zip {
+                let zip = crate::zip::Archive::open(&f)
+                    .map_err(|e| Error::Database(format!("OSV export {}: {e}", f.display())))?;
+                let mut file = std::fs::File::open(&f)
+                    .map_err(|e| Error::Database(format!("OSV export {}: {e}", f.display())))?;
+                for e in zip.entries.iter().filter(|e| e.name.ends_with(".json")) {
+                    let source = source_name(&f, Some(&e.name));
+                    let bytes = crate::zip::read_entry(&mut file, e)
+                        .map_err(|err| Error::Database(format!("OSV export {source}: {err}")))?;
+                    consider(bytes, &source)?;
+                }
+            } else {
+                let bytes = std::fs::read(&f)
+                    .map_err(|e| Error::Database(format!("OSV export {}: {e}", f.display())))?;
+                consider(bytes, &f.display().to_string())?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::Database(format!("{}: {e}", out.display())))?;
+    let old =
+        std::fs::read_dir(out).map_err(|e| Error::Database(format!("{}: {e}", out.display())))?;
+    for entry in old.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            std::fs::remove_file(&p)
+                .map_err(|e| Error::Database(format!("{}: {e}", p.display())))?;
+        }
+    }
+    for (id, bytes) in &keep {
+        let p = out.join(format!("{id}.json"));
+        std::fs::write(&p, bytes).map_err(|e| Error::Database(format!("{}: {e}", p.display())))?;
+    }
+    Ok(keep.len())
 }
