@@ -66,7 +66,7 @@ fn name(eco: &str, i: u64) -> String {
 /// inventory of `packages` packages to `dir/inventory.json`.
 pub(crate) fn generate(dir: &Path, advisories: usize, packages: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut rng = Rng(0x5EED_0F_05C4_2026);
+    let mut rng = Rng(0x005E_ED0F_05C4_2026);
     let mut files = Vec::with_capacity(advisories);
     for k in 0..advisories {
         let eco = pick_ecosystem(&mut rng);

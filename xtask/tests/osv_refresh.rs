@@ -2,6 +2,8 @@
 //! that names a package the model pins, copied byte for byte; others and stale files gone;
 //! a model that pins nothing, or a broken export, refused in one line.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use std::path::Path;
 use std::process::Command;
 

@@ -389,7 +389,7 @@ impl OsvDatabase {
                 continue;
             };
             let installed = scheme.parse(&pkg.version);
-            let mut hits: Vec<(usize, Option<String>, &Entry)> = Vec::new();
+            let mut hits: Vec<Hit<'_>> = Vec::new();
             let mut unparsable = false;
             for &eix in candidates {
                 let entry = &self.entries[eix];
@@ -430,8 +430,8 @@ impl OsvDatabase {
     }
 
     /// One finding per group of advisories that alias each other.
-    fn group(&self, pkg: &Package, hits: Vec<(usize, Option<String>, &Entry)>) -> Vec<Finding> {
-        let mut groups: Vec<(BTreeSet<String>, Vec<(usize, Option<String>, &Entry)>)> = Vec::new();
+    fn group(&self, pkg: &Package, hits: Vec<Hit<'_>>) -> Vec<Finding> {
+        let mut groups: Vec<(BTreeSet<String>, Vec<Hit<'_>>)> = Vec::new();
         for hit in hits {
             let r = &self.records[hit.0];
             let ids: BTreeSet<String> = std::iter::once(r.id.clone())
@@ -451,12 +451,7 @@ impl OsvDatabase {
             .collect()
     }
 
-    fn finding(
-        &self,
-        pkg: &Package,
-        ids: BTreeSet<String>,
-        members: Vec<(usize, Option<String>, &Entry)>,
-    ) -> Finding {
+    fn finding(&self, pkg: &Package, ids: BTreeSet<String>, members: Vec<Hit<'_>>) -> Finding {
         // The CVE when there is one (what Trivy and Grype report), else the first id.
         let id = ids
             .iter()
@@ -531,6 +526,9 @@ impl OsvDatabase {
     }
 }
 
+/// A match: the record, the fix ending the interval the version is in, the entry.
+type Hit<'a> = (usize, Option<String>, &'a Entry);
+
 /// The name an advisory lists the package under: Debian and Alpine advisories name the
 /// source package.
 fn match_name(pkg: &Package) -> String {
@@ -582,9 +580,10 @@ fn compile_events(range: &RawRange, scheme: Scheme) -> std::result::Result<Vec<E
                 "an event must have exactly one of introduced, fixed, last_affected, limit".into(),
             );
         };
-        let version = if kind == EventKind::Introduced && v == "0" {
-            None
-        } else if kind == EventKind::Limit && v == "*" {
+        // `introduced: 0` is below everything, `limit: *` above.
+        let unbounded =
+            (kind == EventKind::Introduced && v == "0") || (kind == EventKind::Limit && v == "*");
+        let version = if unbounded {
             None
         } else {
             Some(

@@ -1,4 +1,5 @@
 #![cfg(feature = "ecr")]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
 //! ECR image scanning against moto's ECR (`WHARF_TEST_MOTO`, from `cargo xtask test`): the
 //! basic findings moto returns by default, enhanced (Inspector) findings set through moto's
 //! API in the shape of the ECR API reference's `EnhancedImageScanFinding`; and, where moto

@@ -2,6 +2,8 @@
 //! others (fixtures/PROVENANCE.md), waivers that expire and go stale; every decision names
 //! what blocked and why, what was suppressed and by what.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use std::path::{Path, PathBuf};
 
 use time::macros::date;

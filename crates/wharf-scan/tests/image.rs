@@ -3,6 +3,8 @@
 //! Trivy's own SBOM of the same layout (the real binary from the harness), and Trivy's and
 //! Grype's runners failing in one line when their binary is missing, hangs or fails.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! without `introduced`, unsorted events, invalid versions, and databases that are ZIPs,
 //! missing or empty.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use std::path::{Path, PathBuf};
 
 use wharf_core::{FixState, Package, Severity};

@@ -2,6 +2,8 @@
 //! exact counts stated there; reports of other formats, truncated or with unknown
 //! severities refused in one line.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,9 @@
 
 use std::cmp::Ordering;
 
+/// Epoch, release (trailing zeros dropped), pre, post, dev: packaging's `_cmpkey`.
+type SortKey = (u64, Vec<u64>, (i8, u8, u64), (i8, u64), (i8, u64));
+
 /// A parsed PEP 440 version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pep440 {
@@ -177,7 +180,7 @@ impl Pep440 {
     }
 
     /// The sort key of PEP 440 (packaging's `_cmpkey`).
-    fn key(&self) -> (u64, Vec<u64>, (i8, u8, u64), (i8, u64), (i8, u64)) {
+    fn key(&self) -> SortKey {
         let mut release = self.release.clone();
         while release.len() > 1 && release.last() == Some(&0) {
             release.pop();
