@@ -18,7 +18,7 @@ enum OsvAction {
     /// Keep every advisory from the exports that names a package the model pins.
     Refresh {
         /// An OSV export: a per-ecosystem `all.zip`
-        /// (https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip) or a
+        /// (<https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip>) or a
         /// directory of records; repeat for several ecosystems.
         #[arg(long = "export", required = true)]
         exports: Vec<PathBuf>,
