@@ -68,11 +68,19 @@ fn run_of(record: &Path) -> serde_json::Value {
     v["event"].clone()
 }
 
-/// The example manifest with `dependencies: []` replaced.
+/// The example's dependencies, as its manifest lists them.
+const EXAMPLE_DEPENDENCIES: &str =
+    "dependencies:\n  - { name: numpy, version: 1.21.0 }\n  - { name: joblib, version: 1.1.0 }\n";
+
+/// The example manifest with its `dependencies` replaced.
 fn example_manifest_with(dependencies: &str) -> String {
-    std::fs::read_to_string(root().join("examples/models/fraud-detector/model.yaml"))
-        .unwrap()
-        .replace("dependencies: []\n", dependencies)
+    let text =
+        std::fs::read_to_string(root().join("examples/models/fraud-detector/model.yaml")).unwrap();
+    assert!(
+        text.contains(EXAMPLE_DEPENDENCIES),
+        "the example's dependencies changed"
+    );
+    text.replace(EXAMPLE_DEPENDENCIES, dependencies)
 }
 
 #[test]
@@ -245,12 +253,11 @@ fn non_utf8_and_directories_are_bad_input_exit_2() {
     // A model directory whose manifest lists a directory as an artifact.
     let model = scratch.path().join("model");
     std::fs::create_dir_all(model.join("weights")).unwrap();
+    let artifacts = "  - { path: model.safetensors, role: weights }\n  - { path: predict.py, role: code }\n  - { path: train.py, role: code }\n  - { path: MODEL_CARD.md, role: doc }\n  - { path: requirements.txt, role: code }\n";
+    assert!(good.contains(artifacts), "the example's artifacts changed");
     std::fs::write(
         model.join("model.yaml"),
-        good.replace(
-            "  - { path: model.safetensors, role: weights }\n  - { path: predict.py, role: code }\n  - { path: train.py, role: code }\n  - { path: MODEL_CARD.md, role: doc }\n",
-            "  - { path: weights, role: weights }\n",
-        ),
+        good.replace(artifacts, "  - { path: weights, role: weights }\n"),
     )
     .unwrap();
     let cases: Vec<(PathBuf, String)> = vec![

@@ -212,26 +212,26 @@ fn the_example_is_packaged_reproducibly_and_its_digest_recorded() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["run"]["stages"][1]["name"], "package");
         assert_eq!(v["run"]["stages"][1]["status"], "passed");
-        assert_eq!(v["run"]["stages"][2]["name"], "sign");
-        assert_eq!(v["run"]["stages"][3]["name"], "attest");
-        assert_eq!(v["run"]["stages"][4]["name"], "verify-signature");
+        assert_eq!(v["run"]["stages"][3]["name"], "sign");
+        assert_eq!(v["run"]["stages"][4]["name"], "attest");
+        assert_eq!(v["run"]["stages"][5]["name"], "verify-signature");
         assert_eq!(
-            v["run"]["stages"][4]["status"], "passed",
+            v["run"]["stages"][5]["status"], "passed",
             "verified after signing"
         );
         digests.push(v["run"]["image_digest"].as_str().unwrap().to_owned());
         signed.push(
-            v["run"]["stages"][2]["summary"]
+            v["run"]["stages"][3]["summary"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
         );
-        let verified = v["run"]["stages"][4]["summary"].as_str().unwrap();
+        let verified = v["run"]["stages"][5]["summary"].as_str().unwrap();
         assert!(
             verified.contains("attestations verified: model evaluation, SLSA provenance"),
             "{verified}"
         );
-        let attested = v["run"]["stages"][3]["summary"].as_str().unwrap();
+        let attested = v["run"]["stages"][4]["summary"].as_str().unwrap();
         if digests.len() == 1 {
             assert!(
                 attested.contains("attested model evaluation + SLSA provenance"),
@@ -304,9 +304,23 @@ fn with_a_registry_url_the_example_is_pushed_there_and_skopeo_sees_it() {
     // (skopeo), fetch its payload (curl) and verify the signature (openssl) with our
     // public key; the payload names this exact image. (Debian's skopeo is built with
     // sigstore verification disabled, so it cannot check the signature itself.)
-    assert_eq!(v["run"]["stages"][2]["name"], "sign");
-    assert_eq!(v["run"]["stages"][4]["name"], "verify-signature");
-    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    assert_eq!(v["run"]["stages"][3]["name"], "sign");
+    assert_eq!(v["run"]["stages"][5]["name"], "verify-signature");
+    assert_eq!(v["run"]["stages"][5]["status"], "passed");
+    // The scan stage read the pushed image's layers back from the registry (through the
+    // same client that pushed them) and found the example's pinned numpy and joblib, the
+    // latter suppressed by the example's VEX statement.
+    let scan = &v["run"]["stages"][2];
+    assert_eq!(scan["name"], "scan");
+    assert_eq!(scan["status"], "warned", "{scan}");
+    assert_eq!(
+        scan["details"]["warnings"][0]["id"], "CVE-2021-34141",
+        "{scan}"
+    );
+    assert_eq!(
+        scan["details"]["suppressed"][0]["id"], "CVE-2022-21797",
+        "{scan}"
+    );
     let sig_tag = format!("sha256-{}.sig", &digest["sha256:".len()..]);
     let sig_manifest = Command::new(&skopeo)
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -911,8 +925,8 @@ fn signing_with_a_kms_key() {
     assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let public = wharf_sign::PublicKey::from_spki_der(&public_der, "kms").unwrap();
-    assert_eq!(v["run"]["stages"][2]["details"]["key_id"], public.key_id());
-    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    assert_eq!(v["run"]["stages"][3]["details"]["key_id"], public.key_id());
+    assert_eq!(v["run"]["stages"][5]["status"], "passed");
     assert!(
         !scratch.path().join("keys/cosign.key").exists(),
         "no local key was made"
@@ -951,7 +965,7 @@ fn bundle_signatures_use_the_tag_schema_where_there_is_no_referrers_api() {
     let out = run();
     assert_exit(&out, 0, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    assert_eq!(v["run"]["stages"][5]["status"], "passed");
     let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
     let index = Command::new(&skopeo)
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -971,7 +985,7 @@ fn bundle_signatures_use_the_tag_schema_where_there_is_no_referrers_api() {
     );
     // A second run finds the signature through the index and adds nothing.
     let again: serde_json::Value = serde_json::from_slice(&run().stdout).unwrap();
-    let summary = again["run"]["stages"][2]["summary"].as_str().unwrap();
+    let summary = again["run"]["stages"][3]["summary"].as_str().unwrap();
     assert!(
         summary.contains("already carries a valid signature"),
         "{summary}"
@@ -1297,24 +1311,24 @@ fn keyless_signing_on_the_oci_layout_in_both_formats() {
         let v: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
         let stages = &v["run"]["stages"];
         assert_eq!(v["run"]["image_digest"], digest.as_str());
-        let sign = stages[2]["summary"].as_str().unwrap();
+        let sign = stages[3]["summary"].as_str().unwrap();
         assert!(
             sign.contains(&format!(
                 "{short} already carries a valid signature by keyless identity {TOKEN_SUBJECT} ({TOKEN_ISSUER}): nothing added"
             )),
             "{format}: {sign}"
         );
-        assert_eq!(stages[2]["details"]["added"], false);
+        assert_eq!(stages[3]["details"]["added"], false);
         // The evaluation is the same, and the image already carries provenance by this
         // identity (from the build that made these bytes): nothing is added.
-        let attest = stages[3]["summary"].as_str().unwrap();
+        let attest = stages[4]["summary"].as_str().unwrap();
         assert!(
             attest.contains(&format!(
                 "{short} already carries these attestations: nothing added"
             )),
             "{format}: {attest}"
         );
-        assert_eq!(stages[4]["status"], "passed", "{format}: {}", stages[4]);
+        assert_eq!(stages[5]["status"], "passed", "{format}: {}", stages[5]);
         assert_eq!(
             verify_keyless(dir, &digest, format, TOKEN_SUBJECT).unwrap(),
             1,
@@ -1369,7 +1383,7 @@ fn keyless_in_prod_needs_the_identity_and_refuses_a_token_for_another() {
         .unwrap();
     assert_exit(&out, 3, "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let sign = &v["run"]["stages"][2];
+    let sign = &v["run"]["stages"][3];
     assert_eq!(sign["name"], "sign");
     assert_eq!(sign["status"], "failed");
     let summary = sign["summary"].as_str().unwrap();
@@ -1379,8 +1393,8 @@ fn keyless_in_prod_needs_the_identity_and_refuses_a_token_for_another() {
         )),
         "{summary}"
     );
-    assert_eq!(v["run"]["stages"][3]["status"], "skipped");
     assert_eq!(v["run"]["stages"][4]["status"], "skipped");
+    assert_eq!(v["run"]["stages"][5]["status"], "skipped");
     let digest = v["run"]["image_digest"].as_str().unwrap();
     let index = std::fs::read_to_string(
         project
@@ -1536,13 +1550,13 @@ fn format_auto_signs_legacy_where_the_registry_has_no_referrers_api() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = v["run"]["image_digest"].as_str().unwrap().to_owned();
     let hex = &digest["sha256:".len()..];
-    let sign = v["run"]["stages"][2]["summary"].as_str().unwrap();
+    let sign = v["run"]["stages"][3]["summary"].as_str().unwrap();
     assert!(
         sign.contains(&format!("{repo}:sha256-{hex}.sig (1 signature)")),
         "{sign}"
     );
     assert!(!sign.contains("bundle"), "{sign}");
-    assert_eq!(v["run"]["stages"][4]["status"], "passed");
+    assert_eq!(v["run"]["stages"][5]["status"], "passed");
     let tags = Command::new("curl")
         .args(["-sSf", &format!("http://{registry}/v2/{repo}/tags/list")])
         .output()
@@ -1609,14 +1623,30 @@ fn verify_checks_an_images_signature_and_attestations_as_an_auditor_would() {
     let other = root().join("crates/wharf-sign/tests/fixtures/containers-image/cosign.pub");
     let out = verify(&[&digest, "--key", other.to_str().unwrap()]);
     expect_stdout(&out, 1, &["NOT VERIFIED", "does not verify with key"]);
+    // The scan stage's SBOM and results were attested too.
+    let out = verify(&[
+        &digest,
+        "--attestation",
+        "https://cyclonedx.org/bom",
+        "--attestation",
+        "https://cosign.sigstore.dev/attestation/vuln/v1",
+    ]);
+    expect_stdout(
+        &out,
+        0,
+        &[
+            "VERIFIED",
+            "attestation https://cosign.sigstore.dev/attestation/vuln/v1 by",
+        ],
+    );
     // An attestation nobody made.
-    let out = verify(&[&digest, "--attestation", "https://cyclonedx.org/bom"]);
+    let out = verify(&[&digest, "--attestation", "https://spdx.dev/Document"]);
     expect_stdout(
         &out,
         1,
         &[
             "NOT VERIFIED",
-            "not verified: attestation https://cyclonedx.org/bom",
+            "not verified: attestation https://spdx.dev/Document",
         ],
     );
     // Another repository holds no signature for it.

@@ -506,6 +506,55 @@ mod tests {
     }
 
     #[test]
+    fn apk_installed_with_origins() {
+        let db = "C:Q1abc=\nP:musl\nV:1.1.20-r4\nA:x86_64\no:musl\n\nP:musl-utils\nV:1.1.20-r4\no:musl\n\nP:broken\n";
+        let p = parse_apk(db);
+        assert_eq!(p.len(), 2, "a record without a version is not a package");
+        assert_eq!(
+            (p[1].name.as_str(), p[1].version.as_str()),
+            ("musl-utils", "1.1.20-r4")
+        );
+        assert_eq!(p[1].source.as_deref(), Some("musl"));
+        assert_eq!(p[0].source, None, "origin equal to the name is not kept");
+    }
+
+    #[test]
+    fn lock_files_and_metadata() {
+        let poetry = "[[package]]\nname = \"Werkzeug\"\nversion = \"0.14\"\n\n[[package]]\nname = \"click\"\nversion = \"8.1.7\"\n";
+        let p = parse_lock(poetry).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].purl.as_deref(), Some("pkg:pypi/werkzeug@0.14"));
+        let uv = "version = 1\n[[package]]\nname = \"h11\"\nversion = \"0.14.0\"\nsource = { registry = \"https://pypi.org/simple\" }\n[[package]]\nname = \"local-app\"\nsource = { editable = \".\" }\n";
+        let p = parse_lock(uv).unwrap();
+        assert_eq!(p.len(), 1, "an entry without a version is not a pin");
+        assert!(
+            parse_lock("[[package]\nname=")
+                .unwrap_err()
+                .starts_with("not a lock file")
+        );
+        assert_eq!(
+            pinned_packages("x/requirements-dev.txt", "a==1\n")
+                .unwrap()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(pinned_packages("setup.py", "").is_none());
+        let m = parse_metadata(
+            "Metadata-Version: 2.1\nName: torch\nVersion: 2.1.0+cu121\n\nVersion: 9\n",
+        )
+        .unwrap();
+        assert_eq!(m.version, "2.1.0+cu121", "the body is not read");
+        assert!(parse_metadata("Metadata-Version: 2.1\nName: x\n").is_none());
+        assert_eq!(
+            parse_os_release("ID=alpine\nVERSION_ID=3.19.1\n"),
+            Some(("alpine".to_owned(), "3.19.1".to_owned()))
+        );
+        assert_eq!(osv_distro("alpine", "3.19.1").unwrap().0, "Alpine:v3.19");
+        assert_eq!(osv_distro("debian", "12").unwrap().0, "Debian:12");
+    }
+
+    #[test]
     fn requirements_keep_exact_pins_only() {
         let text = "# pinned\nnumpy==1.21.0\nrequests[socks]==2.28.0 ; python_version >= '3.8'\nJoblib===1.1.0 --hash=sha256:abc\nscipy>=1.7\ntorch==2.*\n-r other.txt\n";
         let p = parse_requirements(text);

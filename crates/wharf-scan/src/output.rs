@@ -137,18 +137,35 @@ pub fn sarif(report: &ScanReport, artifact: &str) -> Value {
             _ => 0.0,
         });
         let rule_index = *index.entry(f.id.clone()).or_insert_with(|| {
+            let title = f.title.clone().unwrap_or_else(|| f.id.clone());
+            let help_uri = f
+                .references
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("https://osv.dev/vulnerability/{}", f.id));
+            let mut properties = json!({
+                "security-severity": format!("{score:.1}"),
+                "precision": "very-high",
+                "tags": ["vulnerability", "security", sev.as_str()],
+            });
+            if let Some(v) = &f.cvss_vector {
+                properties["cvssv3_vector"] = json!(v);
+            }
+            if let Some(c) = f.cvss_score {
+                properties["cvssv3_baseScore"] = json!(c);
+            }
             rules.push(json!({
                 "id": f.id,
                 "name": f.id,
-                "shortDescription": {"text": f.title.clone().unwrap_or_else(|| f.id.clone())},
+                "shortDescription": {"text": title},
                 "fullDescription": {"text": f.title.clone().unwrap_or_else(|| format!("{} in {}", f.id, f.package))},
-                "helpUri": f.references.first().cloned().unwrap_or_else(|| format!("https://osv.dev/vulnerability/{}", f.id)),
-                "help": {"text": format!("{}: {}", f.id, f.title.clone().unwrap_or_default())},
-                "defaultConfiguration": {"level": sarif_level(sev)},
-                "properties": {
-                    "security-severity": format!("{score:.1}"),
-                    "tags": ["vulnerability", "security", sev.as_str()],
+                "helpUri": help_uri,
+                "help": {
+                    "text": format!("{}: {title}\nSeverity: {sev}\nFixed version: {}\nLink: {help_uri}", f.id, f.fixed_version.as_deref().unwrap_or("none")),
+                    "markdown": format!("**{}**: {title}\n\n| Severity | Fixed version | Link |\n|---|---|---|\n| {sev} | {} | [{}]({help_uri}) |", f.id, f.fixed_version.as_deref().unwrap_or("none"), f.id),
                 },
+                "defaultConfiguration": {"level": sarif_level(sev)},
+                "properties": properties,
             }));
             rules.len() - 1
         });

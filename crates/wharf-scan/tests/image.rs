@@ -847,3 +847,69 @@ async fn grype_with_a_planted_database_agrees_with_our_matcher() {
         merged.findings
     );
 }
+
+#[tokio::test]
+async fn trivy_scans_an_image_in_the_local_registry() {
+    let registry = std::env::var("WHARF_TEST_REGISTRY")
+        .unwrap_or_else(|_| panic!("WHARF_TEST_REGISTRY is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first"));
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let digest = with_diff_ids(&layout, &image(&layout));
+    let repo = format!("wharf-scan-test/trivy-{}", std::process::id());
+    let out = std::process::Command::new(program("WHARF_TEST_SKOPEO"))
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("oci:{}:test", layout.display()))
+        .arg(format!("docker://{registry}/{repo}:test"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The planted Trivy database, as in the layout test.
+    let spec = serde_json::json!({
+        "updated_at": "2026-11-01T00:00:00Z",
+        "lang": [{"ecosystem": "pip", "package": "numpy", "id": "CVE-2021-34141", "vulnerable": ["<1.22"], "patched": ["1.22"]}],
+        "vulnerabilities": [{"id": "CVE-2021-34141", "severity": "MEDIUM"}],
+    });
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let cache = dir.path().join("cache");
+    let out = std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
+        .arg(&spec_path)
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = ScanTarget::Image {
+        reference: wharf_core::Reference::parse(&format!("{registry}/{repo}")).unwrap(),
+        digest: digest.clone(),
+    };
+    let trivy = TrivyScanner::new(program("WHARF_TEST_TRIVY"))
+        .cache_dir(&cache)
+        .offline(true)
+        .insecure(true);
+    let report = trivy.scan(&target, &ScanOptions::default()).await.unwrap();
+    assert_eq!(report.artifact.as_ref(), Some(&digest));
+    assert_eq!(
+        cve_pairs(&report),
+        pairs(&[("CVE-2021-34141", "numpy")]),
+        "{:#?}",
+        report.findings
+    );
+    assert!(
+        report.packages.iter().any(|p| p.name == "libc6"),
+        "the inventory came along: {:?}",
+        report.packages
+    );
+}

@@ -227,3 +227,81 @@ fn grype_refuses_other_formats() {
         .to_string();
     assert!(e.starts_with("cut.json: not JSON"), "{e}");
 }
+
+/// Every key path of a JSON value (`runs.tool.driver.rules.id`, arrays flattened).
+fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(p.clone());
+                key_paths(x, &p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                key_paths(x, prefix, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn our_sarif_has_the_shape_github_reads_from_trivy() {
+    // GitHub code scanning ingests Trivy's SARIF (fixtures/…/alpine-310.sarif.golden); ours
+    // carries every key Trivy's rules and results carry, except Trivy's own extras
+    // (`fullName`, `columnKind`, `uriBaseId`, rule `name` conventions).
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixture("trivy/aquasecurity-trivy/alpine-310.sarif.golden")).unwrap(),
+    )
+    .unwrap();
+    let report = trivy::read_report(&fixture(
+        "trivy/aquasecurity-trivy/alpine-39-high-critical.json.golden",
+    ))
+    .unwrap();
+    let ours = wharf_scan::output::sarif(&report, "ghcr.io/acme/model");
+    let (mut theirs_keys, mut our_keys) = (BTreeSet::new(), BTreeSet::new());
+    key_paths(&golden, "", &mut theirs_keys);
+    key_paths(&ours, "", &mut our_keys);
+    let extras = [
+        // Trivy-specific: its product name, column kind, CVSS v2 and image metadata.
+        "runs.tool.driver.fullName",
+        "runs.tool.driver.rules.properties.cvssv2_score",
+        "runs.tool.driver.rules.properties.cvssv2_vector",
+        "runs.columnKind",
+        "runs.results.locations.physicalLocation.artifactLocation.uriBaseId",
+        "runs.properties.imageName",
+        "runs.properties.repoDigests",
+        "runs.properties.repoTags",
+        "runs.properties.imageID",
+    ];
+    let missing: Vec<&String> = theirs_keys
+        .iter()
+        .filter(|k| !our_keys.contains(*k) && !extras.contains(&k.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys Trivy's SARIF has and ours lacks: {missing:?}"
+    );
+    assert_eq!(ours["version"], "2.1.0");
+    let result = &ours["runs"][0]["results"][0];
+    assert_eq!(result["level"], "error", "CRITICAL is an error");
+    assert_eq!(
+        ours["runs"][0]["tool"]["driver"]["rules"][0]["properties"]["security-severity"],
+        "9.8"
+    );
+    // Two findings of one CVE: one rule, two results.
+    assert_eq!(
+        ours["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(ours["runs"][0]["results"].as_array().unwrap().len(), 2);
+}

@@ -541,6 +541,46 @@ pub const SBOM_OUTPUT: &str = "sbom";
 /// `vuln/v1` predicate ([`wharf_sign::attest::vuln_predicate`]) for [`AttestStage`].
 pub const SCAN_OUTPUT: &str = "scan_attestation";
 
+/// What makes two predicates of `kind` the same evidence, times aside: a scan's findings
+/// (id, package, version, severity) and decision, an SBOM's components; `None` for kinds
+/// compared whole.
+fn content_key(kind: &str, predicate: &serde_json::Value) -> Option<serde_json::Value> {
+    use wharf_sign::attest::{CYCLONEDX_BOM, VULN_SCAN_V1};
+    match kind {
+        VULN_SCAN_V1 => {
+            let result = &predicate["scanner"]["result"];
+            let mut findings: Vec<serde_json::Value> = result["report"]["findings"]
+                .as_array()?
+                .iter()
+                .map(|f| {
+                    serde_json::json!([
+                        f["id"],
+                        f["package"],
+                        f["installed_version"],
+                        f["severity"]
+                    ])
+                })
+                .collect();
+            findings.sort_by_key(|f| f.to_string());
+            Some(serde_json::json!({
+                "scanner": result["report"]["scanner"],
+                "findings": findings,
+                "passed": result["decision"]["passed"],
+            }))
+        }
+        CYCLONEDX_BOM => {
+            let mut components: Vec<serde_json::Value> = predicate["components"]
+                .as_array()?
+                .iter()
+                .map(|c| serde_json::json!([c["name"], c["version"], c["purl"]]))
+                .collect();
+            components.sort_by_key(|c| c.to_string());
+            Some(serde_json::Value::Array(components))
+        }
+        _ => None,
+    }
+}
+
 /// Attests the signed image (cosign's `.att` format, in-toto v1 in DSSE): SLSA provenance
 /// v1 (builder, source commit, parameters, resolved dependencies) and the model-evaluation
 /// predicate (the manifest's metrics, fairness and drift) that promotion policy checks.
@@ -688,6 +728,17 @@ impl Stage for AttestStage {
                 && t.attestations(&image, trust, kind)
                     .await
                     .is_ok_and(|v| !v.is_empty())
+            {
+                continue;
+            }
+            // Scan results and SBOMs carry the time they were made: an image that already
+            // carries the same findings (or the same components) by this signer gets no new
+            // one; a scan that found something else is attested beside the old.
+            if let Some(key) = content_key(kind, &predicate)
+                && t.attestations(&image, trust, kind).await.is_ok_and(|v| {
+                    v.iter()
+                        .any(|a| content_key(kind, &a.predicate).as_ref() == Some(&key))
+                })
             {
                 continue;
             }

@@ -131,7 +131,14 @@ fn thousands_of_violations_are_counted_and_the_first_listed() {
         .collect();
     let text = std::fs::read_to_string(examples_dir().join("models/fraud-detector/model.yaml"))
         .unwrap()
-        .replace("dependencies: []\n", &format!("dependencies:\n{deps}"));
+        .replace(
+            "dependencies:\n  - { name: numpy, version: 1.21.0 }\n  - { name: joblib, version: 1.1.0 }\n",
+            &format!("dependencies:\n{deps}"),
+        );
+    assert!(
+        text.contains("unapproved-02999"),
+        "the example's dependencies changed"
+    );
     let path = dir.path().join("model.yaml");
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&examples_dir().join("wharf.toml")).unwrap();

@@ -95,6 +95,7 @@ async fn packages_the_example_into_a_layout_and_records_the_digest() {
             "model.safetensors",
             "model.yaml",
             "predict.py",
+            "requirements.txt",
             "train.py"
         ]
     );
