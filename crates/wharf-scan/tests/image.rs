@@ -531,6 +531,25 @@ fn planted_osv(dir: &Path) -> PathBuf {
     flat
 }
 
+/// A Trivy cache directory under `dir` holding the database `spec` describes, written by
+/// Trivy's own DB module (`WHARF_TEST_TRIVYDB_FIXTURE`; spec format in its main.go).
+fn trivy_db(dir: &Path, spec: &serde_json::Value) -> PathBuf {
+    let spec_path = dir.join("trivy-spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
+    let cache = dir.join("trivy-cache");
+    let out = std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
+        .arg(&spec_path)
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cache
+}
+
 fn program(var: &str) -> PathBuf {
     std::env::var(var)
         .unwrap_or_else(|_| panic!("{var} is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first"))
@@ -576,19 +595,7 @@ async fn trivy_with_a_planted_database_agrees_with_our_matcher() {
         "lang": PLANTED.iter().filter(|p| p.0 == "PyPI").map(|p| serde_json::json!({"ecosystem": "pip", "package": p.1, "id": p.2, "vulnerable": [format!("<{}", p.5)], "patched": [p.5]})).collect::<Vec<_>>(),
         "vulnerabilities": PLANTED.iter().map(|p| serde_json::json!({"id": p.2, "title": format!("planted {}", p.1), "severity": p.6, "vendor_severity": {"debian": p.6, "ghsa": p.6}})).collect::<Vec<_>>(),
     });
-    let spec_path = dir.path().join("trivy-spec.json");
-    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
-    let cache = dir.path().join("trivy-cache");
-    let out = std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
-        .arg(&spec_path)
-        .arg(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let cache = trivy_db(dir.path(), &spec);
 
     let trivy = TrivyScanner::new(program("WHARF_TEST_TRIVY"))
         .cache_dir(&cache)
@@ -629,6 +636,40 @@ async fn trivy_with_a_planted_database_agrees_with_our_matcher() {
             ("CVE-2021-34141", "numpy"),
             ("CVE-2022-21797", "joblib")
         ])
+    );
+    // Trivy reads our CycloneDX SBOM of the image (`trivy sbom`) and finds the same
+    // Python vulnerability in it. (OS packages need an operating-system component, which
+    // our SBOM does not carry: Trivy matches only its language packages.)
+    let bom = dir.path().join("ours.cdx.json");
+    std::fs::write(
+        &bom,
+        serde_json::to_vec(&wharf_scan::output::cyclonedx(&ours, "test")).unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(program("WHARF_TEST_TRIVY"))
+        .args([
+            "sbom",
+            "--quiet",
+            "--format",
+            "json",
+            "--skip-db-update",
+            "--offline-scan",
+            "--cache-dir",
+        ])
+        .arg(&cache)
+        .arg(&bom)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trivy sbom: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_bom = wharf_scan::trivy::parse_report(&out.stdout, "trivy sbom").unwrap();
+    assert!(
+        cve_pairs(&from_bom).contains(&("CVE-2021-34141".to_owned(), "numpy".to_owned())),
+        "{:#?}",
+        from_bom.findings
     );
     // Merged, Trivy's and ours are one finding per vulnerability and package.
     let merged = wharf_scan::merge::merge(vec![ours, theirs]);
@@ -878,19 +919,7 @@ async fn trivy_scans_an_image_in_the_local_registry() {
         "lang": [{"ecosystem": "pip", "package": "numpy", "id": "CVE-2021-34141", "vulnerable": ["<1.22"], "patched": ["1.22"]}],
         "vulnerabilities": [{"id": "CVE-2021-34141", "severity": "MEDIUM"}],
     });
-    let spec_path = dir.path().join("spec.json");
-    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
-    let cache = dir.path().join("cache");
-    let out = std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
-        .arg(&spec_path)
-        .arg(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let cache = trivy_db(dir.path(), &spec);
     let target = ScanTarget::Image {
         reference: wharf_core::Reference::parse(&format!("{registry}/{repo}")).unwrap(),
         digest: digest.clone(),

@@ -8,7 +8,7 @@ use std::path::Path;
 use wharf_core::{Actor, Environment, RunOutcome, Secret, StageStatus};
 use wharf_pipeline::{Config, Pipeline, RunOptions};
 
-use crate::standard::project;
+use crate::standard::{project, refused};
 
 async fn run(config: &Config, env: Environment) -> wharf_pipeline::RunReport {
     // One password in every environment: prod signs only with a protected key.
@@ -230,16 +230,7 @@ async fn bad_scan_settings_refuse_the_run_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = project(dir.path());
     config.scan.vex = vec![dir.path().join("missing.vex.json")];
-    let e = Pipeline::standard(
-        &config,
-        Environment::Dev,
-        Actor::local("u"),
-        RunOptions::new(),
-    )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    let e = refused(&config).await;
     assert!(
         e.contains("[scan] vex") && e.contains("missing.vex.json"),
         "{e}"
@@ -252,16 +243,7 @@ async fn bad_scan_settings_refuse_the_run_in_one_line() {
     )
     .unwrap();
     config.scan.waivers = Some(w);
-    let e = Pipeline::standard(
-        &config,
-        Environment::Dev,
-        Actor::local("u"),
-        RunOptions::new(),
-    )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    let e = refused(&config).await;
     assert!(e.contains("[scan] waivers") && e.contains("reason"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }

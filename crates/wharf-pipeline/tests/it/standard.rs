@@ -24,7 +24,7 @@ pub(crate) fn project(dir: &Path) -> Config {
 }
 
 /// Why a dev run of `config` is refused before it starts (it must be).
-async fn refused(config: &Config) -> String {
+pub(crate) async fn refused(config: &Config) -> String {
     Pipeline::standard(
         config,
         Environment::Dev,
