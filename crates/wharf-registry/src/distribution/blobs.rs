@@ -95,7 +95,33 @@ impl Inner {
             tracing::debug!(%digest, repo, "blob already present, not uploading");
             return Ok(Descriptor::new(BLOB_MEDIA_TYPE, digest.clone(), size));
         }
-        self.upload_stream(repo, digest, data, opts).await
+        let uploaded = self.upload_stream(repo, digest, data, opts).await;
+        self.or_pushed_by_another(repo, digest, uploaded).await
+    }
+
+    /// A failed upload of a blob another pusher completed meanwhile is a success: blobs are
+    /// content-addressed, and the registry checked that one against its digest. (Processes
+    /// pushing the same signature payload at once make some registries answer the loser with
+    /// `DIGEST_INVALID`.)
+    async fn or_pushed_by_another(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        uploaded: Result<Descriptor, RegistryError>,
+    ) -> Result<Descriptor, RegistryError> {
+        match uploaded {
+            Ok(d) => Ok(d),
+            Err(e) => match self
+                .blob_head(repo, digest, Scope::Push(repo.to_owned()))
+                .await
+            {
+                Ok(Some(size)) => {
+                    tracing::debug!(%digest, repo, error = %e, "upload failed but the blob is there: pushed by another");
+                    Ok(Descriptor::new(BLOB_MEDIA_TYPE, digest.clone(), size))
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// Uploads a blob the registry does not have from a stream: mount, one `PUT`, or chunks.
@@ -289,7 +315,8 @@ impl Inner {
             let mut opts = PushBlobOptions::default();
             opts.size = Some(size);
             let data = wharf_core::registry::blob_stream_from(bytes);
-            return self.upload_stream(repo, digest, data, &opts).await;
+            let uploaded = self.upload_stream(repo, digest, data, &opts).await;
+            return self.or_pushed_by_another(repo, digest, uploaded).await;
         }
         let hashed = Arc::new(Mutex::new(HashState {
             hasher: Hasher::new(digest.algorithm()),

@@ -43,6 +43,40 @@ async fn a_blob_with_other_bytes_ends_in_an_integrity_error() {
 }
 
 #[tokio::test]
+async fn an_upload_that_loses_a_race_to_the_same_blob_succeeds() {
+    // Pipelines side by side push the same signature payload: the loser's PUT may be
+    // answered DIGEST_INVALID while the winner's identical blob is stored.
+    let (fake, reg) = setup(Faults {
+        put_loses_race: true,
+        ..Faults::default()
+    })
+    .await;
+    let data = bytes(1_000, 9);
+    let d = push(&reg, &data).await.unwrap();
+    assert_eq!(d.digest, Digest::sha256_of(&data));
+    assert_eq!(d.size, 1_000);
+    assert_eq!(fetch(&reg, "r", &d.digest).await.unwrap(), data);
+    // Without the blob stored, the same answer stays an error.
+    fake.with(|s| {
+        s.faults.put_loses_race = false;
+    });
+    let other = bytes(1_000, 10);
+    let e = reg
+        .push_blob(
+            "r",
+            &Digest::sha256_of(&data[..999]),
+            stream_of(&other, 10_000),
+            &PushBlobOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("DIGEST_INVALID") || e.to_string().contains("digest"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn a_truncated_body_is_an_error_not_a_short_blob() {
     let (fake, reg) = setup(Faults::default()).await;
     let data = bytes(100_000, 2);

@@ -31,6 +31,9 @@ pub(crate) struct Faults {
     pub(crate) throttle: usize,
     /// Manifest downloads carry other bytes than the digest they are asked by.
     pub(crate) lie_manifest: bool,
+    /// The final `PUT` of an upload loses a race: another pusher's identical blob is stored
+    /// and this one is answered `DIGEST_INVALID`, as registries answer the loser.
+    pub(crate) put_loses_race: bool,
     /// Requests need a bearer token from `/token`, valid this many seconds.
     pub(crate) bearer: Option<u64>,
     /// Requests need these Basic credentials (with `bearer`: only `/token` does).
@@ -383,6 +386,14 @@ fn upload(s: &mut State, repo: &str, id: &str, req: Request) -> Reply {
             up.data.extend_from_slice(&req.body);
             let want = req.query("digest").unwrap_or_default();
             let got = digest_of(&up.data);
+            if s.faults.put_loses_race && want == got {
+                s.blobs.insert((repo.to_owned(), got), up.data);
+                return Reply::Send(Response::error(
+                    400,
+                    "DIGEST_INVALID",
+                    "provided digest did not match uploaded content",
+                ));
+            }
             if want != got {
                 return Reply::Send(Response::error(
                     400,
