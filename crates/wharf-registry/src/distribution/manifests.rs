@@ -140,10 +140,35 @@ impl Inner {
     ) -> Result<(), RegistryError> {
         let url = self.url(&format!("{repo}/manifests/{reference}"));
         let scope = Scope::Push(repo.to_owned());
-        let req = Request::new(Method::PUT, url.clone(), scope.clone())
-            .header(CONTENT_TYPE, media_type)
-            .body(ReqBody::Bytes(bytes));
-        let resp = self.send(req).await?;
+        // A registry re-committing a blob another pusher uploaded at the same moment
+        // answers DIGEST_INVALID for it while the bytes move: asked again, a moment later,
+        // it has them. Only that answer is asked again, at most three times.
+        let mut attempt = 0;
+        let resp = loop {
+            let req = Request::new(Method::PUT, url.clone(), scope.clone())
+                .header(CONTENT_TYPE, media_type)
+                .body(ReqBody::Bytes(bytes.clone()));
+            let resp = self.send(req).await?;
+            if resp.status() != StatusCode::BAD_REQUEST || attempt == 3 {
+                break resp;
+            }
+            let body = transport::read_limited(resp, 64 << 10)
+                .await
+                .unwrap_or_default();
+            if !transport::error_codes(&body)
+                .iter()
+                .any(|c| c == "DIGEST_INVALID")
+            {
+                return Err(manifest_refused(self, repo, digest, (&url, 400), &body));
+            }
+            attempt += 1;
+            tracing::debug!(
+                repo,
+                attempt,
+                "manifest PUT met a blob being committed: again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+        };
         let status = resp.status();
         if status.is_success() {
             if let Some(stored) = header_str(resp.headers(), "docker-content-digest")
@@ -162,25 +187,13 @@ impl Inner {
             let body = transport::read_limited(resp, 64 << 10)
                 .await
                 .unwrap_or_default();
-            let codes = transport::error_codes(&body);
-            if codes
-                .iter()
-                .any(|c| c == "MANIFEST_BLOB_UNKNOWN" || c == "BLOB_UNKNOWN")
-            {
-                return Err(RegistryError::NotFound {
-                    what: format!(
-                        "content named by manifest {digest} ({}); push its blobs and child manifests first",
-                        transport::error_message(&body)
-                    ),
-                    location: self.location(repo),
-                });
-            }
-            return Err(RegistryError::Http {
-                method: "PUT".into(),
-                url: transport::show_url(&url),
-                status: status.as_u16(),
-                message: transport::error_message(&body),
-            });
+            return Err(manifest_refused(
+                self,
+                repo,
+                digest,
+                (&url, status.as_u16()),
+                &body,
+            ));
         }
         Err(self.error_for(&Method::PUT, &url, &scope, resp).await)
     }
@@ -599,5 +612,34 @@ mod tests {
             ),
             None
         );
+    }
+}
+
+/// A manifest `PUT` answered 400 or 404: blobs it names unknown, or another refusal.
+fn manifest_refused(
+    client: &Inner,
+    repo: &str,
+    digest: &Digest,
+    (url, status): (&Url, u16),
+    body: &[u8],
+) -> RegistryError {
+    let codes = transport::error_codes(body);
+    if codes
+        .iter()
+        .any(|c| c == "MANIFEST_BLOB_UNKNOWN" || c == "BLOB_UNKNOWN")
+    {
+        return RegistryError::NotFound {
+            what: format!(
+                "content named by manifest {digest} ({}); push its blobs and child manifests first",
+                transport::error_message(body)
+            ),
+            location: client.location(repo),
+        };
+    }
+    RegistryError::Http {
+        method: "PUT".into(),
+        url: transport::show_url(url),
+        status,
+        message: transport::error_message(body),
     }
 }

@@ -77,6 +77,44 @@ async fn an_upload_that_loses_a_race_to_the_same_blob_succeeds() {
 }
 
 #[tokio::test]
+async fn a_manifest_put_meeting_a_blob_being_committed_is_asked_again() {
+    let (fake, reg) = setup(Faults {
+        manifest_blob_moving: 2,
+        ..Faults::default()
+    })
+    .await;
+    let config = bytes(100, 11);
+    let c = push(&reg, &config).await.unwrap();
+    let manifest = ImageManifest::new(
+        wharf_core::Descriptor::new(media_types::OCI_CONFIG, c.digest.clone(), c.size),
+        vec![],
+    );
+    let m = ManifestBytes::new(media_types::OCI_MANIFEST, manifest.to_vec());
+    reg.push_manifest("r", &m, &PushManifestOptions::default())
+        .await
+        .unwrap();
+    // Past three answers like that, the registry's refusal is the error.
+    fake.with(|s| s.faults.manifest_blob_moving = 10);
+    let m2 = ManifestBytes::new(
+        media_types::OCI_MANIFEST,
+        ImageManifest::new(
+            wharf_core::Descriptor::new(media_types::OCI_CONFIG, c.digest.clone(), c.size),
+            vec![wharf_core::Descriptor::new(
+                media_types::OCI_CONFIG,
+                c.digest.clone(),
+                c.size,
+            )],
+        )
+        .to_vec(),
+    );
+    let e = reg
+        .push_manifest("r", &m2, &PushManifestOptions::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("DIGEST_INVALID"), "{e}");
+}
+
+#[tokio::test]
 async fn a_truncated_body_is_an_error_not_a_short_blob() {
     let (fake, reg) = setup(Faults::default()).await;
     let data = bytes(100_000, 2);

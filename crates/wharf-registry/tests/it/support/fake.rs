@@ -34,6 +34,9 @@ pub(crate) struct Faults {
     /// The final `PUT` of an upload loses a race: another pusher's identical blob is stored
     /// and this one is answered `DIGEST_INVALID`, as registries answer the loser.
     pub(crate) put_loses_race: bool,
+    /// The next this many manifest `PUT`s find a blob being re-committed by another pusher
+    /// (`DIGEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`).
+    pub(crate) manifest_blob_moving: usize,
     /// Requests need a bearer token from `/token`, valid this many seconds.
     pub(crate) bearer: Option<u64>,
     /// Requests need these Basic credentials (with `bearer`: only `/token` does).
@@ -441,6 +444,14 @@ fn blob(s: &mut State, repo: &str, digest: &str, req: &Request) -> Reply {
 fn manifest(s: &mut State, repo: &str, reference: &str, req: Request) -> Reply {
     match req.method.as_str() {
         "PUT" => {
+            if s.faults.manifest_blob_moving > 0 {
+                s.faults.manifest_blob_moving -= 1;
+                return Reply::Send(Response::error(
+                    400,
+                    "DIGEST_INVALID",
+                    "provided digest did not match uploaded content",
+                ));
+            }
             let media_type = req.header("content-type").unwrap_or("").to_owned();
             let parsed: serde_json::Value = match serde_json::from_slice(&req.body) {
                 Ok(v) => v,
