@@ -553,6 +553,35 @@ fn next_link(headers: &HeaderMap, current: &Url) -> Option<Url> {
     None
 }
 
+/// A manifest `PUT` answered 400 or 404: blobs it names unknown, or another refusal.
+fn manifest_refused(
+    client: &Inner,
+    repo: &str,
+    digest: &Digest,
+    (url, status): (&Url, u16),
+    body: &[u8],
+) -> RegistryError {
+    let codes = transport::error_codes(body);
+    if codes
+        .iter()
+        .any(|c| c == "MANIFEST_BLOB_UNKNOWN" || c == "BLOB_UNKNOWN")
+    {
+        return RegistryError::NotFound {
+            what: format!(
+                "content named by manifest {digest} ({}); push its blobs and child manifests first",
+                transport::error_message(body)
+            ),
+            location: client.location(repo),
+        };
+    }
+    RegistryError::Http {
+        method: "PUT".into(),
+        url: transport::show_url(url),
+        status,
+        message: transport::error_message(body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,34 +641,5 @@ mod tests {
             ),
             None
         );
-    }
-}
-
-/// A manifest `PUT` answered 400 or 404: blobs it names unknown, or another refusal.
-fn manifest_refused(
-    client: &Inner,
-    repo: &str,
-    digest: &Digest,
-    (url, status): (&Url, u16),
-    body: &[u8],
-) -> RegistryError {
-    let codes = transport::error_codes(body);
-    if codes
-        .iter()
-        .any(|c| c == "MANIFEST_BLOB_UNKNOWN" || c == "BLOB_UNKNOWN")
-    {
-        return RegistryError::NotFound {
-            what: format!(
-                "content named by manifest {digest} ({}); push its blobs and child manifests first",
-                transport::error_message(body)
-            ),
-            location: client.location(repo),
-        };
-    }
-    RegistryError::Http {
-        method: "PUT".into(),
-        url: transport::show_url(url),
-        status,
-        message: transport::error_message(body),
     }
 }
