@@ -146,7 +146,12 @@ impl GatePolicy {
                 .as_deref()
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default();
-            return Some(format!("{sev}{from} ≥ {t}"));
+            // Where every finding counts (dev, test), the severity is reason enough.
+            return Some(if t == Severity::Unknown {
+                format!("{sev}{from}")
+            } else {
+                format!("{sev}{from} ≥ {t}")
+            });
         }
         if let (Some(t), Some(score)) = (self.cvss, f.cvss_score)
             && score >= t

@@ -79,6 +79,21 @@ fn prod_policy_fails_on_high_or_cvss_7_and_names_why() {
     assert!(d.passed);
     assert_eq!(d.warnings.len(), 2);
     assert!(d.blocking.is_empty());
+    // Where every finding counts, the reason is the severity and whose it is.
+    let mut every = ScanReport::new(
+        "osv",
+        vec![finding("CVE-9", "z", "pkg:pypi/z@1.0", Severity::Low)],
+    );
+    let d = Gate::new(GatePolicy::warn(Severity::Unknown)).evaluate(
+        &mut every,
+        &subject("m"),
+        date!(2026 - 12 - 06),
+    );
+    assert_eq!(d.warnings[0].reason, "LOW");
+    assert_eq!(
+        d.policy,
+        "warn on any finding, severity as each scanner chose"
+    );
 }
 
 #[test]
