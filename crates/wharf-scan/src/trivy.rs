@@ -412,9 +412,11 @@ impl TrivyScanner {
         }
         a.extend(self.extra_args.iter().cloned());
         match target {
-            ScanTarget::Layout { path, .. } => {
+            // A layout holds more than the image (signatures, attestations, earlier
+            // builds): pin the one being scanned, as Trivy's `DIR@DIGEST` allows.
+            ScanTarget::Layout { path, digest } => {
                 a.push("--input".into());
-                a.push(path.display().to_string());
+                a.push(format!("{}@{digest}", path.display()));
             }
             ScanTarget::Image { reference, digest } => {
                 a.extend(["--image-src".into(), "remote".into()]);
@@ -473,4 +475,39 @@ fn trivy_db_info(cache: &Path) -> DatabaseInfo {
         meta.and_then(|m| m.updated_at),
         Some(cache.join("db").display().to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_registry_targets_are_pinned_by_digest() {
+        let digest = wharf_core::Digest::sha256_of(b"image");
+        let t = TrivyScanner::new("trivy")
+            .cache_dir("/c")
+            .db_repository("mirror.example/trivy-db")
+            .offline(true);
+        let layout = ScanTarget::Layout {
+            path: "/oci/m".into(),
+            digest: digest.clone(),
+        };
+        let a = t.command_args(&layout, &ScanOptions::default());
+        assert_eq!(a.last().unwrap(), &format!("/oci/m@{digest}"));
+        for flag in [
+            "--cache-dir",
+            "--db-repository",
+            "--skip-db-update",
+            "--offline-scan",
+            "--list-all-pkgs",
+        ] {
+            assert!(a.iter().any(|x| x == flag), "{flag} in {a:?}");
+        }
+        let image = ScanTarget::Image {
+            reference: wharf_core::Reference::parse("ghcr.io/acme/m:v1").unwrap(),
+            digest: digest.clone(),
+        };
+        let a = t.command_args(&image, &ScanOptions::default());
+        assert_eq!(a.last().unwrap(), &format!("ghcr.io/acme/m@{digest}"));
+    }
 }

@@ -327,25 +327,20 @@ async fn inventory_matches_trivys_sbom_of_the_same_layout() {
         .await
         .unwrap();
     let cache = dir.path().join("cache");
-    let out = std::process::Command::new(&trivy)
-        .args([
-            "image",
-            "--quiet",
-            "--format",
-            "cyclonedx",
-            "--skip-db-update",
-            "--offline-scan",
-            "--cache-dir",
-        ])
-        .arg(&cache)
-        .arg("--input")
-        .arg(&layout)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "trivy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new(&trivy)
+            .args([
+                "image",
+                "--quiet",
+                "--format",
+                "cyclonedx",
+                "--skip-db-update",
+                "--offline-scan",
+                "--cache-dir",
+            ])
+            .arg(&cache)
+            .arg("--input")
+            .arg(&layout),
     );
     let bom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut theirs: Vec<(String, String)> = bom["components"]
@@ -537,17 +532,23 @@ fn trivy_db(dir: &Path, spec: &serde_json::Value) -> PathBuf {
     let spec_path = dir.join("trivy-spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
     let cache = dir.join("trivy-cache");
-    let out = std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
-        .arg(&spec_path)
-        .arg(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new(program("WHARF_TEST_TRIVYDB_FIXTURE"))
+            .arg(&spec_path)
+            .arg(&cache),
     );
     cache
+}
+
+/// Run `cmd`; it must succeed (its stderr in the failure).
+fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn program(var: &str) -> PathBuf {
@@ -654,24 +655,19 @@ async fn trivy_with_a_planted_database_agrees_with_our_matcher() {
         serde_json::to_vec(&wharf_scan::output::cyclonedx(&ours, "test")).unwrap(),
     )
     .unwrap();
-    let out = std::process::Command::new(program("WHARF_TEST_TRIVY"))
-        .args([
-            "sbom",
-            "--quiet",
-            "--format",
-            "json",
-            "--skip-db-update",
-            "--offline-scan",
-            "--cache-dir",
-        ])
-        .arg(&cache)
-        .arg(&bom)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "trivy sbom: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new(program("WHARF_TEST_TRIVY"))
+            .args([
+                "sbom",
+                "--quiet",
+                "--format",
+                "json",
+                "--skip-db-update",
+                "--offline-scan",
+                "--cache-dir",
+            ])
+            .arg(&cache)
+            .arg(&bom),
     );
     let from_bom = wharf_scan::trivy::parse_report(&out.stdout, "trivy sbom").unwrap();
     assert!(
@@ -692,16 +688,11 @@ async fn osv_scanner_on_the_same_image_and_data_agrees_with_our_matcher() {
     let digest = with_diff_ids(&layout, &image(&layout));
     // osv-scanner reads `docker save` archives, not OCI layouts: skopeo converts.
     let archive = dir.path().join("image.tar");
-    let out = std::process::Command::new(program("WHARF_TEST_SKOPEO"))
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:test", layout.display()))
-        .arg(format!("docker-archive:{}:wharf/test:1", archive.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new(program("WHARF_TEST_SKOPEO"))
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:test", layout.display()))
+            .arg(format!("docker-archive:{}:wharf/test:1", archive.display())),
     );
     let flat = planted_osv(dir.path());
     let out = std::process::Command::new(program("WHARF_TEST_OSV_SCANNER"))
@@ -833,29 +824,19 @@ async fn grype_with_a_planted_database_agrees_with_our_matcher() {
             "Link": format!("https://security-tracker.debian.org/tracker/{}", p.2), "Metadata": {}, "Name": p.2, "NamespaceName": "debian:12", "Severity": title(p.6)}}))).collect(),
     );
     let built = dir.path().join("grype-built");
-    let out = std::process::Command::new(program("WHARF_TEST_GRYPEDB_FIXTURE"))
-        .arg(&built)
-        .arg(&github)
-        .arg(&debian)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "grypedb-fixture: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new(program("WHARF_TEST_GRYPEDB_FIXTURE"))
+            .arg(&built)
+            .arg(&github)
+            .arg(&debian),
     );
     let db_dir = dir.path().join("grype-db");
-    let out = std::process::Command::new(program("WHARF_TEST_GRYPE"))
-        .args(["db", "import"])
-        .arg(built.join("vulnerability.db"))
-        .env("GRYPE_DB_CACHE_DIR", &db_dir)
-        .env("GRYPE_CHECK_FOR_APP_UPDATE", "false")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "grype db import: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new(program("WHARF_TEST_GRYPE"))
+            .args(["db", "import"])
+            .arg(built.join("vulnerability.db"))
+            .env("GRYPE_DB_CACHE_DIR", &db_dir)
+            .env("GRYPE_CHECK_FOR_APP_UPDATE", "false"),
     );
 
     let target = ScanTarget::Layout {
@@ -900,21 +881,16 @@ async fn trivy_scans_an_image_in_the_local_registry() {
     let layout = dir.path().join("layout");
     let digest = with_diff_ids(&layout, &image(&layout));
     let repo = format!("wharf-scan-test/trivy-{}", std::process::id());
-    let out = std::process::Command::new(program("WHARF_TEST_SKOPEO"))
-        .args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--preserve-digests",
-        ])
-        .arg(format!("oci:{}:test", layout.display()))
-        .arg(format!("docker://{registry}/{repo}:test"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new(program("WHARF_TEST_SKOPEO"))
+            .args([
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--preserve-digests",
+            ])
+            .arg(format!("oci:{}:test", layout.display()))
+            .arg(format!("docker://{registry}/{repo}:test")),
     );
     // The planted Trivy database, as in the layout test.
     let spec = serde_json::json!({
