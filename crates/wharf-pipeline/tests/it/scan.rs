@@ -247,3 +247,56 @@ async fn bad_scan_settings_refuse_the_run_in_one_line() {
     assert!(e.contains("[scan] waivers") && e.contains("reason"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }
+
+#[tokio::test]
+async fn trivy_beside_the_osv_matcher_merges_into_one_report() {
+    let var = |n: &str| {
+        std::env::var(n).unwrap_or_else(|_| {
+            panic!("{n} is not set: run the tests with `cargo xtask test`, or `eval \"$(cargo xtask backends env)\"` first")
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A Trivy database (written by Trivy's own DB module) with numpy's advisory.
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        serde_json::to_vec(&serde_json::json!({
+            "updated_at": "2026-11-01T00:00:00Z",
+            "lang": [{"ecosystem": "pip", "package": "numpy", "id": "CVE-2021-34141", "vulnerable": ["<1.22"], "patched": ["1.22"]}],
+            "vulnerabilities": [{"id": "CVE-2021-34141", "severity": "MEDIUM"}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let cache = dir.path().join("trivy-cache");
+    let out = std::process::Command::new(var("WHARF_TEST_TRIVYDB_FIXTURE"))
+        .arg(&spec)
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut config = project(dir.path());
+    config.scan.scanners = Some(vec!["osv".into(), "trivy".into()]);
+    config.scan.trivy = Some(var("WHARF_TEST_TRIVY").into());
+    config.scan.trivy_cache_dir = Some(cache);
+    config.scan.offline = Some(true);
+    // Twice: the second scan finds the layout holding the first run's signature and
+    // attestations too, and Trivy must still read the image by its digest.
+    for _ in 0..2 {
+        let report = run(&config, Environment::Dev).await;
+        let scan = stage(&report, "scan");
+        assert_eq!(scan.status, StageStatus::Warned, "{scan:?}");
+        assert_eq!(scan.details["scanner"], "osv+trivy", "{scan:?}");
+        assert!(
+            scan.summary
+                .starts_with("2 findings (1 CRITICAL, 1 MEDIUM)"),
+            "numpy's finding from both scanners is one: {}",
+            scan.summary
+        );
+        assert_eq!(scan.details["errors"], serde_json::json!([]));
+    }
+}
