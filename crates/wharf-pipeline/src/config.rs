@@ -15,6 +15,9 @@ use crate::PipelineError;
 /// `WHARF__ENVIRONMENTS__PROD__REPLICAS=4`.
 pub const ENV_PREFIX: &str = "WHARF__";
 
+/// The most parts an override key has (`WHARF__ENVIRONMENTS__PROD__GOVERNANCE__MIN_F1`).
+const MAX_OVERRIDE_DEPTH: usize = 4;
+
 /// The whole `wharf.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -334,6 +337,19 @@ impl Config {
             let Some(path) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
+            // wharf.toml is at most four tables deep (environments.prod.governance.min_f1);
+            // a deeper or oddly spelled key is a typo, and a hostile one would nest without end.
+            if !path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || path.split("__").count() > MAX_OVERRIDE_DEPTH
+            {
+                return Err(PipelineError::Config {
+                    origin: key.chars().take(80).collect(),
+                    location: None,
+                    message: format!(
+                        "not a wharf.toml key: use letters, digits and `__` between at most {MAX_OVERRIDE_DEPTH} parts, like WHARF__ENVIRONMENTS__PROD__REPLICAS"
+                    ),
+                });
+            }
             let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
             if segments.iter().any(String::is_empty) {
                 return Err(PipelineError::Config {
@@ -557,6 +573,37 @@ fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn override_keys_are_at_most_four_parts_of_plain_characters() {
+        let deep = format!("WHARF__{}", vec!["G"; 3000].join("__"));
+        for key in [
+            deep.as_str(),
+            "WHARF__A__B__C__D__E",
+            "WHARF__REGISTRY__U RL",
+        ] {
+            let e = Config::from_toml_str(
+                MINIMAL,
+                "wharf.toml",
+                Path::new("/p"),
+                vec![(key.to_owned(), "1".to_owned())],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("not a wharf.toml key") && e.len() < 400, "{e}");
+        }
+        let ok = Config::from_toml_str(
+            MINIMAL,
+            "wharf.toml",
+            Path::new("/p"),
+            vec![(
+                "WHARF__ENVIRONMENTS__PROD__REPLICAS".to_owned(),
+                "4".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(ok.environment_policy(Environment::Prod).replicas, 4);
+    }
 
     const MINIMAL: &str = "[project]\nname = \"fraud\"\n\n[model]\ndir = \"models/fraud\"\n";
 
