@@ -1,5 +1,6 @@
 //! The identity contracts: OIDC ID tokens and the short-lived cloud credentials they buy.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -21,6 +22,9 @@ pub struct IdToken {
     pub audience: String,
     /// `exp` claim.
     pub expires_at: OffsetDateTime,
+    /// What the token says about the run (`repository`, `ref`, `workflow`, `run_id`,
+    /// `environment`, `triggered_by`), for [`IdToken::actor`]; not secret.
+    pub context: BTreeMap<String, String>,
 }
 
 impl IdToken {
@@ -38,12 +42,15 @@ impl IdToken {
             subject: subject.into(),
             audience: audience.into(),
             expires_at,
+            context: BTreeMap::new(),
         }
     }
 
-    /// The actor this token identifies, for run records.
+    /// The actor this token identifies, for run records: its subject, issuer and context.
     pub fn actor(&self) -> Actor {
-        Actor::oidc(self.subject.clone(), self.issuer.clone())
+        let mut actor = Actor::oidc(self.subject.clone(), self.issuer.clone());
+        actor.context = self.context.clone();
+        actor
     }
 }
 
@@ -69,6 +76,9 @@ pub struct Credentials {
     pub session_token: Option<Secret>,
     /// When they stop working.
     pub expires_at: OffsetDateTime,
+    /// Who the cloud says these credentials act as, for people to read: an assumed-role
+    /// ARN, an Entra application, a Google service account. Not secret.
+    pub identity: Option<String>,
 }
 
 impl Credentials {
@@ -85,6 +95,7 @@ impl Credentials {
             secret,
             session_token: None,
             expires_at,
+            identity: None,
         }
     }
 

@@ -19,6 +19,11 @@ pub struct Actor {
     /// The OIDC issuer, for token identities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// What the token says about the run, decoded but not verified (the cloud that
+    /// accepted it verified it): `repository`, `ref`, `workflow`, `run_id`, `environment`,
+    /// `triggered_by`. Empty for local users.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub context: std::collections::BTreeMap<String, String>,
 }
 
 impl Actor {
@@ -28,6 +33,7 @@ impl Actor {
             id: user.into(),
             kind: ActorKind::Local,
             issuer: None,
+            context: Default::default(),
         }
     }
 
@@ -37,7 +43,14 @@ impl Actor {
             id: subject.into(),
             kind: ActorKind::Oidc,
             issuer: Some(issuer.into()),
+            context: Default::default(),
         }
+    }
+
+    /// The same actor with `key` = `value` in its [`Actor::context`].
+    pub fn with_context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.context.insert(key.into(), value.into());
+        self
     }
 }
 
