@@ -38,6 +38,7 @@ mod bench_audit;
 mod bench_scan;
 mod ci;
 mod fsck;
+mod identity;
 mod osv;
 mod out;
 mod outside;
@@ -67,6 +68,9 @@ enum Command {
     /// Verify an image's signatures and attestations, by key or by keyless identity
     /// (cosign verify / verify-attestation).
     Verify(verify::VerifyCmd),
+    /// The run's OIDC identity: `identity whoami` prints the token source, its claims and
+    /// what each configured exchange returns.
+    Identity(identity::IdentityCmd),
     /// Check the OCI layout for damaged or missing blobs and stale temp files (--repair).
     Fsck(fsck::FsckCmd),
     /// Run every test, with the real local backends started first.
@@ -102,6 +106,7 @@ fn run() -> ExitCode {
         Command::Audit(cmd) => return cmd.run(),
         Command::Verify(cmd) => return cmd.run(),
         Command::Fsck(cmd) => return cmd.run(),
+        Command::Identity(cmd) => return cmd.run(),
         Command::Test(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
         Command::DenyAdvisories(cmd) => cmd.run(),

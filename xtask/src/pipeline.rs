@@ -85,7 +85,20 @@ impl PipelineCmd {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let actor = local_actor();
+        // The actor: the OIDC token's subject and run context when this run has a token
+        // (an identity that fails to resolve is reported by the pipeline's setup, recorded).
+        let actor = match runtime.block_on(config.identity()) {
+            Ok(identity) => {
+                for hint in &identity.hints {
+                    eprintln!("identity: {hint}");
+                }
+                if let Some(token) = &identity.token {
+                    logging::mask(token.token.expose());
+                }
+                identity.actor().unwrap_or_else(local_actor)
+            }
+            Err(_) => local_actor(),
+        };
         let commit = git_commit(config_path.parent().unwrap_or(Path::new(".")));
         let model_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
         // Tag with the commit only when the model directory is exactly that commit.

@@ -390,19 +390,6 @@ fn wharf_verifies_what_cosign_2_and_3_sign_and_attest_and_reads_their_keys() {
     }
 }
 
-/// The harness Sigstore's trust root, written to `scratch/trusted_root.json`.
-fn trusted_root(scratch: &Path, sigstore: &str) -> std::path::PathBuf {
-    let path = scratch.join("trusted_root.json");
-    let out = Command::new("curl")
-        .args(["-sSf", "-o"])
-        .arg(&path)
-        .arg(format!("{sigstore}/trusted_root.json"))
-        .output()
-        .unwrap();
-    ok(out, "downloading the trust root");
-    path
-}
-
 /// cosign keyless against the harness Sigstore: `--fulcio-url`, `--rekor-url`, the token
 /// and the trust root; cosign 3 with the service URLs from its flags, not a TUF signing
 /// config.

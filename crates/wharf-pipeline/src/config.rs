@@ -48,9 +48,92 @@ pub struct Config {
     /// `[deploy]`
     #[serde(default)]
     pub deploy: DeployConfig,
+    /// `[identity]`
+    #[serde(default)]
+    pub identity: IdentityConfig,
     /// The directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The identity `[identity]` resolves to, once per config.
+    #[serde(skip)]
+    pub(crate) resolved_identity: crate::identity::IdentityCell,
+}
+
+/// `[identity]`: where the run's OIDC ID token comes from and what it is exchanged for.
+/// With none of it, the token source is detected (see `wharf_identity::source`) and no
+/// exchange happens: the clouds' own default credential chains apply.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IdentityConfig {
+    /// `auto` (default: GitHub Actions, GitLab CI, token files and variables, in that
+    /// order), `github`, `gitlab`, `file`, `env`, or `none` (the local user, no token).
+    pub source: Option<String>,
+    /// `source = "file"`: the token file (a Kubernetes projected token), read at each use.
+    pub token_file: Option<PathBuf>,
+    /// `source = "env"`: the variable holding the token; `gitlab`: the `id_tokens` variable.
+    pub token_env: Option<String>,
+    /// `[identity.aws]`: assume a role with the token (STS AssumeRoleWithWebIdentity) for
+    /// every AWS call: ECR, S3 audit, KMS, EKS.
+    pub aws: Option<AwsIdentityConfig>,
+    /// `[identity.azure]`: Entra workload identity for Azure calls (AKS).
+    pub azure: Option<AzureIdentityConfig>,
+    /// `[identity.gcp]`: workload identity federation for Google Cloud calls (GKE).
+    pub gcp: Option<GcpIdentityConfig>,
+}
+
+/// `[identity.aws]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AwsIdentityConfig {
+    /// The role to assume: `arn:aws:iam::123456789012:role/NAME`.
+    pub role_arn: String,
+    /// The role session's name in CloudTrail (default `wharf-<CI run id>`).
+    pub session_name: Option<String>,
+    /// Requested lifetime, 900 to 43200 seconds (default STS's: 3600).
+    pub duration_seconds: Option<u64>,
+    /// The token's audience (default `sts.amazonaws.com`).
+    pub audience: Option<String>,
+    /// STS's region (default `AWS_REGION`, then `us-east-1`).
+    pub region: Option<String>,
+    /// STS at this URL (a VPC endpoint; default `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    /// STS's FIPS endpoint.
+    pub fips: Option<bool>,
+}
+
+/// `[identity.azure]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AzureIdentityConfig {
+    /// The Entra tenant (default `AZURE_TENANT_ID`).
+    pub tenant_id: Option<String>,
+    /// The application (client) id with the federated credential (default `AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Entra's authority (default `AZURE_AUTHORITY_HOST`, then the public cloud's).
+    pub authority_host: Option<String>,
+    /// The token's audience (default `api://AzureADTokenExchange`).
+    pub audience: Option<String>,
+}
+
+/// `[identity.gcp]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GcpIdentityConfig {
+    /// The workload identity provider:
+    /// `//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`.
+    pub provider: String,
+    /// A service account to impersonate (default: use the federated token itself).
+    pub service_account: Option<String>,
+    /// The token's audience (default `https://iam.googleapis.com/` + the provider).
+    pub token_audience: Option<String>,
+    /// Google STS's token URL (default `https://sts.googleapis.com/v1/token`).
+    pub sts_url: Option<String>,
+    /// IAM Credentials' URL (default `https://iamcredentials.googleapis.com`).
+    pub iam_url: Option<String>,
 }
 
 /// `[project]`

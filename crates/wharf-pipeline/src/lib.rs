@@ -41,6 +41,7 @@ mod aws;
 pub mod config;
 mod context;
 mod error;
+pub mod identity;
 mod pipeline;
 mod project;
 mod stage;
@@ -50,6 +51,7 @@ mod standard;
 pub use config::Config;
 pub use context::{RunContext, new_run_id};
 pub use error::PipelineError;
+pub use identity::Identity;
 pub use pipeline::{Pipeline, PipelineBuilder, RunReport, StageReport};
 pub use project::ProjectAuditLog;
 pub use stage::{Stage, StageOutcome};
@@ -63,6 +65,7 @@ pub use wharf_audit::FileAuditLog;
 // [`Stage`], wharf-core's types, and the governance config.
 pub use async_trait::async_trait;
 pub use wharf_core;
+pub use wharf_identity;
 pub use wharf_policy::GovernanceConfig;
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -104,7 +104,10 @@ impl Config {
     #[cfg(feature = "s3")]
     async fn open_s3(&self, bucket: &str, prefix: &str) -> wharf_core::Result<Box<dyn WormStore>> {
         use crate::config::LockModeConfig;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = self
+            .aws_sdk_config(None)
+            .await
+            .map_err(|e| Error::new(e.kind(), wharf_core::display_chain(&e)))?;
         let s3 = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(self.audit.force_path_style)
             .build();

@@ -52,11 +52,12 @@ pub struct RunOptions {
     /// `COSIGN_PASSWORD`). An empty password is none.
     pub key_password: Option<Secret>,
     /// The OIDC ID token for keyless signing (default: the variable `[sign] token_env`
-    /// names, `SIGSTORE_ID_TOKEN`).
+    /// names, `SIGSTORE_ID_TOKEN`; else the run's token source, `[identity]`, asked for
+    /// audience `sigstore`).
     pub id_token: Option<Secret>,
-    /// Credentials for the managed cluster `[deploy]` names: AWS for `eks` (default: the
-    /// AWS SDK's default chain), Azure for `aks`, Google for `gke` (no default yet: pass an
-    /// OIDC exchange, or any provider of short-lived tokens).
+    /// Credentials for the managed cluster `[deploy]` names: AWS for `eks`, Azure for
+    /// `aks`, Google for `gke` (default: the `[identity]` exchange for that cloud; for
+    /// `eks` without `[identity.aws]`, the AWS SDK's default chain).
     pub cloud_credentials: Option<Arc<dyn wharf_core::CloudCredentials>>,
 }
 
@@ -172,6 +173,9 @@ async fn standard_stages(
     builder: PipelineBuilder,
     notices: &mut Vec<String>,
 ) -> Result<PipelineBuilder, PipelineError> {
+    // An `[identity]` that cannot be resolved (no token for a configured exchange, a role
+    // ARN with a typo) refuses the run, whether or not a stage would have used it.
+    config.identity().await?;
     let manifest = options
         .manifest
         .clone()
@@ -343,10 +347,7 @@ async fn ecr_scanner(config: &Config) -> Result<Arc<dyn wharf_core::Scanner>, Pi
             ),
         )
     })?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region))
-        .load()
-        .await;
+    let sdk = config.aws_sdk_config(Some(&region)).await?;
     Ok(Arc::new(wharf_scan::ecr::EcrScanner::new(
         wharf_scan::ecr::Client::new(&sdk),
     )))
@@ -438,19 +439,21 @@ async fn kubernetes_target(
             )
         })
     };
-    let credentials = |cloud: &str| {
-        options.cloud_credentials.clone().ok_or_else(|| {
+    let identity = config.identity().await?;
+    let credentials =
+        |cloud: &str, table: &str, exchange: Option<Arc<dyn wharf_core::CloudCredentials>>| {
+            options.cloud_credentials.clone().or(exchange).ok_or_else(|| {
             setup(
                 "[deploy] target",
                 Error::new(
                     ErrorKind::Unauthenticated,
                     format!(
-                        "target = {target:?} needs {cloud} credentials: pass a CloudCredentials provider in RunOptions::cloud_credentials (wharf has no {cloud} credential chain of its own yet)"
+                        "target = {target:?} needs {cloud} credentials: configure {table} (workload identity from this run's OIDC token), or pass a CloudCredentials provider in RunOptions::cloud_credentials"
                     ),
                 ),
             )
         })
-    };
+        };
     let cluster = match target {
         "eks" => eks_target(config, options, workload).await?,
         "aks" => {
@@ -458,7 +461,14 @@ async fn kubernetes_target(
                 need("subscription", &d.subscription)?,
                 need("resource_group", &d.resource_group)?,
                 need("cluster", &d.cluster)?,
-                credentials("Azure")?,
+                credentials(
+                    "Azure",
+                    "[identity.azure]",
+                    identity
+                        .azure
+                        .clone()
+                        .map(|a| a as Arc<dyn wharf_core::CloudCredentials>),
+                )?,
             );
             if let Some(url) = &d.endpoint_url {
                 aks = aks.management_url(url);
@@ -472,7 +482,14 @@ async fn kubernetes_target(
                 need("project", &d.project)?,
                 need("location", &d.location)?,
                 need("cluster", &d.cluster)?,
-                credentials("Google Cloud")?,
+                credentials(
+                    "Google Cloud",
+                    "[identity.gcp]",
+                    identity
+                        .gcp
+                        .clone()
+                        .map(|g| g as Arc<dyn wharf_core::CloudCredentials>),
+                )?,
             );
             if let Some(url) = &d.endpoint_url {
                 gke = gke.api_url(url);
@@ -538,7 +555,7 @@ async fn eks_target(
             Error::invalid("target = \"eks\" needs [deploy] cluster, the EKS cluster's name"),
         )
     })?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = config.aws_sdk_config(None).await?;
     let region = d
         .region
         .clone()
@@ -551,9 +568,12 @@ async fn eks_target(
                 ),
             )
         })?;
-    let credentials = match &options.cloud_credentials {
-        Some(c) => c.clone(),
-        None => Arc::new(crate::aws::SdkChain::new(&sdk)?) as Arc<dyn wharf_core::CloudCredentials>,
+    let credentials = match (&options.cloud_credentials, &config.identity().await?.aws) {
+        (Some(c), _) => c.clone(),
+        (None, Some(role)) => role.clone() as Arc<dyn wharf_core::CloudCredentials>,
+        (None, None) => {
+            Arc::new(crate::aws::SdkChain::new(&sdk)?) as Arc<dyn wharf_core::CloudCredentials>
+        }
     };
     let mut eks = wharf_kube::cloud::Eks::new(name, region, credentials);
     if let Some(url) = d.endpoint_url.as_deref().or(sdk.endpoint_url()) {
@@ -731,7 +751,7 @@ impl Config {
         };
         let what = format!("[registry] url {url:?}");
         match self.ecr_region() {
-            Some(region) => ecr_registry(url, &region, ensure, notices)
+            Some(region) => ecr_registry(self, url, &region, ensure, notices)
                 .await
                 .map_err(|e| setup(format!("{what} (ECR in {region})"), e)),
             None => distribution_client(url).map_err(|e| setup(what, e)),
@@ -810,16 +830,17 @@ fn distribution_client(_url: &str) -> Result<Arc<dyn Registry>, Error> {
 /// a client whose credentials come from `GetAuthorizationToken`, refreshed before expiry.
 #[cfg(feature = "ecr")]
 async fn ecr_registry(
+    config: &Config,
     url: &str,
     region: &str,
     ensure: Option<&str>,
     notices: &mut Vec<String>,
 ) -> Result<Arc<dyn Registry>, Error> {
     use wharf_registry::ecr::{Ecr, RepositorySettings};
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_owned()))
-        .load()
-        .await;
+    let sdk = config
+        .aws_sdk_config(Some(region))
+        .await
+        .map_err(|e| Error::new(e.kind(), wharf_core::display_chain(&e)))?;
     let ecr = Ecr::new(&sdk).with_registry_endpoint(url);
     if let Some(repository) = ensure {
         let repo = ecr
@@ -835,6 +856,7 @@ async fn ecr_registry(
 
 #[cfg(not(feature = "ecr"))]
 async fn ecr_registry(
+    _config: &Config,
     _url: &str,
     _region: &str,
     _ensure: Option<&str>,
@@ -863,16 +885,19 @@ async fn sign_stage(
     let repository = config.repository();
     let docker_reference = config.docker_reference(&repository);
     let stage = match config.sign.key.as_deref() {
-        Some("keyless") => keyless_sign_stage(
-            config,
-            env,
-            options,
-            registry,
-            &repository,
-            docker_reference,
-        )?,
+        Some("keyless") => {
+            keyless_sign_stage(
+                config,
+                env,
+                options,
+                registry,
+                &repository,
+                docker_reference,
+            )
+            .await?
+        }
         Some(k) if k.starts_with("awskms://") => {
-            kms_sign_stage(k, registry, repository, docker_reference)
+            kms_sign_stage(config, k, registry, repository, docker_reference)
                 .await
                 .map_err(|e| setup(format!("[sign] key {k}"), e))?
         }
@@ -945,12 +970,16 @@ fn key_password(
 /// AWS environment (a web-identity role in CI).
 #[cfg(feature = "kms")]
 async fn kms_sign_stage(
+    config: &Config,
     reference: &str,
     registry: Arc<dyn Registry>,
     repository: String,
     docker_reference: String,
 ) -> Result<SignStage, Error> {
-    let sdk = aws_config::load_from_env().await;
+    let sdk = config
+        .aws_sdk_config(None)
+        .await
+        .map_err(|e| Error::new(e.kind(), wharf_core::display_chain(&e)))?;
     let key = wharf_sign::kms::KmsKey::connect(aws_sdk_kms::Client::new(&sdk), reference).await?;
     let public = key.public_key().clone();
     Ok(SignStage::new(
@@ -964,6 +993,7 @@ async fn kms_sign_stage(
 
 #[cfg(not(feature = "kms"))]
 async fn kms_sign_stage(
+    _config: &Config,
     _reference: &str,
     _registry: Arc<dyn Registry>,
     _repository: String,
@@ -976,9 +1006,10 @@ async fn kms_sign_stage(
 }
 
 /// `[sign] key = "keyless"`: Fulcio and Rekor (public-good unless configured) verified
-/// against the configured `trusted_root.json`, the OIDC token from the caller or
-/// `token_env`.
-fn keyless_sign_stage(
+/// against the configured `trusted_root.json`; the OIDC token from the caller, else
+/// `token_env`, else the run's token source (`[identity]`: GitHub Actions, GitLab…), asked
+/// for audience `sigstore` at each exchange.
+async fn keyless_sign_stage(
     config: &Config,
     env: Environment,
     options: &RunOptions,
@@ -1002,15 +1033,45 @@ fn keyless_sign_stage(
         .map_err(|e| setup(&root_what, e))?;
     let token_env = s.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
     let token = match &options.id_token {
-        Some(token) => token.clone(),
-        None => Secret::new(std::env::var(token_env).map_err(|_| {
-            setup(
-                keyless,
-                Error::invalid(format!(
-                    "no OIDC ID token in {token_env}; in CI, request one with audience \"sigstore\" and export it there"
-                )),
-            )
-        })?),
+        Some(token) => Some(token.clone()),
+        None => std::env::var(token_env)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(Secret::new),
+    };
+    /// Where the keyless token comes from.
+    enum Token {
+        Fixed(Secret),
+        Source(Arc<dyn wharf_core::IdTokenSource>),
+    }
+    let missing = |why: &str| {
+        setup(
+            keyless,
+            Error::new(
+                ErrorKind::Unauthenticated,
+                format!("no OIDC ID token in {token_env}{why}"),
+            ),
+        )
+    };
+    let token = match token {
+        Some(token) => Token::Fixed(token),
+        // A variable the config names is the only place looked at.
+        None if s.token_env.is_some() => {
+            return Err(missing(": export the ID token (audience \"sigstore\") there"));
+        }
+        None => Token::Source(
+            config
+                .identity()
+                .await?
+                .source
+                .as_ref()
+                .map(|d| d.source.clone())
+                .ok_or_else(|| {
+                    missing(
+                        " and no other token source: in GitHub Actions give the job `permissions: id-token: write`, in GitLab CI add `id_tokens` with `aud: sigstore`, elsewhere export one (audience \"sigstore\") in SIGSTORE_ID_TOKEN",
+                    )
+                })?,
+        ),
     };
     let identity = match (&s.identity, &s.issuer) {
         (Some(subject), Some(issuer)) => Some(wharf_sign::fulcio::Identity::exact(subject, issuer)),
@@ -1034,14 +1095,24 @@ fn keyless_sign_stage(
         root,
     )
     .map_err(|e| setup(keyless, e))?;
-    Ok(SignStage::keyless(
-        registry,
-        repository,
-        docker_reference,
-        Arc::new(sigstore),
-        token,
-        identity,
-    ))
+    Ok(match token {
+        Token::Fixed(token) => SignStage::keyless(
+            registry,
+            repository,
+            docker_reference,
+            Arc::new(sigstore),
+            token,
+            identity,
+        ),
+        Token::Source(source) => SignStage::keyless_from_source(
+            registry,
+            repository,
+            docker_reference,
+            Arc::new(sigstore),
+            source,
+            identity,
+        ),
+    })
 }
 
 #[cfg(test)]

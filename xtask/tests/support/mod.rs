@@ -35,6 +35,21 @@ pub(crate) fn xtask(scratch: &Path, subcommand: &str) -> Command {
         .env("COSIGN_PASSWORD", TEST_KEY_PASSWORD)
         .env("WHARF__REGISTRY__LAYOUT", scratch.join("oci"))
         .env("WHARF__DEPLOY__GITOPS_REPO", scratch.join("gitops"));
+    // The test runner's own OIDC identity (a CI job's) is not the runs': each test gives
+    // the token sources it means.
+    for var in [
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "GITHUB_ACTIONS",
+        "GITLAB_CI",
+        "WHARF_ID_TOKEN",
+        "WHARF_ID_TOKEN_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "SIGSTORE_ID_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
@@ -105,4 +120,21 @@ pub(crate) fn id_token(extra: &[(&str, &str)]) -> String {
         base64url(claims.to_string().as_bytes()),
         base64url(b"sig")
     )
+}
+
+/// The harness Sigstore's trust root, written to `scratch/trusted_root.json`.
+pub(crate) fn trusted_root(scratch: &Path, sigstore: &str) -> PathBuf {
+    let path = scratch.join("trusted_root.json");
+    let out = Command::new("curl")
+        .args(["-sSf", "-o"])
+        .arg(&path)
+        .arg(format!("{sigstore}/trusted_root.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "downloading the trust root: {}",
+        show(&out)
+    );
+    path
 }

@@ -11,6 +11,6 @@ pub use governance::GovernanceStage;
 pub use package::{BaseImageRef, PackageStage, TagPolicy};
 pub use scan::{SCANNERS, ScanSource, ScanStage, gate_policy};
 pub use sign::{
-    AttestStage, SBOM_OUTPUT, SCAN_OUTPUT, SignFormat, SignStage, VERIFIED_OUTPUT,
-    VerifySignatureStage,
+    AttestStage, SBOM_OUTPUT, SCAN_OUTPUT, SIGSTORE_AUDIENCE, SignFormat, SignStage,
+    VERIFIED_OUTPUT, VerifySignatureStage,
 };

@@ -37,19 +37,40 @@ enum Credentials {
     /// against `identity`, or (when `None`) the identity the sign stage's certificate named.
     Keyless {
         sigstore: Arc<Sigstore>,
-        token: Secret,
+        token: KeylessToken,
         identity: Option<Identity>,
     },
 }
+
+/// The OIDC token keyless signing exchanges with Fulcio.
+#[derive(Clone)]
+enum KeylessToken {
+    /// One token, given by the caller.
+    Fixed(Secret),
+    /// A fresh token for audience `sigstore` at every exchange (GitHub Actions, GitLab…).
+    Source(Arc<dyn wharf_core::IdTokenSource>),
+}
+
+impl KeylessToken {
+    async fn get(&self) -> wharf_core::Result<Secret> {
+        match self {
+            KeylessToken::Fixed(token) => Ok(token.clone()),
+            KeylessToken::Source(source) => Ok(source.id_token(SIGSTORE_AUDIENCE).await?.token),
+        }
+    }
+}
+
+/// The audience Fulcio expects ID tokens to have.
+pub const SIGSTORE_AUDIENCE: &str = "sigstore";
 
 impl Credentials {
     /// A keyless session, checked against the configured identity.
     async fn session<'a>(
         sigstore: &'a Sigstore,
-        token: &Secret,
+        token: &KeylessToken,
         identity: Option<&Identity>,
     ) -> wharf_core::Result<KeylessSession<'a>> {
-        let session = sigstore.session(token).await?;
+        let session = sigstore.session(&token.get().await?).await?;
         if let Some(want) = identity
             && !want.accepts(session.identity())
         {
@@ -181,7 +202,28 @@ impl SignStage {
             target: Target::new(registry, repository.into(), docker_reference.into()),
             credentials: Credentials::Keyless {
                 sigstore,
-                token,
+                token: KeylessToken::Fixed(token),
+                identity,
+            },
+        }
+    }
+
+    /// Sign keylessly as [`SignStage::keyless`] does, with a fresh token for audience
+    /// `sigstore` from `source` at each exchange — GitHub Actions' keyless signing with no
+    /// variable set by hand.
+    pub fn keyless_from_source(
+        registry: Arc<dyn Registry>,
+        repository: impl Into<String>,
+        docker_reference: impl Into<String>,
+        sigstore: Arc<Sigstore>,
+        source: Arc<dyn wharf_core::IdTokenSource>,
+        identity: Option<Identity>,
+    ) -> Self {
+        Self {
+            target: Target::new(registry, repository.into(), docker_reference.into()),
+            credentials: Credentials::Keyless {
+                sigstore,
+                token: KeylessToken::Source(source),
                 identity,
             },
         }
