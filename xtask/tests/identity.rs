@@ -406,3 +406,114 @@ fn bad_identity_settings_are_refused_in_one_line() {
         .count();
     assert_eq!(records, 4, "every refusal is recorded");
 }
+
+/// The managed-cluster targets take their cloud's exchange: EKS signs with the role STS
+/// returned (asked once; moto's EKS answers that the cluster does not exist), AKS asks Entra
+/// and GKE asks Google STS with the job's token — each stand-in here refusing as the real
+/// service does (AADSTS700213 as in Azure/login#482; the attribute condition as in
+/// google-github-actions/auth#211), and the refusal reaching the user in one line.
+#[test]
+fn managed_clusters_use_the_configured_exchange() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (gh_url, gh_seen) = github();
+    let (sts_url, sts_seen) = sts();
+    let pipeline = || {
+        let mut cmd = xtask(scratch.path(), "pipeline");
+        cmd.env("ACTIONS_ID_TOKEN_REQUEST_URL", &gh_url)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN)
+            .env("WHARF__DEPLOY__CLUSTER", "scoring")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    };
+    let out = pipeline()
+        .env("WHARF__DEPLOY__TARGET", "eks")
+        .env("WHARF__DEPLOY__REGION", "eu-west-1")
+        .env("WHARF__DEPLOY__ENDPOINT_URL", backend("WHARF_TEST_MOTO"))
+        .env("WHARF__IDENTITY__AWS__ROLE_ARN", ROLE)
+        .env("AWS_ENDPOINT_URL_STS", &sts_url)
+        .output()
+        .unwrap();
+    let all = show(&out);
+    assert!(
+        all.contains(
+            "DescribeCluster of EKS cluster scoring in eu-west-1: ResourceNotFoundException"
+        ),
+        "{all}"
+    );
+    assert_eq!(
+        sts_seen.lock().unwrap().len(),
+        1,
+        "the role was assumed for EKS"
+    );
+    assert!(
+        !all.contains(STS_SECRET) && !all.contains(STS_SESSION),
+        "{all}"
+    );
+
+    let (entra, entra_seen) = serve(|_, _| {
+        (401, "application/json; charset=utf-8", serde_json::json!({
+        "error": "invalid_client",
+        "error_description": format!("AADSTS700213: No matching federated identity record found for presented assertion subject '{SUB}'. Check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation Trace ID: 4ef9c26a-e731-4572-b4d3-f8c0e6362200 Correlation ID: 731cf9a5-5359-45d2-b058-4f8f2570e1fc Timestamp: 2026-12-06 10:00:00Z"),
+        "error_codes": [700213], "timestamp": "2026-12-06 10:00:00Z",
+        "trace_id": "4ef9c26a-e731-4572-b4d3-f8c0e6362200", "correlation_id": "731cf9a5-5359-45d2-b058-4f8f2570e1fc",
+        "error_uri": "https://login.microsoftonline.com/error?code=700213"}).to_string())
+    });
+    let out = pipeline()
+        .env("WHARF__DEPLOY__TARGET", "aks")
+        .env(
+            "WHARF__DEPLOY__SUBSCRIPTION",
+            "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
+        )
+        .env("WHARF__DEPLOY__RESOURCE_GROUP", "ml-prod")
+        .env(
+            "WHARF__IDENTITY__AZURE__TENANT_ID",
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        )
+        .env(
+            "WHARF__IDENTITY__AZURE__CLIENT_ID",
+            "6e9e3b26-6c3a-4b8f-9a4e-0c5d1f1f1a11",
+        )
+        .env("WHARF__IDENTITY__AZURE__AUTHORITY_HOST", &entra)
+        .output()
+        .unwrap();
+    let all = show(&out);
+    assert!(
+        all.contains("AADSTS700213") && all.contains(&format!("subject \"{SUB}\" (exact match)")),
+        "{all}"
+    );
+    assert!(
+        entra_seen.lock().unwrap()[0].contains("client_assertion="),
+        "Entra got the job's token"
+    );
+
+    let (google, google_seen) = serve(|_, _| {
+        (400, "application/json; charset=UTF-8",
+        r#"{"error":"unauthorized_client","error_description":"The given credential is rejected by the attribute condition."}"#.to_owned())
+    });
+    let out = pipeline()
+        .env("WHARF__DEPLOY__TARGET", "gke")
+        .env("WHARF__DEPLOY__PROJECT", "acme-ml")
+        .env("WHARF__DEPLOY__LOCATION", "europe-west4")
+        .env("WHARF__IDENTITY__GCP__PROVIDER", "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/ci/providers/github")
+        .env("WHARF__IDENTITY__GCP__STS_URL", format!("{google}/v1/token"))
+        .output()
+        .unwrap();
+    let all = show(&out);
+    assert!(
+        all.contains("rejected by the attribute condition")
+            && all.contains("repository=acme/models"),
+        "{all}"
+    );
+    assert!(google_seen.lock().unwrap()[0].contains("subject_token="));
+    let asked = gh_seen.lock().unwrap().join("\n");
+    for aud in [
+        "audience=api%3A%2F%2FAzureADTokenExchange",
+        "audience=https%3A%2F%2Fiam.googleapis.com%2Fprojects%2F123456",
+    ] {
+        assert!(asked.contains(aud), "{aud} not asked: {asked}");
+    }
+    assert!(!all.contains(REQUEST_TOKEN) && !all.contains(JWT_SIG));
+}

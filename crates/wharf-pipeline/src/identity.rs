@@ -1,10 +1,13 @@
 //! `[identity]`: the run's OIDC token source, the actor it names, and the exchanges every
-//! cloud call of the standard pipeline uses — resolved once per [`Config`].
+//! cloud call of the standard pipeline uses — resolved once per [`Config`]. Without the
+//! `identity` feature there is no token source and runs are the local user's; an
+//! `[identity]` that asks for more is refused, naming the feature.
 
 use std::fmt;
 use std::sync::Arc;
 
-use wharf_core::{Actor, Error, ErrorKind, IdToken};
+use wharf_core::{Actor, Error, ErrorKind, IdToken, IdTokenSource};
+#[cfg(feature = "identity")]
 use wharf_identity::source::{self, Detected, Env};
 
 use crate::standard::setup;
@@ -14,6 +17,7 @@ use crate::{Config, PipelineError};
 #[non_exhaustive]
 pub struct Identity {
     /// The token source, when there is one.
+    #[cfg(feature = "identity")]
     pub source: Option<Detected>,
     /// A token read from it when the identity was resolved, for the actor (its claims; the
     /// token itself is a secret and is never recorded).
@@ -25,22 +29,24 @@ pub struct Identity {
     #[cfg(feature = "aws-identity")]
     pub aws: Option<Arc<wharf_identity::aws::AwsWebIdentity>>,
     /// `[identity.azure]`: Entra access tokens (AKS).
+    #[cfg(feature = "identity")]
     pub azure: Option<Arc<wharf_identity::azure::AzureWorkloadIdentity>>,
     /// `[identity.gcp]`: Google access tokens (GKE).
+    #[cfg(feature = "identity")]
     pub gcp: Option<Arc<wharf_identity::gcp::GcpWorkloadIdentity>>,
 }
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Identity");
+        d.field("token", &self.token).field("hints", &self.hints);
+        #[cfg(feature = "identity")]
         d.field("source", &self.source.as_ref().map(|s| &s.description))
-            .field("token", &self.token)
-            .field("hints", &self.hints);
+            .field("azure", &self.azure)
+            .field("gcp", &self.gcp);
         #[cfg(feature = "aws-identity")]
         d.field("aws", &self.aws);
-        d.field("azure", &self.azure)
-            .field("gcp", &self.gcp)
-            .finish()
+        d.finish()
     }
 }
 
@@ -50,8 +56,41 @@ impl Identity {
         self.token.as_ref().map(IdToken::actor)
     }
 
+    /// The token source, for what asks it for tokens of its own (keyless signing).
+    pub fn token_source(&self) -> Option<Arc<dyn IdTokenSource>> {
+        #[cfg(feature = "identity")]
+        return self.source.as_ref().map(|d| d.source.clone());
+        #[cfg(not(feature = "identity"))]
+        None
+    }
+
+    /// Without the `identity` feature: no token source; an `[identity]` that names one or
+    /// an exchange is refused.
+    #[cfg(not(feature = "identity"))]
+    pub async fn resolve(config: &Config) -> Result<Self, PipelineError> {
+        let c = &config.identity;
+        let wants = !matches!(c.source.as_deref(), None | Some("auto") | Some("none"))
+            || c.aws.is_some()
+            || c.azure.is_some()
+            || c.gcp.is_some();
+        if wants {
+            return Err(setup(
+                "[identity]",
+                Error::new(
+                    ErrorKind::Unsupported,
+                    "OIDC token sources and exchanges need wharf-pipeline's `identity` feature (cargo xtask pipeline has it)",
+                ),
+            ));
+        }
+        Ok(Self {
+            token: None,
+            hints: Vec::new(),
+        })
+    }
+
     /// Resolve `config`'s `[identity]` in `env`: detect or open the token source, read a
     /// token for the actor, and set up each configured exchange.
+    #[cfg(feature = "identity")]
     pub async fn resolve(config: &Config, env: &Env) -> Result<Self, PipelineError> {
         let c = &config.identity;
         let source = match c.source.as_deref() {
@@ -168,6 +207,7 @@ impl Identity {
         Ok(me)
     }
 
+    #[cfg(feature = "identity")]
     fn without_token(hints: Vec<String>) -> Self {
         Self {
             source: None,
@@ -182,6 +222,7 @@ impl Identity {
 
     /// The session name: `[identity.aws] session_name`, else `wharf-<run id>[-<attempt>]`
     /// from the token, else `wharf-<project>`.
+    #[cfg(feature = "aws-identity")]
     fn session_name(&self, config: &Config, configured: Option<&str>) -> String {
         if let Some(name) = configured {
             return name.to_owned();
@@ -234,7 +275,7 @@ impl Identity {
         Ok(())
     }
 
-    #[cfg(not(feature = "aws-identity"))]
+    #[cfg(all(feature = "identity", not(feature = "aws-identity")))]
     fn set_aws(
         &mut self,
         _config: &Config,
@@ -276,7 +317,11 @@ impl Config {
         self.resolved_identity
             .0
             .get_or_try_init(|| async {
-                Identity::resolve(self, &Env::process()).await.map(Arc::new)
+                #[cfg(feature = "identity")]
+                let resolved = Identity::resolve(self, &Env::process()).await;
+                #[cfg(not(feature = "identity"))]
+                let resolved = Identity::resolve(self).await;
+                resolved.map(Arc::new)
             })
             .await
             .cloned()

@@ -65,6 +65,7 @@ pub use wharf_audit::FileAuditLog;
 // [`Stage`], wharf-core's types, and the governance config.
 pub use async_trait::async_trait;
 pub use wharf_core;
+#[cfg(feature = "identity")]
 pub use wharf_identity;
 pub use wharf_policy::GovernanceConfig;
 

@@ -1063,9 +1063,7 @@ async fn keyless_sign_stage(
             config
                 .identity()
                 .await?
-                .source
-                .as_ref()
-                .map(|d| d.source.clone())
+                .token_source()
                 .ok_or_else(|| {
                     missing(
                         " and no other token source: in GitHub Actions give the job `permissions: id-token: write`, in GitLab CI add `id_tokens` with `aud: sigstore`, elsewhere export one (audience \"sigstore\") in SIGSTORE_ID_TOKEN",
