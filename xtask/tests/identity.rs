@@ -162,17 +162,7 @@ fn a_github_actions_run_assumes_the_role_signs_keylessly_and_leaks_nothing() {
     let (gh_url, gh_seen) = github();
     let (sts_url, sts_seen) = sts();
     let bucket = format!("wharf-identity-{}", std::process::id());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&moto)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto_s3(&moto);
     let rt = runtime();
     rt.block_on(
         s3.create_bucket()

@@ -82,17 +82,7 @@ fn verbose_logs_never_show_aws_credentials() {
         .enable_all()
         .build()
         .unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&moto)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto_s3(&moto);
     rt.block_on(async {
         s3.create_bucket()
             .bucket(&bucket)

@@ -235,29 +235,25 @@ async fn bad_settings_and_unreachable_sts_are_one_line() {
         .unwrap_err();
     assert!(e.to_string().contains("900 to 43200"), "{e}");
 
-    let role = AwsWebIdentity::builder(github_token("sts.amazonaws.com"), ROLE)
-        .endpoint_url(closed_port())
-        .build()
-        .unwrap();
-    let e = role
-        .credentials(&CredentialOptions::default())
-        .await
-        .unwrap_err();
+    // STS nowhere to be reached; and a token for another audience, which never reaches it.
+    let against_closed_port = |aud: &str| {
+        let role = AwsWebIdentity::builder(github_token(aud), ROLE)
+            .endpoint_url(closed_port())
+            .build()
+            .unwrap();
+        async move {
+            role.credentials(&CredentialOptions::default())
+                .await
+                .unwrap_err()
+        }
+    };
+    let e = against_closed_port("sts.amazonaws.com").await;
     assert_eq!(e.kind(), ErrorKind::Transient);
     assert!(
         e.to_string().contains("is unreachable") && !e.to_string().contains(CANARY),
         "{e}"
     );
-
-    // A token for another audience never reaches STS.
-    let role = AwsWebIdentity::builder(github_token("sigstore"), ROLE)
-        .endpoint_url(closed_port())
-        .build()
-        .unwrap();
-    let e = role
-        .credentials(&CredentialOptions::default())
-        .await
-        .unwrap_err();
+    let e = against_closed_port("sigstore").await;
     assert!(
         e.to_string()
             .contains("is for audience [\"sigstore\"], not \"sts.amazonaws.com\""),

@@ -138,3 +138,18 @@ pub(crate) fn trusted_root(scratch: &Path, sigstore: &str) -> PathBuf {
     );
     path
 }
+
+/// An S3 client for moto at `moto` (path-style; moto takes any credentials).
+pub(crate) fn moto_s3(moto: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(moto)
+            .force_path_style(true)
+            .build(),
+    )
+}

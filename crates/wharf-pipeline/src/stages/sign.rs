@@ -198,14 +198,14 @@ impl SignStage {
         token: Secret,
         identity: Option<Identity>,
     ) -> Self {
-        Self {
-            target: Target::new(registry, repository.into(), docker_reference.into()),
-            credentials: Credentials::Keyless {
-                sigstore,
-                token: KeylessToken::Fixed(token),
-                identity,
-            },
-        }
+        Self::keyless_with(
+            registry,
+            repository.into(),
+            docker_reference.into(),
+            sigstore,
+            KeylessToken::Fixed(token),
+            identity,
+        )
     }
 
     /// Sign keylessly as [`SignStage::keyless`] does, with a fresh token for audience
@@ -219,11 +219,29 @@ impl SignStage {
         source: Arc<dyn wharf_core::IdTokenSource>,
         identity: Option<Identity>,
     ) -> Self {
+        Self::keyless_with(
+            registry,
+            repository.into(),
+            docker_reference.into(),
+            sigstore,
+            KeylessToken::Source(source),
+            identity,
+        )
+    }
+
+    fn keyless_with(
+        registry: Arc<dyn Registry>,
+        repository: String,
+        docker_reference: String,
+        sigstore: Arc<Sigstore>,
+        token: KeylessToken,
+        identity: Option<Identity>,
+    ) -> Self {
         Self {
-            target: Target::new(registry, repository.into(), docker_reference.into()),
+            target: Target::new(registry, repository, docker_reference),
             credentials: Credentials::Keyless {
                 sigstore,
-                token: KeylessToken::Source(source),
+                token,
                 identity,
             },
         }
