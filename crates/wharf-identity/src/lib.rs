@@ -75,7 +75,7 @@ pub(crate) fn system_clock() -> Arc<dyn Clock> {
 /// Credentials are asked for again when they have less than this left.
 pub const REFRESH_MARGIN: time::Duration = time::Duration::minutes(5);
 
-/// The README's example (it needs the `aws` feature), compiled as a doctest.
+/// The README's example (it needs the `aws` feature), run as a doctest.
 #[cfg(all(doctest, feature = "aws"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
