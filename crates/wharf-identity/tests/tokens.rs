@@ -7,7 +7,9 @@
 mod support;
 
 use serde_json::json;
-use support::{CANARY, ManualClock, closed_port, github_claims, serve, signed_jwt, t0};
+use support::{
+    CANARY, ManualClock, closed_port, github_claims, live_claims, serve, signed_jwt, t0,
+};
 use wharf_core::record::ActorKind;
 use wharf_core::{ErrorKind, IdTokenSource, Secret};
 use wharf_identity::jwt;
@@ -240,7 +242,7 @@ async fn github_actions_failures_name_the_variable_and_the_permission() {
 #[tokio::test]
 async fn gitlab_id_tokens_are_chosen_by_audience() {
     let gl = |aud: &str| {
-        let mut c = github_claims(aud);
+        let mut c = live_claims(aud);
         c["iss"] = json!("https://gitlab.example.com");
         signed_jwt(&c)
     };
@@ -305,7 +307,7 @@ async fn token_files_are_read_at_every_use() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     let claims = |sub: &str| {
-        let mut c = github_claims("sts.amazonaws.com");
+        let mut c = live_claims("sts.amazonaws.com");
         c["iss"] =
             json!("https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE");
         c["sub"] = json!(sub);
@@ -340,7 +342,7 @@ async fn token_files_are_read_at_every_use() {
         "{e}"
     );
 
-    let clock = ManualClock::at(t0() + time::Duration::hours(2));
+    let clock = ManualClock::at(time::OffsetDateTime::now_utc() + time::Duration::hours(2));
     std::fs::write(&path, claims("x")).unwrap();
     let e = TokenFile::new(&path)
         .with_clock(clock)

@@ -67,9 +67,19 @@ pub fn signed_jwt(claims: &Value) -> String {
 
 /// The claims of a GitHub Actions ID token for a job in environment `prod` (shape from
 /// GitHub's "About security hardening with OpenID Connect" example token), for `aud`,
-/// expiring an hour after [`t0`].
+/// expiring an hour after [`t0`] — for tests that read it with a [`ManualClock`].
 pub fn github_claims(aud: &str) -> Value {
-    let iat = t0().unix_timestamp();
+    claims_issued_at(aud, t0())
+}
+
+/// [`github_claims`] issued now, for sources that read the system clock (what
+/// `source::detect` builds): a token issued at [`t0`] has long expired by the time CI runs.
+pub fn live_claims(aud: &str) -> Value {
+    claims_issued_at(aud, OffsetDateTime::now_utc())
+}
+
+fn claims_issued_at(aud: &str, iat: OffsetDateTime) -> Value {
+    let iat = iat.unix_timestamp();
     serde_json::json!({
         "jti": "example-id",
         "sub": "repo:Acme/models:environment:prod",
