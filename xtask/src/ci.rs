@@ -89,11 +89,18 @@ impl Counts {
     }
 }
 
-/// Run `cargo test`, streaming its output, and sum the per-binary results.
+/// Run `cargo test` (every test binary, even after one fails: a CI run names every failure),
+/// streaming its output, and sum the per-binary results.
 fn cargo_test(sh: &Shell, env: &[(String, String)], extra: &[String]) -> anyhow::Result<Counts> {
     use std::io::BufRead;
     let mut child = std::process::Command::new("cargo")
-        .args(["test", "--workspace", "--locked", "--all-features"])
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--all-features",
+            "--no-fail-fast",
+        ])
         .args(extra)
         .current_dir(sh.current_dir())
         .envs(env.iter().map(|(k, v)| (k, v)))
