@@ -80,7 +80,8 @@ impl IdentityCmd {
                 &format!("{} (in {left} min)", rfc3339(token.expires_at)),
             );
             field("actor", &token.actor().to_string());
-            println!("claims");
+            // Decoded for the reader; the cloud that accepts the token checks its signature.
+            println!("claims     (decoded, not verified: the cloud checks the signature)");
             for (name, value) in claims.all() {
                 let shown = match value {
                     serde_json::Value::String(s) => s.clone(),

@@ -301,6 +301,7 @@ fn whoami_shows_the_token_and_what_each_exchange_returns() {
         &[
             "source     GitHub Actions",
             &format!("actor      {SUB} ({TOKEN_ISSUER})"),
+            "claims     (decoded, not verified: the cloud checks the signature)",
             "  run_id                 8812345678",
             "  aud                    sts.amazonaws.com",
             "aws        role arn:aws:iam::123456789012:role/wharf-ci -> arn:aws:sts::123456789012:assumed-role/wharf-ci/wharf-8812345678-1 until 2099-01-01T00:00:00Z",
