@@ -17,8 +17,8 @@ use wharf_sign::attest::{MODEL_EVALUATION_V1, SLSA_PROVENANCE_V1};
 
 use crate::project::project_builder;
 use crate::stages::{
-    AttestStage, BaseImageRef, DeployStage, GovernanceStage, PackageStage, ScanSource, ScanStage,
-    SignFormat, SignStage, TagPolicy,
+    AttestStage, BaseImageRef, DeployStage, GovernanceStage, KeylessToken, PackageStage,
+    ScanSource, ScanStage, SignFormat, SignStage, TagPolicy,
 };
 use crate::{Config, Pipeline, PipelineBuilder, PipelineError, RunContext, Stage, StageOutcome};
 
@@ -1039,11 +1039,6 @@ async fn keyless_sign_stage(
             .filter(|t| !t.trim().is_empty())
             .map(Secret::new),
     };
-    /// Where the keyless token comes from.
-    enum Token {
-        Fixed(Secret),
-        Source(Arc<dyn wharf_core::IdTokenSource>),
-    }
     let missing = |why: &str| {
         setup(
             keyless,
@@ -1054,12 +1049,12 @@ async fn keyless_sign_stage(
         )
     };
     let token = match token {
-        Some(token) => Token::Fixed(token),
+        Some(token) => KeylessToken::Fixed(token),
         // A variable the config names is the only place looked at.
         None if s.token_env.is_some() => {
             return Err(missing(": export the ID token (audience \"sigstore\") there"));
         }
-        None => Token::Source(
+        None => KeylessToken::Source(
             config
                 .identity()
                 .await?
@@ -1093,24 +1088,14 @@ async fn keyless_sign_stage(
         root,
     )
     .map_err(|e| setup(keyless, e))?;
-    Ok(match token {
-        Token::Fixed(token) => SignStage::keyless(
-            registry,
-            repository,
-            docker_reference,
-            Arc::new(sigstore),
-            token,
-            identity,
-        ),
-        Token::Source(source) => SignStage::keyless_from_source(
-            registry,
-            repository,
-            docker_reference,
-            Arc::new(sigstore),
-            source,
-            identity,
-        ),
-    })
+    Ok(SignStage::keyless_with(
+        registry,
+        repository.to_owned(),
+        docker_reference,
+        Arc::new(sigstore),
+        token,
+        identity,
+    ))
 }
 
 #[cfg(test)]

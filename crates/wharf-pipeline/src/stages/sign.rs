@@ -44,7 +44,7 @@ enum Credentials {
 
 /// The OIDC token keyless signing exchanges with Fulcio.
 #[derive(Clone)]
-enum KeylessToken {
+pub(crate) enum KeylessToken {
     /// One token, given by the caller.
     Fixed(Secret),
     /// A fresh token for audience `sigstore` at every exchange (GitHub Actions, GitLab…).
@@ -229,7 +229,9 @@ impl SignStage {
         )
     }
 
-    fn keyless_with(
+    /// Sign keylessly with `token`: [`SignStage::keyless`] and
+    /// [`SignStage::keyless_from_source`] in one, for the standard pipeline.
+    pub(crate) fn keyless_with(
         registry: Arc<dyn Registry>,
         repository: String,
         docker_reference: String,
